@@ -1,0 +1,43 @@
+# Modelyard — one Makefile for people and CI.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+HOST    ?= 127.0.0.1
+PORT    ?= 8000
+
+.PHONY: venv serve test lint typecheck unit bench demo clean
+
+venv: $(STAMP)
+
+# torch is installed first and pinned, so that no multi-GB CUDA build is pulled on a CPU machine.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+serve: venv
+	$(BIN)/modelyard serve --host $(HOST) --port $(PORT)
+
+lint: venv
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: venv
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest -q
+
+test: lint typecheck unit
+
+bench: venv
+	$(BIN)/python -m bench
+
+demo: venv
+	$(BIN)/modelyard demo
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,22 @@
+"""Run every benchmark in turn and print its table."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench import transfer
+
+SUITES = {"transfer": transfer.main}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Modelyard benchmarks")
+    parser.add_argument("suites", nargs="*", default=list(SUITES), choices=list(SUITES))
+    args = parser.parse_args()
+    for name in args.suites:
+        print(f"\n=== {name} ===", flush=True)
+        SUITES[name]()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Dependencies shared by the routers: the platform and the authenticated caller."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from modelyard.auth.access import Caller
+from modelyard.platform import Platform
+
+bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer my_...`")
+
+
+def get_platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+PlatformDep = Annotated[Platform, Depends(get_platform)]
+
+
+def get_caller(
+    platform: PlatformDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Caller:
+    """The principal behind the request's API key (401 without a valid one)."""
+    return platform.auth.authenticate(credentials.credentials if credentials else None)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
+Offset = Annotated[int, Query(ge=0, description="Items to skip.")]

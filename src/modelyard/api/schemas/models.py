@@ -1,0 +1,104 @@
+"""Models, versions and aliases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ConfigDict, Field
+
+from modelyard.api.schemas.common import PrincipalRef, Schema, UtcDatetime
+from modelyard.db.tables import Model, ModelVersion
+
+
+class ModelCreate(Schema):
+    name: str = Field(description="Unique on the server.")
+    task: str | None = Field(default=None, examples=["classification"])
+    description: str = ""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "digits-mlp", "task": "classification"}]}
+    )
+
+
+class ModelUpdate(Schema):
+    task: str | None = None
+    description: str | None = None
+
+
+class ModelOut(Schema):
+    id: str
+    name: str
+    task: str | None
+    description: str
+    owner: PrincipalRef
+    public: bool
+    latest_version: int | None
+    aliases: dict[str, int]
+    created_at: UtcDatetime
+
+    @classmethod
+    def of(cls, row: Model, latest: int | None, aliases: dict[str, int]) -> ModelOut:
+        return cls(
+            id=row.id,
+            name=row.name,
+            task=row.task,
+            description=row.description,
+            owner=PrincipalRef.of(row.owner),
+            public=row.public,
+            latest_version=latest,
+            aliases=aliases,
+            created_at=row.created_at,
+        )
+
+
+class Lineage(Schema):
+    dataset: str | None = Field(description="Id of the data set it was trained on.")
+    job: str | None = Field(description="Id of the job that made it.")
+    parent_version: int | None
+
+
+class VersionOut(Schema):
+    id: str
+    model: str
+    version: int
+    format: str
+    sha256: str
+    size: int
+    spec: dict[str, Any] | None
+    signature: dict[str, Any] | None
+    metrics: dict[str, Any]
+    params: dict[str, Any]
+    description: str
+    lineage: Lineage
+    created_by: PrincipalRef
+    created_at: UtcDatetime
+
+    @classmethod
+    def of(cls, row: ModelVersion, model_name: str) -> VersionOut:
+        return cls(
+            id=row.id,
+            model=model_name,
+            version=row.version,
+            format=row.format,
+            sha256=row.sha256,
+            size=row.size,
+            spec=row.spec,
+            signature=row.signature,
+            metrics=row.metrics,
+            params=row.params,
+            description=row.description,
+            lineage=Lineage(
+                dataset=row.dataset_id, job=row.job_id, parent_version=row.parent_version
+            ),
+            created_by=PrincipalRef.of(row.created_by),
+            created_at=row.created_at,
+        )
+
+
+class AliasSet(Schema):
+    version: int = Field(ge=1)
+
+
+class AliasOut(Schema):
+    alias: str
+    version: int

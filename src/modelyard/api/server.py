@@ -1,0 +1,49 @@
+"""Starting a server process: build the platform, create the first admin key, run uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from modelyard.api.app import create_app
+from modelyard.config import Settings
+from modelyard.platform import Platform
+
+log = logging.getLogger("modelyard.server")
+
+
+def announce_key(secret: str, from_settings: bool) -> None:
+    """Print the admin key of a first start once (only its hash is stored)."""
+    if from_settings:
+        print("Modelyard: admin key taken from MODELYARD_BOOTSTRAP_KEY.", file=sys.stderr)
+        return
+    print(
+        "\n  Modelyard first start: an admin API key was created. It is shown only this once:\n"
+        f"\n    {secret}\n\n"
+        "  Use it as 'Authorization: Bearer <key>' or export MODELYARD_API_KEY=<key>.\n",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def build(settings: Settings) -> Platform:
+    """A ready platform; on a first start, creates and announces the admin key."""
+    platform = Platform.build(settings)
+    bootstrap = settings.bootstrap_key.get_secret_value() if settings.bootstrap_key else None
+    secret = platform.auth.bootstrap(bootstrap)
+    if secret is not None:
+        announce_key(secret, bootstrap is not None)
+    return platform
+
+
+def serve(settings: Settings) -> None:
+    """Run the server in the foreground until interrupted."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    platform = build(settings)
+    app = create_app(platform, own_platform=True)
+    log.info("Modelyard listening on http://%s:%d", settings.host, settings.port)
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=10
+    )

@@ -1,0 +1,83 @@
+"""Turning an HTTP request body into staged files: raw streamed bodies or multipart parts."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from fastapi import Request
+from starlette.datastructures import UploadFile
+
+from modelyard.errors import InvalidInput, PayloadTooLarge
+from modelyard.platform import Platform
+from modelyard.storage.staging import StagedFile, stage_file, stage_stream
+
+
+def _declared_length(request: Request, limit: int) -> int | None:
+    raw = request.headers.get("content-length")
+    if raw is None:
+        return None
+    try:
+        length = int(raw)
+    except ValueError as exc:
+        raise InvalidInput("Content-Length is not a number") from exc
+    if length > limit:
+        raise PayloadTooLarge(
+            f"upload of {length} bytes exceeds the limit of {limit} bytes "
+            "(MODELYARD_MAX_UPLOAD_BYTES)"
+        )
+    return length
+
+
+async def stage_request(
+    request: Request, platform: Platform, parts: tuple[str, ...], filename: str | None
+) -> dict[str, StagedFile]:
+    """Stage the request body.
+
+    A raw body (any content type but multipart) becomes the part ``parts[0]``; a multipart
+    body may carry any of ``parts`` as file fields. The size limit is enforced on the bytes
+    as they arrive, not only on the declared length.
+    """
+    settings = platform.settings
+    limit = settings.max_upload_bytes
+    declared = _declared_length(request, limit)
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        staged = await stage_stream(request.stream(), settings.tmp_dir, limit, filename)
+        return {parts[0]: staged}
+    if declared is None:
+        raise InvalidInput("a multipart upload needs a Content-Length header")
+    form = await request.form(max_files=len(parts), max_fields=16)
+    out: dict[str, StagedFile] = {}
+    try:
+        for part in parts:
+            item = form.get(part)
+            if isinstance(item, UploadFile):
+                out[part] = _stage_part(item, platform)
+        unknown = [k for k, v in form.multi_items() if isinstance(v, UploadFile) and k not in parts]
+        if unknown:
+            raise InvalidInput(f"unexpected file fields {unknown}; expected {list(parts)}")
+        if not out:
+            raise InvalidInput(f"the multipart body has none of the file fields {list(parts)}")
+        return out
+    except BaseException:
+        for staged in out.values():
+            staged.discard()
+        raise
+    finally:
+        await form.close()
+
+
+def _stage_part(item: UploadFile, platform: Platform) -> StagedFile:
+    settings = platform.settings
+    spool = Path(settings.tmp_dir) / "spool"
+    spool.mkdir(parents=True, exist_ok=True)
+    target = spool / f"part-{id(item)}"
+    try:
+        with target.open("wb") as out:
+            shutil.copyfileobj(item.file, out, 1024 * 1024)
+        staged = stage_file(target, settings.tmp_dir, settings.max_upload_bytes)
+    finally:
+        target.unlink(missing_ok=True)
+    staged.filename = item.filename
+    return staged

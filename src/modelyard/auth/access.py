@@ -1,0 +1,135 @@
+"""Who is calling, what their key allows, and what they may see.
+
+Resources are private to their owner by default. An owner (or an admin) may share one with
+named principals for ``read`` or ``write``, or make it readable by everyone (``public``).
+A caller who may not read a resource is told it does not exist (404), so names of private
+resources do not leak through errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from sqlalchemy import ColumnElement, or_, select, true
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from modelyard.db.tables import Grant
+from modelyard.errors import Forbidden, NotFound
+
+
+class Scope(StrEnum):
+    """What a key may do."""
+
+    READ = "read"
+    WRITE = "write"
+    INFER = "infer"
+    ADMIN = "admin"
+
+
+class Permission(StrEnum):
+    """What a grant allows on one resource."""
+
+    READ = "read"
+    WRITE = "write"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated principal behind a request and the scopes of the key it used."""
+
+    principal_id: str
+    name: str
+    is_admin: bool
+    scopes: frozenset[str]
+    key_id: str
+
+    def require(self, scope: Scope) -> None:
+        """Raise 403 unless the key carries ``scope`` (an admin key carries them all)."""
+        if scope.value not in self.scopes and Scope.ADMIN.value not in self.scopes:
+            raise Forbidden(f"this API key lacks the '{scope.value}' scope")
+
+    def require_admin(self) -> None:
+        if not (self.is_admin and Scope.ADMIN.value in self.scopes):
+            raise Forbidden("this call needs an admin key")
+
+    @property
+    def acts_as_admin(self) -> bool:
+        return self.is_admin and Scope.ADMIN.value in self.scopes
+
+
+def may_access(
+    session: Session,
+    caller: Caller,
+    *,
+    resource_type: str,
+    resource_id: str,
+    owner_id: str,
+    public: bool,
+    permission: Permission,
+) -> bool:
+    """Whether ``caller`` may read (or write) the resource."""
+    if caller.acts_as_admin or owner_id == caller.principal_id:
+        return True
+    if permission is Permission.READ and public:
+        return True
+    wanted = [Permission.WRITE.value]
+    if permission is Permission.READ:
+        wanted.append(Permission.READ.value)
+    grant = session.scalar(
+        select(Grant.id).where(
+            Grant.resource_type == resource_type,
+            Grant.resource_id == resource_id,
+            Grant.principal_id == caller.principal_id,
+            Grant.permission.in_(wanted),
+        )
+    )
+    return grant is not None
+
+
+def visible_clause(
+    caller: Caller,
+    resource_type: str,
+    id_col: InstrumentedAttribute[str],
+    owner_col: InstrumentedAttribute[str],
+    public_col: InstrumentedAttribute[bool],
+) -> ColumnElement[bool]:
+    """A SQL condition selecting the rows of a resource table that ``caller`` may read."""
+    if caller.acts_as_admin:
+        return true()
+    shared = select(Grant.resource_id).where(
+        Grant.resource_type == resource_type, Grant.principal_id == caller.principal_id
+    )
+    return or_(owner_col == caller.principal_id, public_col.is_(True), id_col.in_(shared))
+
+
+class OwnedRow(Protocol):
+    """A resource row with an owner and a public flag."""
+
+    id: str
+    owner_id: str
+    public: bool
+
+
+def ensure_access(
+    session: Session,
+    caller: Caller,
+    resource_type: str,
+    row: OwnedRow,
+    permission: Permission,
+    label: str,
+) -> None:
+    """Raise 404 if the caller may not see the resource, 403 if it may see but not write."""
+    common: dict[str, Any] = {
+        "resource_type": resource_type,
+        "resource_id": row.id,
+        "owner_id": row.owner_id,
+        "public": row.public,
+    }
+    if not may_access(session, caller, permission=Permission.READ, **common):
+        raise NotFound(f"no {label}")
+    if permission is Permission.WRITE and not may_access(
+        session, caller, permission=Permission.WRITE, **common
+    ):
+        raise Forbidden(f"you may read but not change {label}")

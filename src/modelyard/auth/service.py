@@ -1,0 +1,196 @@
+"""Principals and API keys: create, list, revoke, authenticate, bootstrap the first admin."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from modelyard.auth.access import Caller, Scope
+from modelyard.auth.audit import record
+from modelyard.auth.keys import digests_match, display_prefix, generate_key, hash_key
+from modelyard.db.engine import Database
+from modelyard.db.tables import ApiKey, Principal
+from modelyard.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+
+ADMIN_NAME = "admin"
+ALL_SCOPES = tuple(s.value for s in Scope)
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A key just created: the only moment its secret exists outside the caller's hands."""
+
+    record: ApiKey
+    secret: str
+
+
+def _as_utc(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every stored time is UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class AuthService:
+    """Everything about who may call the server."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # -- bootstrap -------------------------------------------------------------------
+    def bootstrap(self, key: str | None) -> str | None:
+        """Create the admin principal and its first key on an empty server.
+
+        Returns the new key's secret (``key`` when given) or None when the server already
+        has principals, in which case nothing changes.
+        """
+        with self._db.session() as session:
+            if session.scalar(select(func.count()).select_from(Principal)):
+                return None
+            admin = Principal(name=ADMIN_NAME, kind="user", is_admin=True)
+            session.add(admin)
+            session.flush()
+            secret = key or generate_key()
+            session.add(
+                ApiKey(
+                    principal_id=admin.id,
+                    name="bootstrap",
+                    prefix=display_prefix(secret),
+                    key_hash=hash_key(secret),
+                    scopes=list(ALL_SCOPES),
+                )
+            )
+            record(session, None, "bootstrap", f"principal:{admin.name}")
+        return secret
+
+    # -- authentication --------------------------------------------------------------
+    def authenticate(self, presented: str | None) -> Caller:
+        """The caller behind a bearer key; raises 401 for a missing, unknown, revoked or
+        expired key (with the same message, so the reply does not tell which)."""
+        if not presented:
+            raise Unauthenticated("an API key is required: send 'Authorization: Bearer <key>'")
+        digest = hash_key(presented)
+        now = datetime.now(UTC)
+        with self._db.session() as session:
+            key = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+            if (
+                key is None
+                or not digests_match(key.key_hash, digest)
+                or key.revoked_at is not None
+                or (key.expires_at is not None and _as_utc(key.expires_at) <= now)
+            ):
+                raise Unauthenticated("the API key is invalid, expired or revoked")
+            last = key.last_used_at
+            # Writing on every request would serialize reads on SQLite; a minute is plenty.
+            if last is None or (now - _as_utc(last)).total_seconds() > 60:
+                key.last_used_at = now
+            principal = key.principal
+            return Caller(
+                principal_id=principal.id,
+                name=principal.name,
+                is_admin=principal.is_admin,
+                scopes=frozenset(key.scopes),
+                key_id=key.id,
+            )
+
+    # -- principals ------------------------------------------------------------------
+    def create_principal(
+        self, caller: Caller, name: str, kind: str = "user", is_admin: bool = False
+    ) -> Principal:
+        caller.require_admin()
+        if kind not in ("user", "service"):
+            raise InvalidInput("kind must be 'user' or 'service'")
+        with self._db.session() as session:
+            principal = Principal(name=name, kind=kind, is_admin=is_admin)
+            session.add(principal)
+            try:
+                session.flush()
+            except IntegrityError as exc:
+                raise Conflict(f"a principal named '{name}' already exists") from exc
+            record(session, caller, "principal.create", f"principal:{name}")
+            return principal
+
+    def list_principals(self, caller: Caller) -> Sequence[Principal]:
+        caller.require_admin()
+        with self._db.session() as session:
+            return session.scalars(select(Principal).order_by(Principal.created_at)).all()
+
+    def principal_by_name(self, name: str) -> Principal:
+        with self._db.session() as session:
+            principal = session.scalar(select(Principal).where(Principal.name == name))
+            if principal is None:
+                raise NotFound(f"no principal named '{name}'")
+            return principal
+
+    # -- keys ------------------------------------------------------------------------
+    def create_key(
+        self,
+        caller: Caller,
+        name: str,
+        scopes: Iterable[str],
+        expires_at: datetime | None = None,
+        principal: str | None = None,
+    ) -> NewKey:
+        """Issue a key for the caller (or, for an admin, for any principal)."""
+        wanted = sorted(set(scopes))
+        unknown = [s for s in wanted if s not in ALL_SCOPES]
+        if unknown or not wanted:
+            raise InvalidInput(
+                f"scopes must be a non-empty subset of {list(ALL_SCOPES)}; got {wanted}"
+            )
+        if expires_at is not None and _as_utc(expires_at) <= datetime.now(UTC):
+            raise InvalidInput("expires_at must be in the future")
+        with self._db.session() as session:
+            if principal is not None and principal != caller.name:
+                caller.require_admin()
+                owner = session.scalar(select(Principal).where(Principal.name == principal))
+                if owner is None:
+                    raise NotFound(f"no principal named '{principal}'")
+            else:
+                owner = session.get(Principal, caller.principal_id)
+                if owner is None:
+                    raise Unauthenticated("the calling principal no longer exists")
+                missing = [s for s in wanted if s not in caller.scopes]
+                if missing and not caller.acts_as_admin:
+                    raise Forbidden(f"a key cannot grant scopes it lacks: {missing}")
+            if Scope.ADMIN.value in wanted and not owner.is_admin:
+                raise InvalidInput("the 'admin' scope can only be given to an admin principal")
+            secret = generate_key()
+            key = ApiKey(
+                principal_id=owner.id,
+                name=name,
+                prefix=display_prefix(secret),
+                key_hash=hash_key(secret),
+                scopes=wanted,
+                expires_at=expires_at,
+            )
+            session.add(key)
+            session.flush()
+            session.refresh(key)
+            record(session, caller, "key.create", f"key:{key.id}", {"principal": owner.name})
+            return NewKey(record=key, secret=secret)
+
+    def current_key(self, caller: Caller) -> ApiKey:
+        """The key the caller authenticated with."""
+        with self._db.session() as session:
+            return session.get_one(ApiKey, caller.key_id)
+
+    def list_keys(self, caller: Caller) -> Sequence[ApiKey]:
+        with self._db.session() as session:
+            query = select(ApiKey).order_by(ApiKey.created_at)
+            if not caller.acts_as_admin:
+                query = query.where(ApiKey.principal_id == caller.principal_id)
+            return session.scalars(query).all()
+
+    def revoke_key(self, caller: Caller, key_id: str) -> None:
+        with self._db.session() as session:
+            key = session.get(ApiKey, key_id)
+            if key is None or (
+                key.principal_id != caller.principal_id and not caller.acts_as_admin
+            ):
+                raise NotFound(f"no key with id '{key_id}'")
+            if key.revoked_at is None:
+                key.revoked_at = datetime.now(UTC)
+            record(session, caller, "key.revoke", f"key:{key.id}")

@@ -1,0 +1,56 @@
+"""How a command gets its SDK client, and how SDK errors become exit codes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import typer
+
+from modelyard.cli._output import print_error
+from modelyard.client import (
+    APIError,
+    AuthenticationError,
+    Client,
+    ModelyardError,
+    TransportError,
+)
+
+
+@dataclass(frozen=True)
+class CLIState:
+    """The global options, shared by every command through ``ctx.obj``."""
+
+    url: str
+    api_key: str | None
+
+
+def make_client(url: str, api_key: str | None) -> Client:
+    """Build the client every command uses (tests replace this to inject a transport)."""
+    return Client(url, api_key)
+
+
+@contextmanager
+def connect(ctx: typer.Context) -> Iterator[Client]:
+    """Yield a client for the command; turn SDK errors into a red message and exit 1."""
+    state = ctx.find_object(CLIState)
+    if state is None:
+        raise RuntimeError("the root callback did not run; invoke commands through the app")
+    try:
+        with make_client(state.url, state.api_key) as client:
+            yield client
+    except APIError as exc:
+        message = f"Error {exc.status}: {exc.title}"
+        if exc.detail:
+            message += f" — {exc.detail}"
+        if isinstance(exc, AuthenticationError) and not state.api_key:
+            message += "\nHint: pass --api-key or set MODELYARD_API_KEY."
+        print_error(message)
+        raise typer.Exit(1) from None
+    except TransportError as exc:
+        print_error(f"Error: cannot reach {state.url}: {exc}")
+        raise typer.Exit(1) from None
+    except ModelyardError as exc:
+        print_error(f"Error: {exc}")
+        raise typer.Exit(1) from None

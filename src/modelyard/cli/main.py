@@ -1,0 +1,43 @@
+"""The ``modelyard`` command: global options and the command groups."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from modelyard.cli import datasets, keys, models, principals
+from modelyard.cli._context import CLIState
+from modelyard.cli.serve import serve
+
+app = typer.Typer(
+    name="modelyard",
+    help="Modelyard: data sets, models and API keys on a Modelyard server.",
+    no_args_is_help=True,
+)
+app.add_typer(keys.app, name="keys")
+app.add_typer(principals.app, name="principals")
+app.add_typer(datasets.app, name="datasets")
+app.add_typer(models.app, name="models")
+app.command("serve")(serve)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    url: Annotated[
+        str, typer.Option("--url", envvar="MODELYARD_URL", help="The server's address.")
+    ] = "http://127.0.0.1:8000",
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key", envvar="MODELYARD_API_KEY", help="Your API key.", show_default=False
+        ),
+    ] = None,
+) -> None:
+    ctx.obj = CLIState(url=url, api_key=api_key)
+
+
+def main() -> None:
+    """Run the command line (the ``modelyard`` console script)."""
+    app()

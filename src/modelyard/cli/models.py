@@ -1,0 +1,197 @@
+"""``modelyard models``: the model registry from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from modelyard.cli._context import connect
+from modelyard.cli._output import (
+    JsonFlag,
+    details,
+    human_size,
+    print_json,
+    print_note,
+    show,
+    table,
+    transfer_progress,
+)
+from modelyard.client import Model, ModelVersion
+
+app = typer.Typer(
+    help="Register models, push and pull versions, set aliases.", no_args_is_help=True
+)
+
+NameArg = Annotated[str, typer.Argument(help="The model's name.")]
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    name: NameArg,
+    task: Annotated[str | None, typer.Option(help="e.g. classification.")] = None,
+    description: Annotated[str | None, typer.Option(help="What the model is for.")] = None,
+) -> None:
+    """Register a model name."""
+    with connect(ctx) as client:
+        model = client.models.create(name, task=task, description=description)
+    print_note(f"[green]Created model[/] {model.name} (id {model.id})")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """List the models you may read."""
+    with connect(ctx) as client:
+        models = client.models.list()
+    if as_json:
+        print_json([m.raw for m in models])
+        return
+    columns = ("Name", "Task", "Latest", "Aliases", "Owner", "Public", "Created")
+    rows = [
+        (m.name, m.task, m.latest_version, m.aliases, m.owner, m.public, m.created_at)
+        for m in models
+    ]
+    show(table("Models", columns, rows))
+
+
+@app.command("show")
+def show_(ctx: typer.Context, name: NameArg, as_json: JsonFlag = False) -> None:
+    """Show a model with its versions and aliases."""
+    with connect(ctx) as client:
+        model = client.models.get(name)
+        versions = client.models.versions(name)
+    if as_json:
+        print_json({**model.raw, "versions": [v.raw for v in versions]})
+        return
+    show(_details(model), _versions(versions), _aliases(model))
+
+
+@app.command("push")
+def push(
+    ctx: typer.Context,
+    name: NameArg,
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, help=".safetensors, .pt, .pt2, .onnx, .tar(.gz) or .zip"
+        ),
+    ],
+    format: Annotated[
+        str | None,
+        typer.Option(help="safetensors, torchscript, torch_export or onnx (default: guessed)."),
+    ] = None,
+    spec: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="A JSON file with the architecture spec."),
+    ] = None,
+    metrics: Annotated[
+        str | None, typer.Option(help="Metrics as a JSON object, e.g. '{\"accuracy\": 0.97}'.")
+    ] = None,
+    params: Annotated[str | None, typer.Option(help="Hyper-parameters as a JSON object.")] = None,
+    description: Annotated[str | None, typer.Option(help="What changed.")] = None,
+    parent: Annotated[int | None, typer.Option(help="The version this one derives from.")] = None,
+) -> None:
+    """Upload an artifact as the model's next version."""
+    spec_obj = _json_object(spec.read_text(encoding="utf-8"), "--spec") if spec else None
+    with connect(ctx) as client, transfer_progress(f"Uploading {file.name}") as progress:
+        version = client.models.push(
+            name,
+            file,
+            format=format,
+            spec=spec_obj,
+            metrics=_json_object(metrics, "--metrics") if metrics else None,
+            params=_json_object(params, "--params") if params else None,
+            description=description,
+            parent=parent,
+            progress=progress,
+        )
+    print_note(
+        f"[green]Pushed[/] {name} v{version.version} ({version.format}, {human_size(version.size)})"
+    )
+
+
+@app.command("pull")
+def pull(
+    ctx: typer.Context,
+    name: NameArg,
+    version: Annotated[str, typer.Argument(help="A version number or an alias.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="A file, or a directory to save into.")
+    ] = Path(),
+) -> None:
+    """Download a version's artifact."""
+    v: int | str = int(version) if version.isdigit() else version
+    with connect(ctx) as client, transfer_progress(f"Downloading {name}") as progress:
+        path = client.models.pull(name, v, output, progress=progress)
+    print_note(f"[green]Saved[/] {name} {version} to {path}")
+
+
+@app.command("alias")
+def alias(
+    ctx: typer.Context,
+    name: NameArg,
+    alias_name: Annotated[str, typer.Argument(metavar="ALIAS", help="e.g. production.")],
+    version: Annotated[int, typer.Argument(help="The version the alias points to.")],
+) -> None:
+    """Point an alias at a version."""
+    with connect(ctx) as client:
+        result = client.models.set_alias(name, alias_name, version)
+    print_note(f"{name}@{result.alias} → v{result.version}")
+
+
+@app.command("rm")
+def rm(ctx: typer.Context, name: NameArg) -> None:
+    """Delete a model and all its versions."""
+    with connect(ctx) as client:
+        client.models.delete(name)
+    print_note(f"Deleted model {name}")
+
+
+def _json_object(text: str, option: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not valid JSON: {exc}", param_hint=option) from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter("must be a JSON object, {...}", param_hint=option)
+    return value
+
+
+def _details(m: Model) -> Table:
+    return details(
+        {
+            "Name": m.name,
+            "ID": m.id,
+            "Task": m.task,
+            "Description": m.description,
+            "Latest version": m.latest_version,
+            "Owner": m.owner,
+            "Public": m.public,
+            "Created": m.created_at,
+        }
+    )
+
+
+def _versions(versions: list[ModelVersion]) -> Table:
+    columns = ("Version", "Format", "Size", "Metrics", "Parent", "Created by", "Created")
+    rows = [
+        (
+            v.version,
+            v.format,
+            human_size(v.size),
+            v.metrics,
+            v.lineage.parent_version,
+            v.created_by,
+            v.created_at,
+        )
+        for v in versions
+    ]
+    return table("Versions", columns, rows)
+
+
+def _aliases(m: Model) -> Table:
+    return table("Aliases", ("Alias", "Version"), sorted(m.aliases.items()))

@@ -1,0 +1,47 @@
+"""``modelyard serve``: run the API server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from modelyard.cli._output import print_error
+
+
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind [env MODELYARD_HOST; default 127.0.0.1].")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="Port to bind [env MODELYARD_PORT; default 8000]."),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(file_okay=False, help="Where data lives [env MODELYARD_DATA_DIR]."),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="SQLAlchemy URL [env MODELYARD_DATABASE_URL; default SQLite]."),
+    ] = None,
+) -> None:
+    """Run the Modelyard server. Flags override MODELYARD_* environment variables."""
+    # Imported here: the server stack (FastAPI, SQLAlchemy, torch) is heavy and only this
+    # command needs it.
+    from pydantic import ValidationError
+
+    from modelyard.config import Settings
+
+    flags = {"host": host, "port": port, "data_dir": data_dir, "database_url": database_url}
+    overrides: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        print_error(f"Error: invalid settings:\n{exc}")
+        raise typer.Exit(1) from None
+
+    from modelyard.api.server import serve as run_server
+
+    run_server(settings)

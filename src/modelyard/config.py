@@ -1,0 +1,129 @@
+"""Settings: one typed tree, read from ``MODELYARD_*`` environment variables.
+
+Built by the CLI or the app factory (``Settings()``) and passed down; no module reads the
+environment on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything a Modelyard server needs to know to start."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELYARD_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("modelyard-data"),
+        description="Directory for the SQLite database, local blobs and temporary files.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy URL of the metadata store; default is a SQLite file in data_dir. "
+            "PostgreSQL: postgresql+psycopg://user@host:5432/db"
+        ),
+    )
+    host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port the HTTP server binds.")
+
+    blob_store: Literal["local", "s3"] = Field(
+        default="local", description="Where artifacts and data sets are kept."
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint (for MinIO, moto or another S3-compatible store)."
+    )
+    s3_bucket: str = Field(default="modelyard", description="Bucket that holds the blobs.")
+    s3_prefix: str = Field(default="blobs/", description="Key prefix of the blobs in the bucket.")
+    s3_region: str = Field(default="us-east-1", description="Region of the bucket.")
+    s3_access_key_id: str | None = Field(
+        default=None, description="S3 access key id; default: boto3's credential chain."
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        default=None, description="S3 secret access key; default: boto3's credential chain."
+    )
+
+    max_upload_bytes: int = Field(
+        default=8 * 1024**3, gt=0, description="Largest accepted upload, in bytes (default 8 GiB)."
+    )
+    encryption_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Master key for encryption at rest: 32 bytes, base64 or hex. When set, every blob "
+            "is stored AES-256-GCM encrypted under its own data key wrapped by this key."
+        ),
+    )
+    bootstrap_key: SecretStr | None = Field(
+        default=None,
+        description="On a first start, this becomes the admin API key instead of a random one.",
+    )
+
+    executor_slots: int = Field(
+        default=2, ge=1, description="How many jobs the local executor runs at once."
+    )
+    job_heartbeat_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A running job whose worker has not reported for this long is re-queued.",
+    )
+    device: str = Field(
+        default="auto", description="Default compute device: auto (CUDA when present), cpu, cuda."
+    )
+
+    @field_validator("s3_prefix")
+    @classmethod
+    def _prefix_slash(cls, value: str) -> str:
+        return value if not value or value.endswith("/") else value + "/"
+
+    @model_validator(mode="after")
+    def _check_key(self) -> Settings:
+        if self.encryption_key is not None:
+            self.master_key()  # fails fast with a message saying how to fix it
+        return self
+
+    def master_key(self) -> bytes | None:
+        """The 32-byte encryption master key, or None when encryption is off."""
+        if self.encryption_key is None:
+            return None
+        raw = self.encryption_key.get_secret_value().strip()
+        for decode in (_from_hex, _from_b64):
+            key = decode(raw)
+            if key is not None and len(key) == 32:
+                return key
+        raise ValueError(
+            "MODELYARD_ENCRYPTION_KEY must be 32 bytes given as 64 hex characters or base64; "
+            "make one with: python -c 'import secrets; print(secrets.token_hex(32))'"
+        )
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file inside ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'modelyard.db').resolve()}"
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Scratch space for uploads in flight (same file system as local blobs)."""
+        return self.data_dir / "tmp"
+
+
+def _from_hex(raw: str) -> bytes | None:
+    try:
+        return bytes.fromhex(raw)
+    except ValueError:
+        return None
+
+
+def _from_b64(raw: str) -> bytes | None:
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        return None

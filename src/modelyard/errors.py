@@ -1,0 +1,116 @@
+"""One exception tree for the whole server.
+
+Each class carries the HTTP status it maps to; only the API layer turns them into
+responses (RFC 9457 problem+json)::
+
+    ModelyardError (500)
+    ├── InvalidInput (422)        bad data, spec or artifact; names the problem
+    │   ├── UnsupportedFormat (415)
+    │   └── UnsafeArtifact (422)  pickle, path traversal, links, size bombs
+    ├── PayloadTooLarge (413)
+    ├── Unauthenticated (401)
+    ├── Forbidden (403)           the key lacks the scope
+    ├── NotFound (404)            also what a caller sees for resources it may not read
+    ├── Conflict (409)
+    ├── TooManyRequests (429)
+    ├── DeadlineExceeded (504)
+    └── Unavailable (503)
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ModelyardError(Exception):
+    """Base of every error the server raises on purpose."""
+
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+    type_slug: ClassVar[str] = "internal"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class InvalidInput(ModelyardError):
+    status = 422
+    title = "Invalid input"
+    type_slug = "invalid-input"
+
+
+class UnsupportedFormat(InvalidInput):
+    status = 415
+    title = "Unsupported format"
+    type_slug = "unsupported-format"
+
+
+class UnsafeArtifact(InvalidInput):
+    title = "Unsafe artifact"
+    type_slug = "unsafe-artifact"
+
+
+class PayloadTooLarge(ModelyardError):
+    status = 413
+    title = "Payload too large"
+    type_slug = "payload-too-large"
+
+
+class Unauthenticated(ModelyardError):
+    status = 401
+    title = "Unauthenticated"
+    type_slug = "unauthenticated"
+
+
+class Forbidden(ModelyardError):
+    status = 403
+    title = "Forbidden"
+    type_slug = "forbidden"
+
+
+class NotFound(ModelyardError):
+    status = 404
+    title = "Not found"
+    type_slug = "not-found"
+
+
+class Conflict(ModelyardError):
+    status = 409
+    title = "Conflict"
+    type_slug = "conflict"
+
+
+class TooManyRequests(ModelyardError):
+    status = 429
+    title = "Too many requests"
+    type_slug = "too-many-requests"
+
+
+class DeadlineExceeded(ModelyardError):
+    status = 504
+    title = "Deadline exceeded"
+    type_slug = "deadline-exceeded"
+
+
+class Unavailable(ModelyardError):
+    status = 503
+    title = "Unavailable"
+    type_slug = "unavailable"
+
+
+__all__ = [
+    "Conflict",
+    "DeadlineExceeded",
+    "Forbidden",
+    "InvalidInput",
+    "ModelyardError",
+    "NotFound",
+    "PayloadTooLarge",
+    "TooManyRequests",
+    "Unauthenticated",
+    "Unavailable",
+    "UnsafeArtifact",
+    "UnsupportedFormat",
+]

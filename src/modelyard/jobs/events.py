@@ -1,0 +1,45 @@
+"""The ordered event log of a job: appended by the worker, read and streamed by the API."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from modelyard.db.engine import Database
+from modelyard.db.tables import JobEvent
+
+
+class EventLog:
+    """Events are numbered 1, 2, 3… per job, so a reader can resume after the last it saw."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def append(self, job_id: str, type_: str, data: dict[str, Any] | None = None) -> int:
+        """Append one event; returns its number."""
+        for _attempt in range(10):
+            with self._db.session() as session:
+                last = session.scalar(
+                    select(func.max(JobEvent.seq)).where(JobEvent.job_id == job_id)
+                )
+                seq = (last or 0) + 1
+                session.add(JobEvent(job_id=job_id, seq=seq, type=type_, data=data or {}))
+                try:
+                    session.flush()
+                except IntegrityError:
+                    session.rollback()
+                    continue  # another writer took this number
+                return seq
+        raise RuntimeError(f"could not append an event to job {job_id}")
+
+    def after(self, job_id: str, seq: int = 0, limit: int = 1000,
+              types: Sequence[str] | None = None) -> list[JobEvent]:
+        """Events numbered above ``seq``, oldest first."""
+        with self._db.session() as session:
+            query = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > seq)
+            if types:
+                query = query.where(JobEvent.type.in_(types))
+            return list(session.scalars(query.order_by(JobEvent.seq).limit(limit)))

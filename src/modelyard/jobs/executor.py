@@ -1,0 +1,253 @@
+"""The local executor: each job in its own child process, a bounded number at once.
+
+A supervisor thread in the server launches queued jobs, reaps workers (a crash or OOM marks
+only that job failed), enforces cancellation, and re-queues jobs whose worker vanished (the
+server was killed): they resume from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from multiprocessing.context import ForkServerContext
+from multiprocessing.process import BaseProcess
+
+from sqlalchemy import select, update
+
+from modelyard.config import Settings
+from modelyard.db.engine import Database
+from modelyard.db.tables import Job
+from modelyard.jobs.events import EventLog
+from modelyard.jobs.state import finish
+
+log = logging.getLogger("modelyard.executor")
+
+# How long a cancelled worker gets to stop by itself before it is killed.
+CANCEL_GRACE_S = 5.0
+
+
+def runner_name() -> str:
+    """This server process, as recorded on the jobs it runs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class _Running:
+    process: BaseProcess
+    attempt: int
+    cancel_seen_at: float | None = None
+
+
+class LocalExecutor:
+    """Runs queued jobs in child processes of this server."""
+
+    def __init__(self, settings: Settings, db: Database, events: EventLog) -> None:
+        self._settings = settings
+        self._db = db
+        self._events = events
+        self._slots = settings.executor_slots
+        self._running: dict[str, _Running] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._ctx: ForkServerContext | None = None
+        self.runner = runner_name()
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        """Recover jobs orphaned by a previous server process, then supervise."""
+        ctx = multiprocessing.get_context("forkserver")
+        # Workers fork from a server process that has torch imported already, so a job's
+        # first step comes within a second of being picked up.
+        ctx.set_forkserver_preload(["modelyard.jobs.worker"])
+        self._ctx = ctx
+        self._recover()
+        self._thread = threading.Thread(target=self._loop, name="job-executor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop supervising and stop the workers; their jobs resume at the next start."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=30)
+        for job_id, running in list(self._running.items()):
+            running.process.terminate()
+            running.process.join(timeout=10)
+            if running.process.is_alive():
+                running.process.kill()
+                running.process.join(timeout=5)
+            self._requeue(job_id, running.attempt, "the server stopped")
+        self._running.clear()
+
+    def wake(self) -> None:
+        """Look for work now (called when a job is submitted or cancelled)."""
+        self._wake.set()
+
+    # -- supervision -----------------------------------------------------------------
+    def _loop(self) -> None:
+        last_recover = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self._reap()
+                self._enforce_cancels()
+                if time.monotonic() - last_recover > self._settings.job_heartbeat_timeout_s / 2:
+                    self._recover()
+                    last_recover = time.monotonic()
+                self._launch()
+            except Exception:
+                log.exception("executor loop error")
+            self._wake.wait(0.25)
+            self._wake.clear()
+
+    def _launch(self) -> None:
+        while len(self._running) < self._slots and not self._stop.is_set():
+            claimed = self._claim()
+            if claimed is None:
+                return
+            job_id, attempt = claimed
+            assert self._ctx is not None
+            from modelyard.jobs import worker
+
+            process = self._ctx.Process(
+                target=worker.main,
+                args=(self._settings.model_dump_json(), job_id, attempt),
+                name=f"job-{job_id}",
+                daemon=False,
+            )
+            process.start()
+            self._running[job_id] = _Running(process, attempt)
+            with self._db.session() as session:
+                session.execute(
+                    update(Job)
+                    .where(Job.id == job_id)
+                    .values(runner=f"{self.runner}/{process.pid}")
+                )
+
+    def _claim(self) -> tuple[str, int] | None:
+        """Atomically move the oldest queued job to running; None if there is none."""
+        for _ in range(5):
+            with self._db.session() as session:
+                job = session.scalar(
+                    select(Job).where(Job.status == "queued").order_by(Job.created_at).limit(1)
+                )
+                if job is None:
+                    return None
+                attempt = job.attempt + 1
+                now = datetime.now(UTC)
+                changed = session.execute(
+                    update(Job)
+                    .where(Job.id == job.id, Job.status == "queued")
+                    .values(
+                        status="running",
+                        attempt=attempt,
+                        started_at=job.started_at or now,
+                        heartbeat_at=now,
+                        runner=self.runner,
+                    )
+                ).rowcount  # type: ignore[attr-defined]
+            if changed:
+                self._events.append(job.id, "status", {"status": "running", "attempt": attempt})
+                return job.id, attempt
+        return None
+
+    def _reap(self) -> None:
+        for job_id, running in list(self._running.items()):
+            process = running.process
+            if process.is_alive():
+                continue
+            process.join()
+            del self._running[job_id]
+            code = process.exitcode
+            if code == 0:
+                continue  # the worker recorded the outcome itself
+            with self._db.session() as session:
+                job = session.get(Job, job_id)
+                cancel = bool(job and job.cancel_requested)
+            if cancel:
+                finish(self._db, self._events, job_id, "cancelled", attempt=running.attempt)
+            else:
+                how = f"was killed by signal {-code}" if code and code < 0 else f"exited with {code}"
+                finish(
+                    self._db,
+                    self._events,
+                    job_id,
+                    "failed",
+                    attempt=running.attempt,
+                    error=f"the job's worker process {how} (out of memory or a crash)",
+                )
+
+    def _enforce_cancels(self) -> None:
+        if not self._running:
+            return
+        with self._db.session() as session:
+            wanted = set(
+                session.scalars(
+                    select(Job.id).where(
+                        Job.id.in_(list(self._running)), Job.cancel_requested.is_(True)
+                    )
+                )
+            )
+        now = time.monotonic()
+        for job_id in wanted:
+            running = self._running[job_id]
+            if running.cancel_seen_at is None:
+                running.cancel_seen_at = now
+            elif now - running.cancel_seen_at > CANCEL_GRACE_S and running.process.is_alive():
+                running.process.kill()
+
+    def _recover(self) -> None:
+        """Re-queue running jobs whose worker is gone, so they resume from a checkpoint."""
+        stale_before = datetime.now(UTC) - timedelta(
+            seconds=self._settings.job_heartbeat_timeout_s
+        )
+        host = socket.gethostname()
+        with self._db.session() as session:
+            jobs = session.scalars(select(Job).where(Job.status == "running")).all()
+        for job in jobs:
+            if job.id in self._running:
+                continue
+            orphan = False
+            runner = job.runner or ""
+            if runner.startswith(host + ":"):
+                # Same machine: whether the worker (or its server) still exists is certain.
+                server_part, _, worker_part = runner.partition("/")
+                server_pid = int(server_part.rsplit(":", 1)[1])
+                if worker_part:
+                    orphan = not _pid_alive(int(worker_part))
+                else:
+                    orphan = server_pid != os.getpid() and not _pid_alive(server_pid)
+            heartbeat = job.heartbeat_at
+            if heartbeat is not None and heartbeat.tzinfo is None:
+                heartbeat = heartbeat.replace(tzinfo=UTC)
+            if heartbeat is None or heartbeat < stale_before:
+                orphan = True
+            if orphan:
+                self._requeue(job.id, job.attempt, "its worker was lost")
+
+    def _requeue(self, job_id: str, attempt: int, why: str) -> None:
+        with self._db.session() as session:
+            changed = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "running", Job.attempt == attempt)
+                .values(status="queued", runner=None)
+            ).rowcount  # type: ignore[attr-defined]
+        if changed:
+            self._events.append(job_id, "status", {"status": "queued", "reason": why})
+            self._wake.set()

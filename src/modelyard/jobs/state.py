@@ -1,0 +1,50 @@
+"""Guarded status transitions of a job, shared by the server and its worker processes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import update
+
+from modelyard.db.engine import Database
+from modelyard.db.tables import Job
+from modelyard.jobs.events import EventLog
+
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+
+
+def finish(
+    db: Database,
+    events: EventLog,
+    job_id: str,
+    status: str,
+    *,
+    attempt: int | None = None,
+    error: str | None = None,
+    result: dict[str, Any] | None = None,
+) -> bool:
+    """Move a job that is not yet finished to a terminal status; False if it already was.
+
+    With ``attempt`` the move only happens if the job is still on that attempt, so a worker
+    that lost its job (re-queued after a crash) cannot overwrite its successor's outcome.
+    """
+    assert status in TERMINAL
+    values: dict[str, Any] = {"status": status, "finished_at": datetime.now(UTC)}
+    if error is not None:
+        values["error"] = error
+    if result is not None:
+        values["result"] = result
+        values["progress"] = 1.0
+        values["eta_s"] = 0.0
+    with db.session() as session:
+        query = update(Job).where(Job.id == job_id, Job.status.not_in(TERMINAL))
+        if attempt is not None:
+            query = query.where(Job.attempt == attempt)
+        changed = session.execute(query.values(**values)).rowcount  # type: ignore[attr-defined]
+    if changed:
+        data: dict[str, Any] = {"status": status}
+        if error:
+            data["error"] = error
+        events.append(job_id, "status", data)
+    return bool(changed)

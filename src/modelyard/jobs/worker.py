@@ -1,0 +1,150 @@
+"""The entry point of a job's child process.
+
+The worker opens its own database connection and blob store, runs the job, and records the
+outcome itself. It dies with the server (``PR_SET_PDEATHSIG``), and stops on its own when
+the job is cancelled or handed to another attempt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import signal
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import update
+
+# Imported here on purpose: the forkserver preloads this module, so every worker starts with
+# torch and the training code already in memory.
+import torch  # noqa: F401
+
+from modelyard import training  # noqa: F401
+from modelyard.config import Settings
+from modelyard.db.engine import Database, create_database
+from modelyard.db.tables import Job
+from modelyard.errors import ModelyardError
+from modelyard.jobs.events import EventLog
+from modelyard.jobs.state import finish
+from modelyard.storage.base import BlobStore
+from modelyard.storage.factory import build_blob_store
+
+log = logging.getLogger("modelyard.worker")
+PR_SET_PDEATHSIG = 1
+# How often the worker reports that it is alive and looks for a cancel request.
+POLL_INTERVAL_S = 0.5
+
+
+class JobCancelled(Exception):
+    """Raised inside a job when it was cancelled or taken over by another attempt."""
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@dataclass
+class JobContext:
+    """What a running job may use: its record, storage, events and a stop signal."""
+
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    events: EventLog
+    job_id: str
+    attempt: int
+    owner_id: str
+    spec: dict[str, Any]
+    checkpoint_sha: str | None
+    checkpoint_step: int | None
+    _last_poll: float = field(default=0.0)
+    _stop: bool = field(default=False)
+
+    def should_stop(self) -> bool:
+        """True once the job is cancelled or re-assigned; also sends the heartbeat."""
+        now = time.monotonic()
+        if self._stop or now - self._last_poll < POLL_INTERVAL_S:
+            return self._stop
+        self._last_poll = now
+        with self.db.session() as session:
+            job = session.get(Job, self.job_id)
+            if job is None or job.cancel_requested or job.attempt != self.attempt:
+                self._stop = True
+            elif job.status == "running":
+                job.heartbeat_at = datetime.now(UTC)
+        return self._stop
+
+    def update(self, **values: Any) -> None:
+        """Set fields of the job row (progress, eta_s, metrics, checkpoint…)."""
+        with self.db.session() as session:
+            session.execute(
+                update(Job)
+                .where(Job.id == self.job_id, Job.attempt == self.attempt)
+                .values(**values)
+            )
+
+    def emit(self, type_: str, data: dict[str, Any]) -> None:
+        self.events.append(self.job_id, type_, data)
+
+    def log(self, message: str) -> None:
+        self.emit("log", {"message": message})
+
+
+Runner = Callable[[JobContext], dict[str, Any]]
+
+
+def runners() -> dict[str, Runner]:
+    """Job type → function that runs it and returns the job's result."""
+    from modelyard.jobs.train_runner import run_train
+
+    return {"train": run_train}
+
+
+def main(settings_json: str, job_id: str, attempt: int) -> None:
+    """Run one attempt of one job (the target of the child process)."""
+    _die_with_parent()
+    settings = Settings.model_validate_json(settings_json)
+    db = create_database(settings.resolved_database_url)
+    events = EventLog(db)
+    try:
+        with db.session() as session:
+            job = session.get_one(Job, job_id)
+            ctx = JobContext(
+                settings=settings,
+                db=db,
+                blobs=build_blob_store(settings),
+                events=events,
+                job_id=job_id,
+                attempt=attempt,
+                owner_id=job.owner_id,
+                spec=dict(job.spec),
+                checkpoint_sha=job.checkpoint_sha,
+                checkpoint_step=job.checkpoint_step,
+            )
+            job_type = job.type
+        result = runners()[job_type](ctx)
+        if ctx.should_stop():
+            raise JobCancelled
+        finish(db, events, job_id, "succeeded", attempt=attempt, result=result)
+    except JobCancelled:
+        with db.session() as session:
+            job = session.get(Job, job_id)
+            cancelled = bool(job and job.cancel_requested)
+        if cancelled:
+            finish(db, events, job_id, "cancelled", attempt=attempt)
+    except ModelyardError as exc:
+        events.append(job_id, "log", {"message": f"error: {exc.detail}"})
+        finish(db, events, job_id, "failed", attempt=attempt, error=exc.detail)
+    except Exception as exc:
+        events.append(job_id, "log", {"message": traceback.format_exc()})
+        finish(db, events, job_id, "failed", attempt=attempt,
+               error=f"{type(exc).__name__}: {exc}")
+    finally:
+        db.dispose()

@@ -1,0 +1,49 @@
+"""The composition root: builds every service from one Settings object.
+
+Interfaces (the HTTP app, the CLI's ``serve``) create one :class:`Platform` and pass it down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modelyard.auth.service import AuthService
+from modelyard.config import Settings
+from modelyard.datasets.service import DatasetService
+from modelyard.db.engine import Database, create_database
+from modelyard.db.migrate import upgrade_to_head
+from modelyard.registry.service import ModelRegistry
+from modelyard.storage.base import BlobStore
+from modelyard.storage.factory import build_blob_store
+
+
+@dataclass
+class Platform:
+    """Every long-lived service of one server process."""
+
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    auth: AuthService
+    datasets: DatasetService
+    registry: ModelRegistry
+
+    @classmethod
+    def build(cls, settings: Settings) -> Platform:
+        """Create directories, migrate the schema, and wire the services."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+        db = create_database(settings.resolved_database_url)
+        upgrade_to_head(db.engine)
+        blobs = build_blob_store(settings)
+        return cls(
+            settings=settings,
+            db=db,
+            blobs=blobs,
+            auth=AuthService(db),
+            datasets=DatasetService(db, blobs, settings.tmp_dir),
+            registry=ModelRegistry(db, blobs, settings.tmp_dir, settings.max_upload_bytes * 4),
+        )
+
+    def close(self) -> None:
+        self.db.dispose()

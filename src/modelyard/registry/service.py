@@ -1,0 +1,360 @@
+"""The model registry: models, immutable versions, movable aliases, access rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from modelyard.auth.access import Caller, Permission, Scope, ensure_access, visible_clause
+from modelyard.auth.acl import Acl, AclEntry, read_grants, replace_grants
+from modelyard.auth.audit import record
+from modelyard.db.engine import Database
+from modelyard.db.tables import Alias, Model, ModelVersion
+from modelyard.errors import Conflict, InvalidInput, NotFound
+from modelyard.naming import check_name
+from modelyard.registry.artifacts import inspect_artifact
+from modelyard.registry.specs import check_spec_weights
+from modelyard.storage.base import BlobStore
+from modelyard.storage.refs import add_refs, delete_unreferenced, drop_refs
+from modelyard.storage.staging import StagedFile, scratch_dir
+
+RESOURCE = "model"
+VERSION_REF = "version"
+
+
+@dataclass
+class VersionMeta:
+    """What the uploader tells about a version besides its bytes."""
+
+    format: str | None = None
+    spec: dict[str, Any] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    parent_version: int | None = None
+    dataset_id: str | None = None
+    job_id: str | None = None
+
+
+class ModelRegistry:
+    """Owns the ``models``, ``model_versions`` and ``aliases`` tables."""
+
+    def __init__(self, db: Database, blobs: BlobStore, tmp_dir: Path, max_unpacked: int) -> None:
+        self._db = db
+        self._blobs = blobs
+        self._tmp = tmp_dir
+        self._max_unpacked = max_unpacked
+
+    # -- models ----------------------------------------------------------------------
+    def create_model(
+        self, caller: Caller, name: str, task: str | None = None, description: str = ""
+    ) -> Model:
+        caller.require(Scope.WRITE)
+        check_name(name, "model name")
+        with self._db.session() as session:
+            row = Model(name=name, task=task, description=description, owner_id=caller.principal_id)
+            session.add(row)
+            try:
+                session.flush()
+            except IntegrityError as exc:
+                raise Conflict(f"a model named '{name}' already exists") from exc
+            record(session, caller, "model.create", f"model:{name}")
+            session.refresh(row)
+            return row
+
+    def list_models(self, caller: Caller, limit: int, offset: int) -> tuple[Sequence[Model], int]:
+        caller.require(Scope.READ)
+        where = visible_clause(caller, RESOURCE, Model.id, Model.owner_id, Model.public)
+        with self._db.session() as session:
+            total = session.scalar(select(func.count()).select_from(Model).where(where)) or 0
+            rows = session.scalars(
+                select(Model)
+                .where(where)
+                .order_by(Model.created_at, Model.name)
+                .limit(limit)
+                .offset(offset)
+            ).all()
+            return rows, total
+
+    def get_model(
+        self, caller: Caller, name: str, permission: Permission = Permission.READ
+    ) -> Model:
+        caller.require(Scope.READ if permission is Permission.READ else Scope.WRITE)
+        with self._db.session() as session:
+            return self._model(session, caller, name, permission)
+
+    def _model(self, session: Session, caller: Caller, name: str, permission: Permission) -> Model:
+        row = session.scalar(select(Model).where(Model.name == name))
+        if row is None:
+            raise NotFound(f"no model named '{name}'")
+        ensure_access(session, caller, RESOURCE, row, permission, f"model named '{name}'")
+        return row
+
+    def update_model(
+        self, caller: Caller, name: str, task: str | None = None, description: str | None = None
+    ) -> Model:
+        caller.require(Scope.WRITE)
+        with self._db.session() as session:
+            row = self._model(session, caller, name, Permission.WRITE)
+            if task is not None:
+                row.task = task
+            if description is not None:
+                row.description = description
+            record(session, caller, "model.update", f"model:{name}")
+            return row
+
+    def delete_model(self, caller: Caller, name: str) -> None:
+        caller.require(Scope.WRITE)
+        with self._db.session() as session:
+            row = self._model(session, caller, name, Permission.WRITE)
+            hashes: list[str] = []
+            for version in session.scalars(
+                select(ModelVersion).where(ModelVersion.model_id == row.id)
+            ):
+                hashes += drop_refs(session, VERSION_REF, version.id)
+                session.delete(version)
+            for alias in session.scalars(select(Alias).where(Alias.model_id == row.id)):
+                session.delete(alias)
+            session.delete(row)
+            record(session, caller, "model.delete", f"model:{name}")
+            session.flush()
+            delete_unreferenced(session, self._blobs, hashes)
+
+    def aliases_of(self, model_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """``{model_id: {alias: version}}`` for a page of models."""
+        out: dict[str, dict[str, int]] = {mid: {} for mid in model_ids}
+        with self._db.session() as session:
+            for alias in session.scalars(select(Alias).where(Alias.model_id.in_(model_ids))):
+                out[alias.model_id][alias.alias] = alias.version
+        return out
+
+    def latest_versions(self, model_ids: Sequence[str]) -> dict[str, int | None]:
+        with self._db.session() as session:
+            rows = session.execute(
+                select(ModelVersion.model_id, func.max(ModelVersion.version))
+                .where(ModelVersion.model_id.in_(model_ids))
+                .group_by(ModelVersion.model_id)
+            ).all()
+        latest: dict[str, int | None] = {mid: None for mid in model_ids}
+        latest.update({mid: int(v) for mid, v in rows})
+        return latest
+
+    # -- versions --------------------------------------------------------------------
+    def push_version(
+        self, caller: Caller, name: str, upload: StagedFile, meta: VersionMeta
+    ) -> ModelVersion:
+        """Check an uploaded artifact, store it and register it as the next version.
+
+        The staged file is consumed; on any error nothing is stored.
+        """
+        caller.require(Scope.WRITE)
+        try:
+            model = self.get_model(caller, name, Permission.WRITE)
+            if meta.parent_version is not None:
+                self.get_version(caller, name, str(meta.parent_version))
+            with scratch_dir(self._tmp, "artifact-") as work:
+                info = inspect_artifact(
+                    upload.path,
+                    declared_format=meta.format,
+                    filename=upload.filename,
+                    spec=meta.spec,
+                    work_dir=work,
+                    spec_checker=check_spec_weights,
+                    max_unpacked_bytes=self._max_unpacked,
+                )
+                weights = info.files.get("model.safetensors")
+                if weights is not None:
+                    stored = self._blobs.put_file(weights)
+                else:
+                    stored = self._blobs.put_file(upload.path, upload.sha256)
+            return self._register(
+                caller,
+                model,
+                stored.sha256,
+                stored.size,
+                info.format,
+                info.spec,
+                info.signature,
+                meta,
+            )
+        finally:
+            upload.discard()
+
+    def _register(
+        self,
+        caller: Caller,
+        model: Model,
+        sha256: str,
+        size: int,
+        fmt: str,
+        spec: dict[str, Any] | None,
+        signature: dict[str, Any] | None,
+        meta: VersionMeta,
+    ) -> ModelVersion:
+        for _attempt in range(5):
+            with self._db.session() as session:
+                number = (
+                    session.scalar(
+                        select(func.max(ModelVersion.version)).where(
+                            ModelVersion.model_id == model.id
+                        )
+                    )
+                    or 0
+                ) + 1
+                row = ModelVersion(
+                    model_id=model.id,
+                    version=number,
+                    format=fmt,
+                    sha256=sha256,
+                    size=size,
+                    spec=spec,
+                    signature=signature,
+                    metrics=meta.metrics,
+                    params=meta.params,
+                    description=meta.description,
+                    dataset_id=meta.dataset_id,
+                    job_id=meta.job_id,
+                    parent_version=meta.parent_version,
+                    created_by_id=caller.principal_id,
+                )
+                session.add(row)
+                try:
+                    session.flush()
+                except IntegrityError:
+                    session.rollback()
+                    continue  # a concurrent push took this number; take the next one
+                add_refs(session, VERSION_REF, row.id, [sha256])
+                record(
+                    session,
+                    caller,
+                    "version.create",
+                    f"model:{model.name}/{number}",
+                    {"sha256": sha256, "format": fmt},
+                )
+                session.refresh(row)
+                return row
+        raise Conflict("could not allocate a version number; retry")
+
+    def list_versions(
+        self, caller: Caller, name: str, limit: int, offset: int
+    ) -> tuple[Sequence[ModelVersion], int]:
+        model = self.get_model(caller, name)
+        with self._db.session() as session:
+            where = ModelVersion.model_id == model.id
+            total = session.scalar(select(func.count()).select_from(ModelVersion).where(where))
+            rows = session.scalars(
+                select(ModelVersion)
+                .where(where)
+                .order_by(ModelVersion.version)
+                .limit(limit)
+                .offset(offset)
+            ).all()
+            return rows, total or 0
+
+    def get_version(
+        self, caller: Caller, name: str, ref: str, permission: Permission = Permission.READ
+    ) -> ModelVersion:
+        """A version by number or alias (``3``, ``production``, ``latest``)."""
+        model = self.get_model(caller, name, permission)
+        with self._db.session() as session:
+            return self._resolve(session, model, ref)
+
+    def _resolve(self, session: Session, model: Model, ref: str) -> ModelVersion:
+        query = select(ModelVersion).where(ModelVersion.model_id == model.id)
+        if ref.isdigit():
+            row = session.scalar(query.where(ModelVersion.version == int(ref)))
+        elif ref == "latest":
+            row = session.scalar(query.order_by(ModelVersion.version.desc()).limit(1))
+        else:
+            alias = session.get(Alias, (model.id, ref))
+            row = (
+                session.scalar(query.where(ModelVersion.version == alias.version))
+                if alias
+                else None
+            )
+        if row is None:
+            raise NotFound(f"model '{model.name}' has no version or alias '{ref}'")
+        return row
+
+    def delete_version(self, caller: Caller, name: str, ref: str) -> None:
+        version = self.get_version(caller, name, ref, Permission.WRITE)
+        with self._db.session() as session:
+            pointing = session.scalars(
+                select(Alias.alias).where(
+                    Alias.model_id == version.model_id, Alias.version == version.version
+                )
+            ).all()
+            if pointing:
+                raise Conflict(
+                    f"version {version.version} is the target of aliases {list(pointing)}; "
+                    "move or delete them first"
+                )
+            session.delete(session.get_one(ModelVersion, version.id))
+            hashes = drop_refs(session, VERSION_REF, version.id)
+            record(session, caller, "version.delete", f"model:{name}/{version.version}")
+            session.flush()
+            delete_unreferenced(session, self._blobs, hashes)
+
+    def open_artifact(
+        self, caller: Caller, name: str, ref: str
+    ) -> tuple[ModelVersion, Iterator[bytes]]:
+        version = self.get_version(caller, name, ref)
+        return version, self._blobs.open_stream(version.sha256)
+
+    # -- aliases ---------------------------------------------------------------------
+    def aliases(self, caller: Caller, name: str) -> dict[str, int]:
+        model = self.get_model(caller, name)
+        return self.aliases_of([model.id])[model.id]
+
+    def set_alias(self, caller: Caller, name: str, alias: str, version: int) -> Alias:
+        """Point ``alias`` at ``version`` (one call moves it)."""
+        check_name(alias, "alias")
+        if alias == "latest":
+            raise InvalidInput("'latest' is reserved: it always means the newest version")
+        model = self.get_model(caller, name, Permission.WRITE)
+        with self._db.session() as session:
+            self._resolve(session, model, str(version))
+            row = session.get(Alias, (model.id, alias))
+            if row is None:
+                row = Alias(model_id=model.id, alias=alias, version=version)
+                session.add(row)
+            else:
+                row.version = version
+            record(session, caller, "alias.set", f"model:{name}@{alias}", {"version": version})
+            return row
+
+    def delete_alias(self, caller: Caller, name: str, alias: str) -> None:
+        model = self.get_model(caller, name, Permission.WRITE)
+        with self._db.session() as session:
+            row = session.get(Alias, (model.id, alias))
+            if row is None:
+                raise NotFound(f"model '{name}' has no alias '{alias}'")
+            session.delete(row)
+            record(session, caller, "alias.delete", f"model:{name}@{alias}")
+
+    # -- access ----------------------------------------------------------------------
+    def get_acl(self, caller: Caller, name: str) -> Acl:
+        model = self.get_model(caller, name)
+        with self._db.session() as session:
+            return Acl(public=model.public, grants=read_grants(session, RESOURCE, model.id))
+
+    def set_acl(self, caller: Caller, name: str, public: bool, grants: list[AclEntry]) -> Acl:
+        model = self.get_model(caller, name, Permission.WRITE)
+        with self._db.session() as session:
+            replace_grants(
+                session,
+                caller,
+                resource_type=RESOURCE,
+                resource_id=model.id,
+                owner_id=model.owner_id,
+                grants=grants,
+            )
+            session.get_one(Model, model.id).public = public
+            record(session, caller, "model.acl", f"model:{name}", {"public": public})
+        return self.get_acl(caller, name)

@@ -1,0 +1,188 @@
+"""Signatures of model versions: the tensors a model takes and returns.
+
+A signature is plain JSON, stored with the version and served as Open Inference Protocol
+metadata::
+
+    {"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],
+     "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 3]}]}
+
+``shape`` uses -1 for a dimension that varies (such as the batch). Where a format does
+not record a tensor's element type or shape (TorchScript), ``datatype`` and ``shape`` are
+``None``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from modelyard.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import onnx
+    import torch
+    from torch.export import ExportedProgram
+
+# Keyed by the dtype's name so that this table needs no torch import.
+_TORCH_TO_OIP = {
+    "float32": "FP32",
+    "float16": "FP16",
+    "bfloat16": "BF16",
+    "float64": "FP64",
+    "int8": "INT8",
+    "int16": "INT16",
+    "int32": "INT32",
+    "int64": "INT64",
+    "uint8": "UINT8",
+    "uint16": "UINT16",
+    "uint32": "UINT32",
+    "uint64": "UINT64",
+    "bool": "BOOL",
+}
+
+# onnx.TensorProto.DataType numbers; fixed by the ONNX standard.
+_ONNX_TO_OIP = {
+    1: "FP32",
+    2: "UINT8",
+    3: "INT8",
+    4: "UINT16",
+    5: "INT16",
+    6: "INT32",
+    7: "INT64",
+    8: "BYTES",
+    9: "BOOL",
+    10: "FP16",
+    11: "FP64",
+    12: "UINT32",
+    13: "UINT64",
+    16: "BF16",
+}
+
+
+def tensor_entry(name: str, datatype: str | None, shape: list[int] | None) -> dict[str, Any]:
+    """One ``inputs``/``outputs`` entry of a signature."""
+    return {"name": name, "datatype": datatype, "shape": shape}
+
+
+def torch_datatype(dtype: torch.dtype, where: str) -> str:
+    """The Open Inference Protocol name of a torch dtype, e.g. ``torch.float32`` → ``FP32``."""
+    name = str(dtype).removeprefix("torch.")
+    try:
+        return _TORCH_TO_OIP[name]
+    except KeyError:
+        raise InvalidInput(
+            f"{where} has element type {name}, which the Open Inference Protocol cannot carry"
+        ) from None
+
+
+def exported_program_signature(program: ExportedProgram) -> dict[str, Any]:
+    """The user-facing tensors of a ``torch.export`` program, with -1 for dynamic dims."""
+    from torch.export.graph_signature import InputKind, OutputKind, TensorArgument
+
+    values: dict[str, Any] = {}
+    for node in program.graph.nodes:
+        if node.op == "placeholder":
+            values[node.name] = node.meta.get("val")
+        elif node.op == "output":
+            for out in _flatten(node.args):
+                values.setdefault(out.name, out.meta.get("val"))
+
+    def entries(specs: list[Any], user_kind: Any, side: str) -> list[dict[str, Any]]:
+        found = []
+        for spec in specs:
+            if spec.kind != user_kind:
+                continue
+            if not isinstance(spec.arg, TensorArgument):
+                raise InvalidInput(
+                    f"{side} {spec.arg!r} of the exported program is not a tensor; served "
+                    "models take and return tensors only"
+                )
+            name = spec.arg.name
+            found.append(_fake_tensor_entry(name, values.get(name), f"{side} {name!r}"))
+        return found
+
+    signature = program.graph_signature
+    return {
+        "inputs": entries(signature.input_specs, InputKind.USER_INPUT, "input"),
+        "outputs": entries(signature.output_specs, OutputKind.USER_OUTPUT, "output"),
+    }
+
+
+def _flatten(args: Any) -> list[Any]:
+    import torch.fx
+
+    if isinstance(args, torch.fx.Node):
+        return [args]
+    if isinstance(args, (list, tuple)):
+        return [node for arg in args for node in _flatten(arg)]
+    return []
+
+
+def _fake_tensor_entry(name: str, value: Any, where: str) -> dict[str, Any]:
+    import torch
+
+    if not isinstance(value, torch.Tensor):
+        return tensor_entry(name, None, None)
+    # Symbolic sizes (torch.SymInt) are the dynamic dimensions.
+    shape = [dim if isinstance(dim, int) else -1 for dim in value.shape]
+    return tensor_entry(name, torch_datatype(value.dtype, where), shape)
+
+
+def torchscript_signature(module: torch.jit.ScriptModule) -> dict[str, Any] | None:
+    """Argument names of ``forward``; TorchScript records no dtypes or shapes.
+
+    Returns ``None`` when the module has no ``forward`` method.
+    """
+    import torch
+
+    forward = getattr(module, "forward", None)
+    schema = getattr(forward, "schema", None)
+    if schema is None:
+        return None
+    inputs = [tensor_entry(arg.name, None, None) for arg in schema.arguments[1:]]
+    returns = schema.returns
+    outputs_type = returns[0].type if len(returns) == 1 else None
+    if isinstance(outputs_type, torch.TupleType):
+        count = len(outputs_type.elements())
+    else:
+        count = len(returns)
+    outputs = [tensor_entry(f"output{i}", None, None) for i in range(count)]
+    return {"inputs": inputs, "outputs": outputs}
+
+
+def onnx_signature(model: onnx.ModelProto) -> dict[str, Any]:
+    """Graph inputs (initializers excluded) and outputs, with -1 for dynamic dims."""
+    graph = model.graph
+    initializers = {tensor.name for tensor in graph.initializer}
+    inputs = [
+        _onnx_entry(value, "input") for value in graph.input if value.name not in initializers
+    ]
+    outputs = [_onnx_entry(value, "output") for value in graph.output]
+    return {"inputs": inputs, "outputs": outputs}
+
+
+def _onnx_entry(value: onnx.ValueInfoProto, side: str) -> dict[str, Any]:
+    where = f"{side} {value.name!r}"
+    if value.type.WhichOneof("value") != "tensor_type":
+        raise InvalidInput(f"{where} is not a tensor; served models take and return tensors")
+    tensor_type = value.type.tensor_type
+    datatype = _ONNX_TO_OIP.get(tensor_type.elem_type)
+    if datatype is None:
+        raise InvalidInput(
+            f"{where} has ONNX element type {tensor_type.elem_type}, which the Open "
+            "Inference Protocol cannot carry"
+        )
+    shape: list[int] | None = None
+    if tensor_type.HasField("shape"):
+        shape = [
+            dim.dim_value if dim.HasField("dim_value") else -1 for dim in tensor_type.shape.dim
+        ]
+    return tensor_entry(value.name, datatype, shape)
+
+
+__all__ = [
+    "exported_program_signature",
+    "onnx_signature",
+    "tensor_entry",
+    "torch_datatype",
+    "torchscript_signature",
+]

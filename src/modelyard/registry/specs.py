@@ -1,0 +1,47 @@
+"""Checking that uploaded weights fit the catalog architecture they claim.
+
+Only the safetensors header is read and the model is built on the ``meta`` device, so a
+multi-GB upload is checked without loading its weights into memory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from modelyard.errors import InvalidInput
+
+
+def check_spec_weights(spec: dict[str, Any], weights: Path) -> dict[str, Any]:
+    """Validate ``spec`` against the catalog and ``weights`` against the spec.
+
+    Returns the version's signature; raises InvalidInput naming the field or tensor at fault.
+    """
+    import torch
+    from safetensors import safe_open
+
+    from modelyard.nn import build_model, parse_spec, spec_signature
+
+    parsed = parse_spec(spec)
+    with torch.device("meta"):
+        model = build_model(parsed)
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    with safe_open(str(weights), framework="pt") as f:  # type: ignore[no-untyped-call]
+        got = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118
+    missing = sorted(set(expected) - set(got))
+    unexpected = sorted(set(got) - set(expected))
+    wrong = [
+        f"{name}: shape {list(got[name])} but the spec needs {list(shape)}"
+        for name, shape in sorted(expected.items())
+        if name in got and got[name] != shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing tensors {missing[:5]}")
+    if unexpected:
+        problems.append(f"unexpected tensors {unexpected[:5]}")
+    problems.extend(wrong[:5])
+    if problems:
+        raise InvalidInput("the weights do not fit the spec: " + "; ".join(problems))
+    signature: dict[str, Any] = spec_signature(parsed)
+    return signature

@@ -1,0 +1,106 @@
+"""Staging of uploads: stream bytes into a temporary file, hashing and counting as they come.
+
+Nothing is held whole in memory, and the size limit is enforced while reading, so an
+oversized upload is cut off early instead of filling the disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modelyard.errors import InvalidInput, PayloadTooLarge
+
+
+@dataclass
+class StagedFile:
+    """An upload that has fully arrived in a temporary file."""
+
+    path: Path
+    sha256: str
+    size: int
+    filename: str | None = None
+    _kept: bool = field(default=False, repr=False)
+
+    def discard(self) -> None:
+        """Remove the temporary file (no-op if a store already consumed it)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def head(self, n: int = 64) -> bytes:
+        """The first ``n`` bytes, for format detection."""
+        with self.path.open("rb") as f:
+            return f.read(n)
+
+
+class _Writer:
+    def __init__(self, tmp_dir: Path, max_bytes: int, filename: str | None) -> None:
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=tmp_dir)
+        self.file = os.fdopen(fd, "wb")
+        self.path = Path(name)
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.max_bytes = max_bytes
+        self.filename = filename
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.max_bytes:
+            raise PayloadTooLarge(
+                f"upload exceeds the limit of {self.max_bytes} bytes (MODELYARD_MAX_UPLOAD_BYTES)"
+            )
+        self.digest.update(chunk)
+        self.file.write(chunk)
+
+    def finish(self) -> StagedFile:
+        self.file.close()
+        if self.size == 0:
+            self.path.unlink(missing_ok=True)
+            raise InvalidInput("the upload is empty")
+        return StagedFile(self.path, self.digest.hexdigest(), self.size, self.filename)
+
+    def abort(self) -> None:
+        self.file.close()
+        self.path.unlink(missing_ok=True)
+
+
+async def stage_stream(
+    chunks: AsyncIterator[bytes], tmp_dir: Path, max_bytes: int, filename: str | None = None
+) -> StagedFile:
+    """Write an async byte stream (an HTTP body) to a temporary file."""
+    writer = _Writer(tmp_dir, max_bytes, filename)
+    try:
+        async for chunk in chunks:
+            if chunk:
+                writer.write(chunk)
+        return writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def stage_file(source: Path, tmp_dir: Path, max_bytes: int) -> StagedFile:
+    """Copy a local file into staging (used for files made on the server, e.g. by jobs)."""
+    writer = _Writer(tmp_dir, max_bytes, source.name)
+    try:
+        with source.open("rb") as f:
+            for chunk in iter(lambda: f.read(1024 * 1024), b""):
+                writer.write(chunk)
+        return writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+@contextlib.contextmanager
+def scratch_dir(tmp_dir: Path, prefix: str) -> Iterator[Path]:
+    """A private temporary directory under the server's tmp dir, removed afterwards."""
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=tmp_dir) as name:
+        yield Path(name)

@@ -1,0 +1,207 @@
+"""TrainConfig: everything about a training run except the architecture and the data.
+
+>>> cfg = parse_config({"loss": "cross_entropy", "optimizer": {"name": "sgd", "lr": 0.1,
+...                     "momentum": 0.9, "nesterov": True}, "epochs": 5})
+>>> cfg.optimizer.nesterov
+True
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from modelyard.errors import InvalidInput
+from modelyard.nn.field_errors import invalid_input
+
+LossName = Literal["mse", "l1", "cross_entropy", "bce"]
+MetricName = Literal["accuracy", "mse", "mae", "rmse", "r2"]
+CLASSIFICATION_METRICS: frozenset[str] = frozenset({"accuracy"})
+REGRESSION_METRICS: frozenset[str] = frozenset({"mse", "mae", "rmse", "r2"})
+# Metrics where a larger value is better; early stopping's mode "auto" follows this.
+HIGHER_IS_BETTER: frozenset[str] = frozenset({"accuracy", "r2"})
+
+Positive = Annotated[int, Field(gt=0)]
+NonNegative = Annotated[int, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _named(value: Any) -> Any:
+    """Let a section be given by its name alone: ``"adam"`` means ``{"name": "adam"}``."""
+    return {"name": value} if isinstance(value, str) else value
+
+
+class LossConfig(_Section):
+    """The objective. ``bce`` is binary cross-entropy on logits (one output, or multi-label)."""
+
+    name: LossName = Field(description="mse, l1, cross_entropy or bce.")
+    label_smoothing: Fraction = Field(default=0.0, description="cross_entropy only.")
+
+    @model_validator(mode="after")
+    def _smoothing_for_cross_entropy(self) -> LossConfig:
+        if self.label_smoothing and self.name != "cross_entropy":
+            raise ValueError("label_smoothing: only cross_entropy uses it")
+        return self
+
+
+class OptimizerConfig(_Section):
+    """The optimizer and its hyper-parameters; fields another optimizer uses must stay unset."""
+
+    name: Literal["sgd", "adam", "adamw", "rmsprop"] = Field(default="adam")
+    lr: float = Field(default=1e-3, gt=0.0, description="Peak learning rate.")
+    momentum: Fraction = Field(default=0.0, description="sgd and rmsprop.")
+    nesterov: bool = Field(default=False, description="sgd with momentum > 0.")
+    weight_decay: float = Field(default=0.0, ge=0.0, description="L2 (adamw: decoupled).")
+    betas: tuple[Fraction, Fraction] = Field(default=(0.9, 0.999), description="adam, adamw.")
+    eps: float = Field(default=1e-8, gt=0.0, description="adam, adamw, rmsprop.")
+    alpha: float = Field(default=0.99, gt=0.0, lt=1.0, description="rmsprop smoothing.")
+
+    @model_validator(mode="after")
+    def _fields_fit_optimizer(self) -> OptimizerConfig:
+        if self.nesterov and (self.name != "sgd" or self.momentum <= 0):
+            raise ValueError("nesterov: needs optimizer sgd with momentum > 0")
+        if self.momentum and self.name in ("adam", "adamw"):
+            raise ValueError(f"momentum: {self.name} does not use it; set betas instead")
+        return self
+
+
+class ScheduleConfig(_Section):
+    """Learning-rate schedule, applied per optimizer step; ``warmup_steps`` combines with any.
+
+    ``step`` multiplies the rate by ``gamma`` every ``step_size`` epochs; ``cosine`` and
+    ``linear`` decay from ``lr`` to ``min_lr`` over the steps after the warm-up.
+    """
+
+    name: Literal["constant", "step", "cosine", "linear"] = Field(default="constant")
+    step_size: Positive = Field(default=10, description="step: epochs between decays.")
+    gamma: float = Field(default=0.1, gt=0.0, le=1.0, description="step: decay factor.")
+    warmup_steps: NonNegative = Field(default=0, description="Linear warm-up from 0 to lr.")
+    min_lr: float = Field(default=0.0, ge=0.0, description="cosine, linear: final rate.")
+
+
+class ValidationConfig(_Section):
+    """Hold out part of the training data when no validation set is given."""
+
+    fraction: Fraction = Field(default=0.0, description="Share of rows held out; 0: none.")
+    seed: NonNegative | None = Field(default=None, description="Seed of the split; default seed.")
+
+
+class EarlyStoppingConfig(_Section):
+    """Stop when ``metric`` has not improved by ``min_delta`` for ``patience`` epochs."""
+
+    patience: Positive = Field(default=5, description="Epochs without improvement allowed.")
+    metric: str = Field(default="val_loss", description="train_<m> or val_<m>, e.g. val_loss.")
+    mode: Literal["min", "max", "auto"] = Field(
+        default="auto", description="auto: max for accuracy and r2, min otherwise."
+    )
+    min_delta: float = Field(default=0.0, ge=0.0, description="Smallest change that counts.")
+    restore_best: bool = Field(default=True, description="End with the best epoch's weights.")
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if not re.fullmatch(r"(train|val)_(loss|accuracy|mse|mae|rmse|r2)", value):
+            raise ValueError("must be train_<metric> or val_<metric>, such as val_loss")
+        return value
+
+    @property
+    def split(self) -> str:
+        """``train`` or ``val``."""
+        return self.metric.split("_", 1)[0]
+
+    @property
+    def metric_name(self) -> str:
+        """The metric without its split, such as ``loss``."""
+        return self.metric.split("_", 1)[1]
+
+    @property
+    def maximize(self) -> bool:
+        """Whether a larger value is an improvement."""
+        if self.mode == "auto":
+            return self.metric_name in HIGHER_IS_BETTER
+        return self.mode == "max"
+
+
+class PreprocessingConfig(_Section):
+    """Transforms fitted on the training split and recorded for serving."""
+
+    scale: float | None = Field(default=None, gt=0.0, description="Multiply inputs (1/255).")
+    standardize: bool = Field(default=False, description="Subtract mean, divide by std.")
+    one_hot: bool | None = Field(
+        default=None, description="One-hot class labels; default: when the loss needs it."
+    )
+    standardize_target: bool | None = Field(
+        default=None,
+        description="Regression: train on standardized targets (folded back into the head "
+        "afterwards); default on for regression.",
+    )
+
+
+class TrainConfig(_Section):
+    """A training run's settings; parse JSON with :func:`parse_config`."""
+
+    loss: LossConfig | None = Field(
+        default=None, description="Default: cross_entropy (bce for one output) or mse."
+    )
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    epochs: Positive = Field(default=10)
+    batch_size: Positive | None = Field(
+        default=32, description="Rows per step; null (or >= the row count): full batch."
+    )
+    seed: NonNegative = Field(default=0, description="Seeds weights, data order and dropout.")
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    early_stopping: EarlyStoppingConfig | None = Field(default=None)
+    metrics: list[MetricName] | None = Field(
+        default=None, description="Default: accuracy, or mse, mae and r2 for regression."
+    )
+    device: str = Field(default="auto", description="auto: CUDA when available, else CPU.")
+    preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
+    freeze: list[str] = Field(
+        default_factory=list, description="Parameter name prefixes kept fixed (fine-tuning)."
+    )
+    replace_head: bool = Field(
+        default=False, description="Fine-tuning: keep the initial weights but a new head."
+    )
+    checkpoint_every_steps: NonNegative = Field(default=0, description="0: every epoch.")
+    log_every_steps: Positive = Field(default=10, description="Steps between step events.")
+    grad_clip_norm: float | None = Field(default=None, gt=0.0)
+    eval_batch_size: Positive = Field(default=1024, description="Rows per evaluation batch.")
+
+    @field_validator("loss", "optimizer", "schedule", mode="before")
+    @classmethod
+    def _section_by_name(cls, value: Any) -> Any:
+        return _named(value)
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", value):
+            raise ValueError("must be auto, cpu, cuda, cuda:<index> or mps")
+        return value
+
+    @field_validator("freeze")
+    @classmethod
+    def _prefixes_not_empty(cls, value: list[str]) -> list[str]:
+        if any(not prefix.strip() for prefix in value):
+            raise ValueError("prefixes must not be empty")
+        return value
+
+
+def parse_config(raw: Mapping[str, Any] | TrainConfig, *, where: str = "config") -> TrainConfig:
+    """Validate a JSON config; errors raise InvalidInput naming the field."""
+    if isinstance(raw, TrainConfig):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise InvalidInput(f"{where}: must be a JSON object", errors=[])
+    try:
+        return TrainConfig.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise invalid_input(exc, where) from None

@@ -1,0 +1,1 @@
+"""Helpers shared by the test suites (real servers started in-process, test data)."""
