@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     executor_slots: int = Field(
         default=2, ge=1, description="How many jobs the local executor runs at once."
     )
+    job_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "CPU threads of each job's worker; default: the machine's cores divided by "
+            "executor_slots (oversubscribed threads spin and slow small models down badly)."
+        ),
+    )
     job_heartbeat_timeout_s: float = Field(
         default=30.0,
         gt=0,

@@ -12,6 +12,9 @@ from modelyard.config import Settings
 from modelyard.datasets.service import DatasetService
 from modelyard.db.engine import Database, create_database
 from modelyard.db.migrate import upgrade_to_head
+from modelyard.jobs.events import EventLog
+from modelyard.jobs.executor import LocalExecutor
+from modelyard.jobs.service import JobService
 from modelyard.registry.service import ModelRegistry
 from modelyard.storage.base import BlobStore
 from modelyard.storage.factory import build_blob_store
@@ -27,6 +30,9 @@ class Platform:
     auth: AuthService
     datasets: DatasetService
     registry: ModelRegistry
+    events: EventLog
+    jobs: JobService
+    executor: LocalExecutor
 
     @classmethod
     def build(cls, settings: Settings) -> Platform:
@@ -36,14 +42,28 @@ class Platform:
         db = create_database(settings.resolved_database_url)
         upgrade_to_head(db.engine)
         blobs = build_blob_store(settings)
+        datasets = DatasetService(db, blobs, settings.tmp_dir)
+        registry = ModelRegistry(db, blobs, settings.tmp_dir, settings.max_upload_bytes * 4)
+        events = EventLog(db)
+        executor = LocalExecutor(settings, db, events)
+        jobs = JobService(db, datasets, registry, events, settings.tmp_dir, executor.wake)
         return cls(
             settings=settings,
             db=db,
             blobs=blobs,
             auth=AuthService(db),
-            datasets=DatasetService(db, blobs, settings.tmp_dir),
-            registry=ModelRegistry(db, blobs, settings.tmp_dir, settings.max_upload_bytes * 4),
+            datasets=datasets,
+            registry=registry,
+            events=events,
+            jobs=jobs,
+            executor=executor,
         )
 
+    def start(self) -> None:
+        """Start background work (the job executor); jobs left running resume."""
+        self.executor.start()
+
     def close(self) -> None:
+        """Stop background work and release connections."""
+        self.executor.stop()
         self.db.dispose()

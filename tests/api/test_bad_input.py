@@ -55,19 +55,31 @@ def _truncated_npz(tmp: Path) -> bytes:
 DATASET_CASES = [
     ("ragged-csv", {"filename": "r.csv"}, lambda _t: b"a,b,c\n1,2,3\n4,5\n", 422, "line 3"),
     ("truncated-npz", {"filename": "t.npz"}, _truncated_npz, 422, "npz"),
-    ("bad-idx-magic", {"format": "idx"}, lambda _t: struct.pack(">II", 0xDEAD, 1) + b"\x00",
-     422, "magic"),
+    (
+        "bad-idx-magic",
+        {"format": "idx"},
+        lambda _t: struct.pack(">II", 0xDEAD, 1) + b"\x00",
+        422,
+        "magic",
+    ),
     ("unknown-format", {"filename": "x.bin"}, lambda _t: b"\x01\x02garbage", 415, "format"),
     ("bad-jsonl", {"filename": "x.jsonl"}, lambda _t: b'{"a": 1}\n{"a": \n', 422, "line 2"),
     ("too-big", {"filename": "big.csv"}, lambda _t: b"a\n" + b"1\n" * 150_000, 413, "limit"),
 ]
 
 
-@pytest.mark.parametrize(("case", "params", "make", "status", "word"), DATASET_CASES,
-                         ids=[c[0] for c in DATASET_CASES])
+@pytest.mark.parametrize(
+    ("case", "params", "make", "status", "word"), DATASET_CASES, ids=[c[0] for c in DATASET_CASES]
+)
 def test_bad_dataset_upload_is_refused(
-    small_server: LiveServer, api: httpx.Client, tmp_path: Path,
-    case: str, params: dict[str, str], make: Callable[[Path], bytes], status: int, word: str,
+    small_server: LiveServer,
+    api: httpx.Client,
+    tmp_path: Path,
+    case: str,
+    params: dict[str, str],
+    make: Callable[[Path], bytes],
+    status: int,
+    word: str,
 ) -> None:
     reply = api.post("/api/v1/datasets", params={"name": case, **params}, content=make(tmp_path))
     assert reply.status_code == status, reply.text
@@ -82,16 +94,27 @@ ARTIFACT_CASES = [
     ("tar-absolute", {"filename": "m.tar"}, _tar_with("/etc/evil"), 422, "evil"),
     ("unknown-format", {"filename": "m.xyz"}, b"\x00\x01\x02\x03" * 10, 415, "format"),
     ("bad-onnx", {"filename": "m.onnx"}, b"\x08\x07garbage-not-onnx" * 4, 422, "onnx"),
-    ("safetensors-no-spec", {"filename": "m.safetensors"},
-     struct.pack("<Q", 2) + b"{}", 422, "spec"),
+    (
+        "safetensors-no-spec",
+        {"filename": "m.safetensors"},
+        struct.pack("<Q", 2) + b"{}",
+        422,
+        "spec",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "params", "body", "status", "word"), ARTIFACT_CASES,
-                         ids=[c[0] for c in ARTIFACT_CASES])
+@pytest.mark.parametrize(
+    ("case", "params", "body", "status", "word"), ARTIFACT_CASES, ids=[c[0] for c in ARTIFACT_CASES]
+)
 def test_bad_artifact_is_refused(
-    small_server: LiveServer, api: httpx.Client,
-    case: str, params: dict[str, str], body: bytes, status: int, word: str,
+    small_server: LiveServer,
+    api: httpx.Client,
+    case: str,
+    params: dict[str, str],
+    body: bytes,
+    status: int,
+    word: str,
 ) -> None:
     reply = api.post("/api/v1/models/m/versions", params=params, content=body)
     assert reply.status_code == status, (case, reply.text)
@@ -108,14 +131,16 @@ def test_weights_that_do_not_fit_the_spec_are_refused(
     wrong = spec_json({"arch": "mlp", "input_shape": [4], "hidden": [32], "num_outputs": 3})
     reply = api.post(
         "/api/v1/models/m/versions",
-        params={"filename": "m.safetensors", "spec": wrong}, content=weights,
+        params={"filename": "m.safetensors", "spec": wrong},
+        content=weights,
     )
     assert reply.status_code == 422
     assert "shape" in reply.json()["detail"].lower()
     bad_spec = spec_json({"arch": "mlp", "input_shape": [4], "hidden": [-1], "num_outputs": 3})
     reply = api.post(
         "/api/v1/models/m/versions",
-        params={"filename": "m.safetensors", "spec": bad_spec}, content=weights,
+        params={"filename": "m.safetensors", "spec": bad_spec},
+        content=weights,
     )
     assert reply.status_code == 422 and "hidden" in reply.json()["detail"]
     _nothing_stored(small_server, api)

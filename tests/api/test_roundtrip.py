@@ -77,7 +77,12 @@ def test_dataset_and_registry_round_trip(
         )
         assert reply.status_code == 201, reply.text
         ds = reply.json()
-        assert (ds["format"], ds["kind"], ds["num_rows"], ds["label"]) == ("csv", "table", 150, "species")
+        assert (ds["format"], ds["kind"], ds["num_rows"], ds["label"]) == (
+            "csv",
+            "table",
+            150,
+            "species",
+        )
         assert ds["sha256"] == hashlib.sha256(csv.read_bytes()).hexdigest()
         assert [c["name"] for c in ds["schema"]["columns"]][-1] == "species"
         assert api.get("/api/v1/datasets/iris").json()["id"] == ds["id"]
@@ -88,7 +93,8 @@ def test_dataset_and_registry_round_trip(
         npz = digits_npz(tmp_path / "digits.npz")
         with npz.open("rb") as f:
             reply = api.post(
-                "/api/v1/datasets", params={"name": "digits", "label": "y"},
+                "/api/v1/datasets",
+                params={"name": "digits", "label": "y"},
                 files={"file": ("digits.npz", f)},
             )
         assert reply.status_code == 201, reply.text
@@ -115,13 +121,22 @@ def test_dataset_and_registry_round_trip(
         assert reply.json()["version"] == 2 and reply.json()["lineage"]["parent_version"] == 1
 
         # Aliases: set, move with one call, resolve.
-        assert api.put("/api/v1/models/iris-mlp/aliases/production", json={"version": 1}).status_code == 200
+        assert (
+            api.put("/api/v1/models/iris-mlp/aliases/production", json={"version": 1}).status_code
+            == 200
+        )
         assert api.get("/api/v1/models/iris-mlp/versions/production").json()["version"] == 1
-        assert api.put("/api/v1/models/iris-mlp/aliases/production", json={"version": 2}).status_code == 200
+        assert (
+            api.put("/api/v1/models/iris-mlp/aliases/production", json={"version": 2}).status_code
+            == 200
+        )
         assert api.get("/api/v1/models/iris-mlp/versions/production").json()["version"] == 2
         assert api.get("/api/v1/models/iris-mlp").json()["aliases"] == {"production": 2}
         assert api.get("/api/v1/models/iris-mlp").json()["latest_version"] == 2
-        assert api.put("/api/v1/models/iris-mlp/aliases/production", json={"version": 9}).status_code == 404
+        assert (
+            api.put("/api/v1/models/iris-mlp/aliases/production", json={"version": 9}).status_code
+            == 404
+        )
 
         pulled = api.get("/api/v1/models/iris-mlp/versions/1/download")
         assert pulled.content == weights.read_bytes()
@@ -141,7 +156,9 @@ def test_dataset_and_registry_round_trip(
         assert len(_stored_bytes(server, endpoint)) < before
 
 
-def test_idx_pair_upload_and_download(server: LiveServer, admin: httpx.Client, tmp_path: Path) -> None:
+def test_idx_pair_upload_and_download(
+    server: LiveServer, admin: httpx.Client, tmp_path: Path
+) -> None:
     import gzip
     import struct
 
@@ -154,7 +171,10 @@ def test_idx_pair_upload_and_download(server: LiveServer, admin: httpx.Client, t
     reply = admin.post(
         "/api/v1/datasets",
         params={"name": "tiny-mnist"},
-        files={"images": ("train-images-idx3-ubyte.gz", img), "labels": ("train-labels-idx1-ubyte", lab)},
+        files={
+            "images": ("train-images-idx3-ubyte.gz", img),
+            "labels": ("train-labels-idx1-ubyte", lab),
+        },
     )
     assert reply.status_code == 201, reply.text
     body = reply.json()

@@ -55,7 +55,9 @@ class DataFiles:
         with path.open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(table.column_names)
-            writer.writerows(zip(*(table.column(n).to_pylist() for n in table.column_names)))
+            writer.writerows(
+                zip(*(table.column(n).to_pylist() for n in table.column_names), strict=True)
+            )
         return path
 
     def jsonl(self, name: str, rows: list[dict[str, Any]]) -> Path:

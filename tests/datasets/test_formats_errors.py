@@ -40,7 +40,9 @@ def test_ragged_csv_names_the_line(files: Any, out_dir: Path) -> None:
 
 def test_ragged_csv_row_deep_in_a_large_file(files: Any, out_dir: Path) -> None:
     # About 8 MB, so the bad row is read in a later block, by a parallel reader.
-    lines = ["x,y,note"] + [f"{i},{i * 2},row {i:08d} of a large file to read" for i in range(150_000)]
+    lines = ["x,y,note"] + [
+        f"{i},{i * 2},row {i:08d} of a large file to read" for i in range(150_000)
+    ]
     lines.insert(140_001, "1,2")
     source = files.raw("big.csv.gz", gzip.compress(("\n".join(lines) + "\n").encode()))
     message = refused([source], out_dir)

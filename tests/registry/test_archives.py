@@ -18,7 +18,7 @@ MB = 1 << 20
 
 
 def _tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]], mode: str = "w") -> Path:
-    with tarfile.open(path, mode) as tf:  # type: ignore[call-overload]
+    with tarfile.open(path, mode) as tf:
         for info, data in members:
             if data is not None:
                 info.size = len(data)
@@ -164,6 +164,21 @@ def test_refuses_duplicate_members(tmp_path: Path) -> None:
         safe_extract(archive, tmp_path / "out", max_total_bytes=MB)
 
 
+def test_refuses_file_where_a_folder_was_implied(tmp_path: Path) -> None:
+    archive = _tar(tmp_path / "clash.tar", [_file("sub/a.txt", b"x"), _file("sub", b"y")])
+
+    with pytest.raises(UnsafeArtifact, match="'sub': appears more than once"):
+        safe_extract(archive, tmp_path / "out", max_total_bytes=MB)
+    assert _leftovers(tmp_path / "out") == []
+
+
+def test_refuses_names_the_file_system_cannot_hold(tmp_path: Path) -> None:
+    archive = _tar(tmp_path / "long.tar", [_file("n" * 300, b"x")])
+
+    with pytest.raises(UnsafeArtifact, match="cannot be written"):
+        safe_extract(archive, tmp_path / "out", max_total_bytes=MB)
+
+
 def test_refuses_too_many_members(tmp_path: Path) -> None:
     archive = _tar(tmp_path / "many.tar", [_file(f"f{i}", b"x") for i in range(5)])
     zipped = tmp_path / "many.zip"
@@ -225,7 +240,7 @@ def test_refuses_bomb_hidden_in_tar_headers(tmp_path: Path) -> None:
         info.size = 1
         tf.addfile(info, io.BytesIO(b"a"))
 
-    with pytest.raises(UnsafeArtifact, match="pax.tar.gz"):
+    with pytest.raises(UnsafeArtifact, match=r"pax\.tar\.gz"):
         safe_extract(bomb, tmp_path / "out", max_total_bytes=MB, max_members=10)
 
 

@@ -4,9 +4,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.support.moto import moto_server
 
 from tests.storage.cases import MASTER_KEY, Case, LocalCase, S3Case
+from tests.support.moto import moto_server
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ from modelyard.errors import InvalidInput, NotFound
 from modelyard.storage import BlobInfo
 from modelyard.storage.base import CHUNK_SIZE
 from modelyard.storage.crypto import HEADER_SIZE, MAGIC, TAG_SIZE
-
 from tests.storage.cases import MARKER, MIB, Case, sample, sha256
 
 BIG = 3 * MIB + MIB // 2

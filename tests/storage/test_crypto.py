@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO, cast
 
 import pytest
 
@@ -58,7 +59,7 @@ def test_round_trip_read_in_any_pieces(size: int, chunk_size: int) -> None:
 def test_short_reads_from_the_source_make_full_chunks() -> None:
     data = sample(10_000)
 
-    sealed = b"".join(encrypt_stream(_Trickle(data), MASTER_KEY, chunk_size=4096))
+    sealed = b"".join(encrypt_stream(cast(BinaryIO, _Trickle(data)), MASTER_KEY, chunk_size=4096))
 
     assert len(sealed) == HEADER_SIZE + len(data) + 3 * TAG_SIZE
     assert b"".join(decrypt_stream([sealed], MASTER_KEY)) == data

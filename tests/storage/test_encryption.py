@@ -8,7 +8,6 @@ import pytest
 
 from modelyard.errors import ModelyardError
 from modelyard.storage.crypto import HEADER_SIZE, TAG_SIZE
-
 from tests.storage.cases import MIB, OTHER_KEY, Case, sample
 
 BIG = 3 * MIB + MIB // 2
@@ -18,9 +17,13 @@ RECORD = MIB + TAG_SIZE
 def _read_all(case: Case, sha: str) -> tuple[bytes, ModelyardError]:
     """The plaintext yielded before the read failed, and the failure."""
     got = bytearray()
-    with pytest.raises(ModelyardError, match="cannot be read") as failure:
+
+    def drain() -> None:
         for chunk in case.store.open_stream(sha):
-            got += chunk
+            got.extend(chunk)
+
+    with pytest.raises(ModelyardError, match="cannot be read") as failure:
+        drain()
     return bytes(got), failure.value
 
 

@@ -13,7 +13,6 @@ import pytest
 import modelyard.storage
 from modelyard.config import Settings
 from modelyard.storage import LocalBlobStore, S3BlobStore, build_blob_store
-
 from tests.storage.cases import MARKER, MASTER_KEY, sample
 from tests.support.moto import FAKE_CREDENTIALS, s3_client
 
@@ -37,7 +36,8 @@ def test_local_store_lives_in_the_data_dir(make_settings: MakeSettings) -> None:
     assert isinstance(store, LocalBlobStore)
     assert store.root == settings.data_dir / "blobs"
     assert store.tmp_dir == settings.tmp_dir
-    assert store.root.is_dir() and settings.tmp_dir.is_dir()
+    assert store.root.is_dir()
+    assert settings.tmp_dir.is_dir()
     assert not store.encrypted
 
 
@@ -79,7 +79,7 @@ def test_package_exports_what_it_lists() -> None:
     for name in modelyard.storage.__all__:
         assert getattr(modelyard.storage, name) is not None
     with pytest.raises(AttributeError):
-        _ = modelyard.storage.NoSuchThing  # type: ignore[attr-defined]
+        _ = modelyard.storage.NoSuchThing
 
 
 def test_importing_the_package_does_not_import_boto3(tmp_path: Path) -> None:

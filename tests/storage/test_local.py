@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from modelyard.storage import LocalBlobStore
-
 from tests.storage.cases import MASTER_KEY, MIB, LocalCase, sample, sha256
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -11,7 +12,6 @@ import pytest
 from modelyard.errors import Unavailable
 from modelyard.storage import S3BlobStore
 from modelyard.storage.crypto import HEADER_SIZE, TAG_SIZE
-
 from tests.storage.cases import MASTER_KEY, MIB, sample
 from tests.support.moto import FAKE_CREDENTIALS, s3_client
 
@@ -94,6 +94,23 @@ def test_unreachable_endpoint_is_unavailable(tmp_path: Path) -> None:
         _store(closed, tmp_path, "nowhere")
 
 
-def test_encrypted_store_needs_a_tmp_dir(s3_endpoint: str) -> None:
-    with pytest.raises(ValueError, match="tmp_dir"):
-        S3BlobStore("b", "", s3_endpoint, "us-east-1", None, MASTER_KEY)
+def test_encrypted_store_works_without_a_tmp_dir(s3_endpoint: str) -> None:
+    store = S3BlobStore(
+        f"systmp-{uuid.uuid4().hex[:12]}",
+        "",
+        s3_endpoint,
+        "us-east-1",
+        None,
+        MASTER_KEY,
+        access_key_id=FAKE_CREDENTIALS["aws_access_key_id"],
+        secret_access_key=FAKE_CREDENTIALS["aws_secret_access_key"],
+    )
+    fd, name = tempfile.mkstemp()
+    with open(fd, "wb") as f:
+        f.write(b"weights")
+    staged = Path(name)
+
+    info = store.put_file(staged)
+
+    assert not staged.exists()
+    assert b"".join(store.open_stream(info.sha256)) == b"weights"

@@ -37,5 +37,9 @@ def moto_server() -> Iterator[str]:
 def s3_client(endpoint_url: str) -> S3Client:
     """A boto3 S3 client for the moto server at ``endpoint_url``, with fake credentials."""
     return boto3.session.Session().client(
-        "s3", endpoint_url=endpoint_url, region_name=REGION, **FAKE_CREDENTIALS
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=REGION,
+        aws_access_key_id=FAKE_CREDENTIALS["aws_access_key_id"],
+        aws_secret_access_key=FAKE_CREDENTIALS["aws_secret_access_key"],
     )

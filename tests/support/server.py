@@ -38,7 +38,7 @@ def live_server(settings: Settings) -> Iterator[LiveServer]:
     platform = Platform.build(settings)
     admin = settings.bootstrap_key.get_secret_value() if settings.bootstrap_key else ADMIN_KEY
     platform.auth.bootstrap(admin)
-    app = create_app(platform)
+    app = create_app(platform, own_platform=True)
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
@@ -53,5 +53,4 @@ def live_server(settings: Settings) -> Iterator[LiveServer]:
         yield LiveServer(url=f"http://127.0.0.1:{port}", platform=platform, admin_key=admin)
     finally:
         server.should_exit = True
-        thread.join(timeout=20)
-        platform.close()
+        thread.join(timeout=60)

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from modelyard import __version__
 from modelyard.api import problems
 from modelyard.api.metrics import HttpMetrics, MetricsMiddleware
-from modelyard.api.routes import auth, datasets, health, models
+from modelyard.api.routes import auth, datasets, health, jobs, models
 from modelyard.platform import Platform
 
 DESCRIPTION = """
@@ -27,11 +27,14 @@ OPEN_PATHS = frozenset(
 def create_app(platform: Platform, *, own_platform: bool = False) -> FastAPI:
     """Build the HTTP app around an existing :class:`Platform`.
 
-    With ``own_platform`` the app closes the platform when it shuts down.
+    With ``own_platform`` the app starts the platform's background work when it starts and
+    closes the platform when it shuts down.
     """
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if own_platform:
+            platform.start()
         try:
             yield
         finally:
@@ -47,7 +50,7 @@ def create_app(platform: Platform, *, own_platform: bool = False) -> FastAPI:
     app.state.platform = platform
     app.state.metrics = HttpMetrics()
     problems.install(app)
-    for module in (health, auth, datasets, models):
+    for module in (health, auth, datasets, models, jobs):
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

@@ -129,7 +129,9 @@ class DatasetService:
             session.refresh(row)
             return row
 
-    def list_datasets(self, caller: Caller, limit: int, offset: int) -> tuple[Sequence[Dataset], int]:
+    def list_datasets(
+        self, caller: Caller, limit: int, offset: int
+    ) -> tuple[Sequence[Dataset], int]:
         caller.require(Scope.READ)
         where = visible_clause(caller, RESOURCE, Dataset.id, Dataset.owner_id, Dataset.public)
         with self._db.session() as session:
@@ -201,11 +203,19 @@ class DatasetService:
         return self.get_acl(caller, name)
 
     def canonical_files(self, row: Dataset, dest: Path) -> dict[str, Path]:
-        """Materialize the canonical form on this machine (memory-mappable files)."""
+        """The canonical form as files named for what they hold, inside ``dest``.
+
+        A plaintext local blob is linked, not copied, so it can be memory-mapped in place.
+        """
+        dest.mkdir(parents=True, exist_ok=True)
         out: dict[str, Path] = {}
         for file_name, sha in row.canonical.items():
+            target = dest / Path(file_name).name
             local = self._blobs.local_path(sha)
-            out[file_name] = (
-                local if local is not None else self._blobs.fetch_to(sha, dest / file_name)
-            )
+            if local is not None:
+                target.unlink(missing_ok=True)
+                target.symlink_to(local)
+            else:
+                self._blobs.fetch_to(sha, target)
+            out[file_name] = target
         return out

@@ -77,6 +77,10 @@ class LocalExecutor:
         # first step comes within a second of being picked up.
         ctx.set_forkserver_preload(["modelyard.jobs.worker"])
         self._ctx = ctx
+        # Start the fork server (and its imports) now rather than on the first job.
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
         self._recover()
         self._thread = threading.Thread(target=self._loop, name="job-executor", daemon=True)
         self._thread.start()
@@ -181,11 +185,12 @@ class LocalExecutor:
                 job = session.get(Job, job_id)
                 cancel = bool(job and job.cancel_requested)
             if cancel:
-                finish(self._db, self._events, job_id, "cancelled", attempt=running.attempt)
+                finish(self._events, job_id, "cancelled", attempt=running.attempt)
             else:
-                how = f"was killed by signal {-code}" if code and code < 0 else f"exited with {code}"
+                how = (
+                    f"was killed by signal {-code}" if code and code < 0 else f"exited with {code}"
+                )
                 finish(
-                    self._db,
                     self._events,
                     job_id,
                     "failed",
@@ -214,9 +219,7 @@ class LocalExecutor:
 
     def _recover(self) -> None:
         """Re-queue running jobs whose worker is gone, so they resume from a checkpoint."""
-        stale_before = datetime.now(UTC) - timedelta(
-            seconds=self._settings.job_heartbeat_timeout_s
-        )
+        stale_before = datetime.now(UTC) - timedelta(seconds=self._settings.job_heartbeat_timeout_s)
         host = socket.gethostname()
         with self._db.session() as session:
             jobs = session.scalars(select(Job).where(Job.status == "running")).all()

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
-from modelyard.db.engine import Database
 from modelyard.db.tables import Job
 from modelyard.jobs.events import EventLog
 
@@ -15,7 +15,6 @@ TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 
 
 def finish(
-    db: Database,
     events: EventLog,
     job_id: str,
     status: str,
@@ -37,14 +36,14 @@ def finish(
         values["result"] = result
         values["progress"] = 1.0
         values["eta_s"] = 0.0
-    with db.session() as session:
+    data: dict[str, Any] = {"status": status}
+    if error:
+        data["error"] = error
+
+    def change(session: Session) -> bool:
         query = update(Job).where(Job.id == job_id, Job.status.not_in(TERMINAL))
         if attempt is not None:
             query = query.where(Job.attempt == attempt)
-        changed = session.execute(query.values(**values)).rowcount  # type: ignore[attr-defined]
-    if changed:
-        data: dict[str, Any] = {"status": status}
-        if error:
-            data["error"] = error
-        events.append(job_id, "status", data)
-    return bool(changed)
+        return bool(session.execute(query.values(**values)).rowcount)  # type: ignore[attr-defined]
+
+    return events.transact(job_id, "status", data, change) is not None

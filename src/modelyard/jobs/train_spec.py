@@ -13,7 +13,13 @@ from modelyard.errors import InvalidInput
 
 FLAT_KEYS = {"model_name", "data", "learning_rate"}
 PLAN_KEYS = {
-    "type", "model", "dataset", "label", "features", "output_model", "validation_dataset",
+    "type",
+    "model",
+    "dataset",
+    "label",
+    "features",
+    "output_model",
+    "validation_dataset",
     "num_outputs",
 }
 CATALOG = ("mlp", "cnn", "rnn", "transformer")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import os
 import signal
 import time
 import traceback
@@ -18,11 +19,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import update
-
 # Imported here on purpose: the forkserver preloads this module, so every worker starts with
-# torch and the training code already in memory.
-import torch  # noqa: F401
+# torch, the training code and torch's compiler front end (which the first optimizer imports,
+# about 4 s) already in memory.
+import torch
+import torch._dynamo  # noqa: F401
+from sqlalchemy import update
 
 from modelyard import training  # noqa: F401
 from modelyard.config import Settings
@@ -107,10 +109,18 @@ def runners() -> dict[str, Runner]:
     return {"train": run_train}
 
 
+def worker_threads(settings: Settings) -> int:
+    """CPU threads for one worker, so that the busy slots together fill the machine."""
+    if settings.job_threads is not None:
+        return settings.job_threads
+    return max(1, (os.cpu_count() or 1) // settings.executor_slots)
+
+
 def main(settings_json: str, job_id: str, attempt: int) -> None:
     """Run one attempt of one job (the target of the child process)."""
     _die_with_parent()
     settings = Settings.model_validate_json(settings_json)
+    torch.set_num_threads(worker_threads(settings))
     db = create_database(settings.resolved_database_url)
     events = EventLog(db)
     try:
@@ -130,21 +140,18 @@ def main(settings_json: str, job_id: str, attempt: int) -> None:
             )
             job_type = job.type
         result = runners()[job_type](ctx)
-        if ctx.should_stop():
-            raise JobCancelled
-        finish(db, events, job_id, "succeeded", attempt=attempt, result=result)
+        finish(events, job_id, "succeeded", attempt=attempt, result=result)
     except JobCancelled:
         with db.session() as session:
-            job = session.get(Job, job_id)
-            cancelled = bool(job and job.cancel_requested)
+            current = session.get(Job, job_id)
+            cancelled = bool(current and current.cancel_requested)
         if cancelled:
-            finish(db, events, job_id, "cancelled", attempt=attempt)
+            finish(events, job_id, "cancelled", attempt=attempt)
     except ModelyardError as exc:
         events.append(job_id, "log", {"message": f"error: {exc.detail}"})
-        finish(db, events, job_id, "failed", attempt=attempt, error=exc.detail)
+        finish(events, job_id, "failed", attempt=attempt, error=exc.detail)
     except Exception as exc:
         events.append(job_id, "log", {"message": traceback.format_exc()})
-        finish(db, events, job_id, "failed", attempt=attempt,
-               error=f"{type(exc).__name__}: {exc}")
+        finish(events, job_id, "failed", attempt=attempt, error=f"{type(exc).__name__}: {exc}")
     finally:
         db.dispose()

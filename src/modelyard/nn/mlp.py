@@ -30,7 +30,9 @@ class MLP(nn.Module):
 
     def __init__(self, spec: MLPSpec):
         super().__init__()
-        self.layers, width = dense_stack(spec.input_size, spec.hidden, spec.activation, spec.dropout)
+        self.layers, width = dense_stack(
+            spec.input_size, spec.hidden, spec.activation, spec.dropout
+        )
         self.head = nn.Linear(width, spec.num_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

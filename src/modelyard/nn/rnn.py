@@ -60,7 +60,11 @@ class RecurrentNet(nn.Module):
             self.embedding = nn.Embedding(spec.vocab_size, features)
         else:
             features = spec.input_shape[1]
-        cells: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+        cells: dict[str, type[nn.RNN | nn.LSTM | nn.GRU]] = {
+            "rnn": nn.RNN,
+            "lstm": nn.LSTM,
+            "gru": nn.GRU,
+        }
         self.rnn = cells[spec.cell](
             features,
             spec.hidden_size,

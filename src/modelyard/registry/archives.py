@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bz2
 import contextlib
+import errno
 import gzip
 import io
 import lzma
@@ -47,6 +48,9 @@ _RATIO_FLOOR_BYTES = 1 << 20
 # Tar headers, long-name records and block padding are not member data but still come
 # out of the decompressor; this bounds them per member.
 _TAR_OVERHEAD_PER_MEMBER = 4096
+# Failures of the server's own disk, raised as they are; any other error creating a member
+# is the member's fault.
+_SERVER_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES})
 _GZIP_MAGIC = b"\x1f\x8b"
 _BZ2_MAGIC = b"BZh"
 _XZ_MAGIC = b"\xfd7zXZ\x00"
@@ -98,21 +102,10 @@ def safe_extract(
             _extract_zip(archive, writer, limits)
         else:
             _extract_tar(archive, writer, limits)
-    except InvalidInput:
+    except BaseException as exc:
         writer.undo()
-        raise
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError) as exc:
-        writer.undo()
-        raise InvalidInput(f"{archive.name} is not a readable {kind} archive: {exc}") from exc
-    except OSError as exc:
-        writer.undo()
-        # Decompressors report corrupt data as OSError without an errno; an errno means
-        # the server's own file system failed, which is not the uploader's fault.
-        if exc.errno is None:
+        if _is_corrupt(exc):
             raise InvalidInput(f"{archive.name} is not a readable {kind} archive: {exc}") from exc
-        raise
-    except BaseException:
-        writer.undo()
         raise
     return list(writer.files)
 
@@ -162,8 +155,8 @@ class _Writer:
 
     def claim(self, name: str, rel: PurePosixPath, is_dir: bool) -> None:
         """Refuse duplicates and a file that would also be a folder (or the reverse)."""
-        for parent in rel.parents:
-            if self.seen.get(parent) is False:
+        for parent in list(rel.parents)[:-1]:
+            if self.seen.setdefault(parent, True) is False:
                 raise UnsafeArtifact(f"archive member {name!r}: a parent folder is also a file")
         previous = self.seen.get(rel)
         if previous is not None and not (previous and is_dir):
@@ -180,7 +173,12 @@ class _Writer:
             if current.is_symlink() or (current.exists() and not current.is_dir()):
                 raise UnsafeArtifact(f"archive member {name!r}: {part!r} is not a folder")
             if not current.exists():
-                current.mkdir()
+                try:
+                    current.mkdir()
+                except OSError as exc:
+                    if exc.errno in _SERVER_ERRNOS:
+                        raise
+                    raise _member_error(name, exc) from exc
                 self.dirs.append(current)
         return current
 
@@ -188,7 +186,12 @@ class _Writer:
         target = self.make_dir(name, rel.parent) / rel.name
         # O_EXCL | O_NOFOLLOW: never write through something already at the target.
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-        fd = os.open(target, flags, 0o644)
+        try:
+            fd = os.open(target, flags, 0o644)
+        except OSError as exc:
+            if exc.errno in _SERVER_ERRNOS:
+                raise
+            raise _member_error(name, exc) from exc
         self.files.append(target)
         with os.fdopen(fd, "wb") as out:
             for chunk in chunks:
@@ -203,6 +206,19 @@ class _Writer:
                 path.rmdir()
         self.files.clear()
         self.dirs.clear()
+
+
+def _is_corrupt(exc: BaseException) -> bool:
+    if isinstance(exc, (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error)):
+        return True
+    # Decompressors report corrupt data as OSError without an errno (LZMAError is one);
+    # an errno means the server's own file system failed.
+    return isinstance(exc, OSError) and exc.errno is None
+
+
+def _member_error(name: str, exc: OSError) -> UnsafeArtifact:
+    """A member the file system will not take (name too long, a folder in the way)."""
+    return UnsafeArtifact(f"archive member {name!r}: cannot be written ({exc.strerror})")
 
 
 def _member_path(name: str) -> PurePosixPath:
@@ -307,7 +323,12 @@ class _BoundedReader:
         self.read_bytes = 0
 
     def read(self, size: int = -1) -> bytes:
-        chunk = self._inner.read(size if size >= 0 else _CHUNK)
+        if size < 0:
+            parts = []
+            while part := self.read(_CHUNK):
+                parts.append(part)
+            return b"".join(parts)
+        chunk = self._inner.read(size)
         self.read_bytes += len(chunk)
         if self.read_bytes > self._budget:
             raise UnsafeArtifact(

@@ -114,10 +114,13 @@ class FormatHandler:
 
 @dataclass(frozen=True)
 class ArchiveLayout:
-    """A set of files that, found in an uploaded archive, make up one version."""
+    """Files that, found together in an uploaded archive, make up one version."""
 
     format: str
-    files: frozenset[str]
+    description: str
+    """What the archive must hold, for error messages: ``spec.json + model.safetensors``."""
+    matches: Callable[[set[str]], bool]
+    """True for the set of unpacked paths (relative, ``/``-separated) this layout takes."""
     inspect: Callable[[dict[str, Path], Intake], ArtifactInfo]
 
 
@@ -132,6 +135,12 @@ def inspect_artifact(
     max_unpacked_bytes: int,
 ) -> ArtifactInfo:
     """Identify and validate an uploaded artifact.
+
+    ``filename`` is the uploader's name for the file (its extension counts); ``spec`` is
+    a catalog spec for safetensors weights and takes precedence over one stored in the
+    file's metadata or in an archive's ``spec.json``. ``spec_checker`` validates the spec
+    against the weights and returns the signature; without it the signature is ``None``.
+    Archives unpack under ``work_dir``, at most ``max_unpacked_bytes`` in all.
 
     Raises:
         UnsafeArtifact: a pickle, or an archive or program that could run code or escape.
@@ -168,7 +177,7 @@ def inspect_artifact(
 def accepted_formats() -> str:
     """The accepted formats, for error messages."""
     names = ", ".join(handler.name for handler in FORMATS)
-    layouts = "; ".join(" + ".join(sorted(layout.files)) for layout in ARCHIVE_LAYOUTS)
+    layouts = " or ".join(layout.description for layout in ARCHIVE_LAYOUTS)
     return f"{names}, or a tar/zip archive holding {layouts}"
 
 
@@ -406,28 +415,23 @@ def _inspect_archive(path: Path, intake: Intake, expected: str | None) -> Artifa
         # Archives made from a folder (tar czf m.tgz mymodel/) wrap everything in it.
         root = split[0]
         files = {name.removeprefix(f"{root}/"): p for name, p in files.items()}
-    for layout in ARCHIVE_LAYOUTS:
-        if set(files) == layout.files and expected in (None, layout.format):
+    candidates = [layout for layout in ARCHIVE_LAYOUTS if expected in (None, layout.format)]
+    for layout in candidates:
+        if layout.matches(set(files)):
             return layout.inspect(files, intake)
-    wanted = " or ".join(
-        " + ".join(sorted(layout.files))
-        for layout in ARCHIVE_LAYOUTS
-        if expected in (None, layout.format)
-    )
+    wanted = " or ".join(layout.description for layout in candidates)
     raise InvalidInput(
-        f"the archive holds {sorted(files)}; expected exactly {wanted or 'no archive'}"
+        f"the archive holds {sorted(files)}; expected exactly {wanted}"
         + (f" for format {expected!r}" if expected else "")
     )
 
 
-def _check_zip_budget(path: Path, max_bytes: int) -> None:
+def _check_zip_budget(source: Path | io.BytesIO, max_bytes: int, label: str) -> None:
     """Bound what torch's zip reader may inflate; it allocates each member's stated size."""
-    with zipfile.ZipFile(path) as zf:
+    with zipfile.ZipFile(source) as zf:
         total = sum(info.file_size for info in zf.infolist())
     if total > max_bytes:
-        raise UnsafeArtifact(
-            f"{path.name}: unpacks to {total} bytes, over the limit of {max_bytes}"
-        )
+        raise UnsafeArtifact(f"{label} unpacks to {total} bytes, over the limit of {max_bytes}")
 
 
 # -- TorchScript ---------------------------------------------------------------------
@@ -444,7 +448,7 @@ def _inspect_torchscript(path: Path, intake: Intake) -> ArtifactInfo:
             "not a TorchScript archive: expected a zip written by torch.jit.save, with code/ "
             "or constants.pkl, data.pkl and a version record"
         )
-    _check_zip_budget(path, intake.max_unpacked_bytes)
+    _check_zip_budget(path, intake.max_unpacked_bytes, path.name)
     import torch
 
     # torch.jit.load reads data.pkl and constants.pkl with TorchScript's own unpickler,
@@ -512,7 +516,7 @@ def _check_pt2(path: Path, max_bytes: int) -> None:
     if names is None or split is None or len(set(names)) != len(names):
         raise InvalidInput("not a torch.export archive: expected a .pt2 from torch.export.save")
     root, rels = split
-    _check_zip_budget(path, max_bytes)
+    _check_zip_budget(path, max_bytes, path.name)
     for rel in sorted(rels):
         if not any(pattern.fullmatch(rel) for pattern in _PT2_ALLOWED):
             raise UnsafeArtifact(f"torch.export archive member {rel!r} {_pt2_refusal(rel)}")
@@ -533,7 +537,7 @@ def _check_pt2(path: Path, max_bytes: int) -> None:
             if rel.endswith("_config.json") and kind in _PT2_PAYLOAD:
                 _check_pt2_payloads(rel, zf.read(f"{root}/{rel}"), _PT2_PAYLOAD[kind])
             elif rel.startswith("data/sample_inputs/"):
-                _check_sample_inputs(rel, zf.read(f"{root}/{rel}"))
+                _check_sample_inputs(rel, zf.read(f"{root}/{rel}"), max_bytes)
 
 
 def _pt2_refusal(rel: str) -> str:
@@ -562,9 +566,16 @@ def _check_pt2_payloads(rel: str, raw: bytes, allowed: re.Pattern[str]) -> None:
             raise UnsafeArtifact(f"torch.export archive entry {fqn!r} points to {path_name!r}")
 
 
-def _check_sample_inputs(rel: str, raw: bytes) -> None:
+def _check_sample_inputs(rel: str, raw: bytes, max_bytes: int) -> None:
     import torch
 
+    # torch.save's legacy (non-zip) format sizes storages from the pickle itself, so only
+    # the zip format, whose records are bounded here, is accepted.
+    if not zipfile.is_zipfile(io.BytesIO(raw)):
+        raise UnsafeArtifact(
+            f"torch.export archive member {rel!r} is not in torch.save's zip format"
+        )
+    _check_zip_budget(io.BytesIO(raw), max_bytes, f"torch.export archive member {rel!r}")
     # torch.export.load retries these with weights_only=False when weights_only=True
     # fails; a file that loads here (same process, same allowlist) never takes that path.
     try:
@@ -661,7 +672,10 @@ FORMATS: tuple[FormatHandler, ...] = (
 
 ARCHIVE_LAYOUTS: tuple[ArchiveLayout, ...] = (
     ArchiveLayout(
-        "safetensors", frozenset({"spec.json", "model.safetensors"}), _inspect_spec_archive
+        "safetensors",
+        "spec.json + model.safetensors",
+        lambda names: names == {"spec.json", "model.safetensors"},
+        _inspect_spec_archive,
     ),
 )
 """What an uploaded tar/zip archive may hold."""

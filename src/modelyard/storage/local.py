@@ -60,14 +60,16 @@ class LocalBlobStore(BlobStore):
         if sha256 is not None and check_sha256(sha256) != digest:
             raise InvalidInput(f"content has sha256 {digest}, not the declared {sha256}")
         dest = self._path(digest)
-        if not dest.exists():
+        if dest.exists():
+            path.unlink()  # same address, same content: nothing to write
+        elif self._master_key is None:
             dest.parent.mkdir(parents=True, exist_ok=True)
-            if self._master_key is None:
-                self._move_into_place(path, dest)
-                return BlobInfo(digest, size)
+            self._move_into_place(path, dest)
+        else:
+            dest.parent.mkdir(parents=True, exist_ok=True)
             with encrypted_copy(path, self.tmp_dir, self._master_key) as sealed:
                 os.replace(sealed, dest)
-        path.unlink()
+            path.unlink()
         return BlobInfo(digest, size)
 
     def open_stream(self, sha256: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:

@@ -6,6 +6,7 @@ Importing this module imports boto3; :mod:`modelyard.storage` imports it only on
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -48,7 +49,8 @@ class S3BlobStore(BlobStore):
 
     Uploads stream from the staged file (multipart above ``part_size``), so a blob appears
     whole or not at all. With a ``master_key`` (32 bytes) objects hold the encrypted form
-    (see :mod:`modelyard.storage.crypto`), staged in ``tmp_dir`` before upload. Credentials
+    (see :mod:`modelyard.storage.crypto`), staged in ``tmp_dir`` (default: the system's
+    temporary directory; it only ever holds ciphertext) before upload. Credentials
     come from boto3's usual chain unless ``access_key_id``/``secret_access_key`` are given.
 
     Example::
@@ -72,11 +74,9 @@ class S3BlobStore(BlobStore):
     ) -> None:
         if master_key is not None and len(master_key) != KEY_SIZE:
             raise ValueError(f"the master key must be {KEY_SIZE} bytes, not {len(master_key)}")
-        if master_key is not None and tmp_dir is None:
-            raise ValueError("an encrypted S3 store needs a tmp_dir to stage ciphertext in")
         self.bucket = bucket
         self.prefix = prefix
-        self.tmp_dir = tmp_dir
+        self.tmp_dir = tmp_dir if tmp_dir is not None else Path(tempfile.gettempdir())
         self._master_key = master_key
         self._region = region
         # Custom endpoints (MinIO, moto, an IP address) rarely resolve per-bucket host
@@ -117,7 +117,6 @@ class S3BlobStore(BlobStore):
             if self._master_key is None:
                 self._upload(path, digest, size)
             else:
-                assert self.tmp_dir is not None  # checked in __init__
                 with encrypted_copy(path, self.tmp_dir, self._master_key) as sealed:
                     self._upload(sealed, digest, size)
         path.unlink()
@@ -132,7 +131,8 @@ class S3BlobStore(BlobStore):
     def exists(self, sha256: str) -> bool:
         """Whether the blob is stored."""
         try:
-            self.size(sha256)
+            with _s3_errors(sha256):
+                self._s3.head_object(Bucket=self.bucket, Key=self._key(sha256))
         except NotFound:
             return False
         return True

@@ -106,7 +106,9 @@ def _load_table(
         if name == label:
             raise InvalidInput(f"features[{index}]: {name!r} is the label column")
         kind = schema.field(name).type
-        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)):
+        if not (
+            pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+        ):
             raise InvalidInput(
                 f"features[{index}]: column {name!r} has type {kind}; features must be numeric"
             )

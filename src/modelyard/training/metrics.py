@@ -163,7 +163,7 @@ def evaluate(
     *,
     batch_size: int = 1024,
 ) -> dict[str, float]:
-    """``loss`` and ``metrics`` of ``model`` on inputs ``x`` (already preprocessed) and labels ``y``.
+    """``loss`` and ``metrics`` of ``model`` on preprocessed inputs ``x`` and labels ``y``.
 
     Integer labels are class ids; float labels are regression targets (or multi-label
     targets for ``bce``).

@@ -6,6 +6,7 @@ output) and reports accuracy; regression trains with mse and reports mse, mae an
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -85,7 +86,7 @@ class Objective:
         return wanted
 
     @staticmethod
-    def _metrics(task: Task, wanted: list[str] | None) -> tuple[str, ...]:
+    def _metrics(task: Task, wanted: Sequence[str] | None) -> tuple[str, ...]:
         if wanted is None:
             return ("accuracy",) if task == "classification" else ("mse", "mae", "r2")
         allowed = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS

@@ -27,11 +27,19 @@ def build_optimizer(
         )
     if config.name == "adam":
         return torch.optim.Adam(
-            params, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay
+            params,
+            lr=config.lr,
+            betas=config.betas,
+            eps=config.eps,
+            weight_decay=config.weight_decay,
         )
     if config.name == "adamw":
         return torch.optim.AdamW(
-            params, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay
+            params,
+            lr=config.lr,
+            betas=config.betas,
+            eps=config.eps,
+            weight_decay=config.weight_decay,
         )
     return torch.optim.RMSprop(
         params,

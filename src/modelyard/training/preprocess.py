@@ -90,7 +90,9 @@ class Preprocessor:
         if tokens and (config.scale is not None or config.standardize):
             name = "scale" if config.scale is not None else "standardize"
             raise InvalidInput(f"config.preprocessing.{name}: token ids cannot be rescaled")
-        standardize_target = objective.task == "regression" and config.standardize_target is not False
+        standardize_target = (
+            objective.task == "regression" and config.standardize_target is not False
+        )
         return cls(
             input_shape=list(spec.input_shape),
             token_ids=tokens,
@@ -207,7 +209,7 @@ class Preprocessor:
             known = index < len(self.classes)
             known[known] = np.asarray(self.classes)[index[known]] == names[known]
             if not known.all():
-                unknown = names[~known][0]
+                unknown = str(names[~known][0])
                 raise InvalidInput(f"label: {unknown!r} is not one of the training classes")
             return torch.from_numpy(index.astype(np.int64))
         return torch.from_numpy(np.array(_numeric(labels, "label"), dtype=np.int64))

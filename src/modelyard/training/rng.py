@@ -18,13 +18,13 @@ import torch
 def seed_everything(seed: int) -> None:
     """Seed torch (CPU and CUDA), numpy and python."""
     torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)  # noqa: NPY002
+    np.random.seed(seed % 2**32)
     random.seed(seed)
 
 
 def capture_rng() -> dict[str, Any]:
     """The state of every generator, as tensors and plain values (no pickle needed)."""
-    kind, keys, position, has_gauss, cached = np.random.get_state()  # noqa: NPY002
+    kind, keys, position, has_gauss, cached = np.random.get_state()
     version, internal, gauss_next = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
@@ -41,7 +41,7 @@ def capture_rng() -> dict[str, Any]:
             "gauss_next": gauss_next,
         },
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
         state["cuda"] = list(torch.cuda.get_rng_state_all())
     return state
 
@@ -50,7 +50,7 @@ def restore_rng(state: dict[str, Any]) -> None:
     """Put every generator back to what :func:`capture_rng` saw."""
     torch.set_rng_state(state["torch"])
     numpy_state = state["numpy"]
-    np.random.set_state(  # noqa: NPY002
+    np.random.set_state(
         (
             numpy_state["kind"],
             np.asarray(numpy_state["keys"]).astype(np.uint32),

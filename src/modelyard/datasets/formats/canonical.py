@@ -238,28 +238,33 @@ def copy_array(stream: Readable, header: ArrayHeader, path: Path, what: str) -> 
             target = np.lib.format.open_memmap(path, mode="w+", dtype=native, shape=header.shape)
         except (ValueError, OSError, OverflowError) as exc:
             raise InvalidInput(f"{what}: cannot hold an array of shape {header.shape}") from exc
-        flat = target.reshape(-1)
-        step = max(1, COPY_CHUNK_BYTES // header.dtype.itemsize)
-        count = total // header.dtype.itemsize
-        done = 0
-        while done < count:
-            want = min(step, count - done)
-            chunk = read_exact(stream, want * header.dtype.itemsize)
-            if len(chunk) < want * header.dtype.itemsize:
-                got = done * header.dtype.itemsize + len(chunk)
-                raise InvalidInput(
-                    f"{what} ends early: {got} of the {total} data bytes its header declares "
-                    f"(shape {header.shape}, {header.dtype.name})"
-                )
-            flat[done : done + want] = np.frombuffer(chunk, dtype=header.dtype)
-            done += want
-        target.flush()
-        del flat, target
+        try:
+            _fill(target.reshape(-1), stream, header, what)
+            target.flush()
+        finally:
+            # Unmaps the file now rather than when a traceback holding it is collected.
+            del target
     if stream.read(1):
         raise InvalidInput(
             f"{what} has bytes beyond the {total} data bytes its header declares "
             f"(shape {header.shape}, {header.dtype.name})"
         )
+
+
+def _fill(flat: np.ndarray[Any, Any], stream: Readable, header: ArrayHeader, what: str) -> None:
+    itemsize = header.dtype.itemsize
+    step = max(1, COPY_CHUNK_BYTES // itemsize)
+    done = 0
+    while done < flat.size:
+        want = min(step, flat.size - done)
+        chunk = read_exact(stream, want * itemsize)
+        if len(chunk) < want * itemsize:
+            raise InvalidInput(
+                f"{what} ends early: {done * itemsize + len(chunk)} of the {header.nbytes} data "
+                f"bytes its header declares (shape {header.shape}, {header.dtype.name})"
+            )
+        flat[done : done + want] = np.frombuffer(chunk, dtype=header.dtype)
+        done += want
 
 
 def array_dtype_name(dtype: np.dtype[Any]) -> str:

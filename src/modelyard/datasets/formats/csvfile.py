@@ -2,7 +2,7 @@
 
 The file is streamed twice with pyarrow's CSV reader, every column read as text. The first
 pass checks the shape of every row and finds each column's type (int64, float64, bool, or
-string when neither fits every value); the second converts and writes. One pass would have
+string when none fits every value); the second converts and writes. One pass would have
 to fix the types from the first block, and a column of integers that holds ``1.5`` a
 million rows later would then fail or be misread.
 """
@@ -156,9 +156,13 @@ def _ragged_error(path: Path, expected: int, actual: int) -> InvalidInput:
     """
     found = _find_ragged_line(path)
     if found is None:
-        return InvalidInput(f"a CSV row has {actual} columns, expected {expected}")
+        return InvalidInput(f"a CSV row has {_columns(actual)}, expected {expected}")
     line, actual, expected = found
-    return InvalidInput(f"CSV line {line} has {actual} columns, expected {expected}")
+    return InvalidInput(f"CSV line {line} has {_columns(actual)}, expected {expected}")
+
+
+def _columns(count: int) -> str:
+    return f"{count} column" if count == 1 else f"{count} columns"
 
 
 def _find_ragged_line(path: Path) -> tuple[int, int, int] | None:

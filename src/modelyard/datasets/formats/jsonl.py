@@ -18,6 +18,7 @@ from modelyard.datasets.formats.canonical import (
     ParsedDataset,
     TableSink,
     check_label,
+    require_rows,
     table_result,
 )
 from modelyard.datasets.formats.compression import GZIP_ERRORS, open_binary
@@ -36,16 +37,21 @@ def ingest_jsonl(path: Path, out_dir: Path, label: str | None) -> ParsedDataset:
     import pyarrow as pa
 
     kinds: dict[str, str] = {}
-    for _, row in _rows(path):
+    rows = 0
+    for row in _rows(path):
+        rows += 1
         for key, value in row.items():
             kinds[key] = _join(kinds.get(key, "null"), _kind(value))
+    require_rows(rows, "the JSONL file")
     names = list(kinds)
+    if not names:
+        raise InvalidInput("every object in the JSONL file is empty: there are no columns")
     check_label(label, names, "column")
     schema = pa.schema([pa.field(n, _arrow_type(kinds[n])) for n in names])
     batch_rows = max(1, _VALUES_PER_BATCH // max(1, len(names)))
     with TableSink(out_dir, schema) as sink:
         batch: list[dict[str, Any]] = []
-        for _, row in _rows(path):
+        for row in _rows(path):
             batch.append(row)
             if len(batch) == batch_rows:
                 sink.write(_to_batch(batch, schema, kinds))
@@ -55,8 +61,8 @@ def ingest_jsonl(path: Path, out_dir: Path, label: str | None) -> ParsedDataset:
     return table_result("jsonl", sink, label)
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line; InvalidInput naming a bad line."""
+def _rows(path: Path) -> Iterator[dict[str, Any]]:
+    """The object on each non-blank line; InvalidInput naming the first bad line."""
     number = 0
     try:
         with open_binary(path) as f:
@@ -76,7 +82,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                     raise InvalidInput(
                         f"JSONL line {number}: expected a JSON object, got {_json_type(value)}"
                     )
-                yield number, value
+                yield value
     except (*GZIP_ERRORS, OSError) as exc:
         raise InvalidInput(
             f"cannot read the JSONL file after line {number} (corrupt compression?): {exc}"

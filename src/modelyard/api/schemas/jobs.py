@@ -1,0 +1,94 @@
+"""Jobs and their events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from modelyard.api.schemas.common import PrincipalRef, Schema, UtcDatetime
+from modelyard.db.tables import Job, JobEvent
+
+TRAIN_EXAMPLE = {
+    "type": "train",
+    "model": {"spec": {"arch": "mlp", "input_shape": [64], "hidden": [128], "num_outputs": 10}},
+    "dataset": "digits",
+    "label": "y",
+    "optimizer": {"name": "adam", "lr": 0.001},
+    "epochs": 10,
+    "batch_size": 64,
+    "validation": {"fraction": 0.2},
+}
+FLAT_EXAMPLE = {
+    "model_name": "mlp",
+    "data": "digits",
+    "optimizer": "adam",
+    "learning_rate": 0.001,
+    "epochs": 5,
+}
+
+JOB_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "description": (
+            "A job spec (see docs/api.md): the structured train form, or the flat form "
+            "{model_name, data, optimizer, learning_rate, epochs}."
+        ),
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "additionalProperties": True},
+                "examples": {
+                    "train": {"value": TRAIN_EXAMPLE},
+                    "flat": {"value": FLAT_EXAMPLE},
+                },
+            }
+        },
+    }
+}
+
+
+class JobOut(Schema):
+    id: str
+    type: str
+    status: str = Field(description="queued, running, succeeded, failed or cancelled.")
+    owner: PrincipalRef
+    spec: dict[str, Any]
+    progress: float
+    eta_s: float | None
+    metrics: dict[str, Any]
+    result: dict[str, Any] | None
+    error: str | None
+    attempt: int
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        return cls(
+            id=job.id,
+            type=job.type,
+            status=job.status,
+            owner=PrincipalRef.of(job.owner),
+            spec=job.spec,
+            progress=job.progress,
+            eta_s=job.eta_s,
+            metrics=job.metrics,
+            result=job.result,
+            error=job.error,
+            attempt=job.attempt,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )
+
+
+class EventOut(Schema):
+    seq: int
+    at: UtcDatetime
+    type: str
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: JobEvent) -> EventOut:
+        return cls(seq=event.seq, at=event.at, type=event.type, data=event.data)

@@ -1,0 +1,143 @@
+"""Building the stored plan of a train job, checked against its data before it is queued."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from modelyard.auth.access import Caller, Permission
+from modelyard.datasets.service import DatasetService
+from modelyard.db.tables import Dataset
+from modelyard.errors import Conflict, InvalidInput, NotFound
+from modelyard.jobs.train_spec import infer_arch_defaults, normalize_request, split_request
+from modelyard.naming import check_name
+from modelyard.registry.service import ModelRegistry
+
+
+def plan_train(
+    caller: Caller,
+    body: Mapping[str, Any],
+    datasets: DatasetService,
+    registry: ModelRegistry,
+    work: Path,
+) -> dict[str, Any]:
+    """Validate a train request (structured or flat) and return the job's stored spec."""
+    from modelyard.nn import parse_spec
+    from modelyard.training import check_fit, load_xy, parse_config
+
+    request = normalize_request(body)
+    plan, raw_config = split_request(request)
+    raw_config.pop("type", None)
+    config = parse_config(raw_config, where="")
+
+    dataset = _dataset(caller, datasets, plan.get("dataset"), "dataset")
+    label = plan.get("label") or dataset.label
+    features = plan.get("features")
+    if features is not None and (
+        not isinstance(features, list) or not all(isinstance(f, str) for f in features)
+    ):
+        raise InvalidInput("features: must be a list of names")
+    files = datasets.canonical_files(dataset, work / "train")
+    x, y = load_xy(files, dataset.kind, label, features)  # type: ignore[arg-type]
+
+    model = plan.get("model")
+    if not isinstance(model, Mapping):
+        raise InvalidInput("model: give {'spec': {...}} or {'from': '<model>', 'version': ...}")
+    init: dict[str, Any] | None = None
+    if "from" in model:
+        init, arch = _fine_tune_source(caller, registry, model)
+        num_outputs = plan.get("num_outputs", model.get("num_outputs"))
+        if num_outputs is not None:
+            arch = {**arch, "num_outputs": num_outputs}
+            init["replace_head"] = True
+    else:
+        loss = config.loss.name if config.loss else None
+        is_regression = loss in ("mse", "l1") or (loss is None and y.dtype.kind == "f")
+        arch = infer_arch_defaults(
+            model,
+            x_shape=tuple(x.shape),
+            label_kind="regression" if is_regression else "classification",
+            num_classes=_num_classes(y),
+        )
+    spec = parse_spec(arch, where="model.spec")
+    check_fit(spec, config, tuple(x.shape), x.dtype, y)
+
+    validation = plan.get("validation_dataset")
+    if validation is not None:
+        val_row = _dataset(caller, datasets, validation, "validation_dataset")
+        val_files = datasets.canonical_files(val_row, work / "val")
+        vx, vy = load_xy(val_files, val_row.kind, label, features)  # type: ignore[arg-type]
+        check_fit(spec, config, tuple(vx.shape), vx.dtype, vy, split="validation")
+
+    output = plan.get("output_model") or f"{dataset.name}-{spec.arch}"
+    if not isinstance(output, str):
+        raise InvalidInput("output_model: must be a model name")
+    check_name(output, "output_model")
+    _ensure_output_model(caller, registry, output, spec.arch)
+    return {
+        "type": "train",
+        "arch_spec": spec.model_dump(mode="json"),
+        "init": init,
+        "dataset": dataset.name,
+        "dataset_id": dataset.id,
+        "label": label,
+        "features": features,
+        "validation_dataset": validation,
+        "output_model": output,
+        "config": config.model_dump(mode="json"),
+        "request": dict(body),
+    }
+
+
+def _dataset(caller: Caller, datasets: DatasetService, name: Any, field: str) -> Dataset:
+    if not isinstance(name, str) or not name:
+        raise InvalidInput(f"{field}: name a data set")
+    try:
+        return datasets.get(caller, name)
+    except NotFound as exc:
+        raise InvalidInput(f"{field}: {exc.detail}") from exc
+
+
+def _fine_tune_source(
+    caller: Caller, registry: ModelRegistry, model: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    name = model["from"]
+    ref = str(model.get("version", "latest"))
+    if not isinstance(name, str):
+        raise InvalidInput("model.from: must be a model name")
+    try:
+        version = registry.get_version(caller, name, ref)
+    except NotFound as exc:
+        raise InvalidInput(f"model.from: {exc.detail}") from exc
+    if version.format != "safetensors" or version.spec is None:
+        raise InvalidInput(
+            f"model.from: version {version.version} of '{name}' is {version.format}; only "
+            "catalog versions (spec + safetensors) can be trained further"
+        )
+    return (
+        {"model": name, "version": version.version, "sha256": version.sha256},
+        dict(version.spec),
+    )
+
+
+def _ensure_output_model(caller: Caller, registry: ModelRegistry, name: str, arch: str) -> None:
+    try:
+        registry.get_model(caller, name, Permission.WRITE)
+    except NotFound:
+        try:
+            registry.create_model(caller, name, task=None, description=f"trained {arch}")
+        except Conflict as exc:
+            raise InvalidInput(f"output_model: '{name}' belongs to someone else") from exc
+
+
+def _num_classes(y: Any) -> int | None:
+    import numpy as np
+
+    if y.ndim != 1 or len(y) == 0:
+        return None
+    if y.dtype.kind in "OUS":
+        return len({str(v) for v in y})
+    if y.dtype.kind in "biuf":
+        return int(np.max(y)) + 1
+    return None

@@ -1,0 +1,195 @@
+"""Running a train job inside its worker process.
+
+Reads the data set's canonical form (memory-mapped where it can), resumes from the job's last
+checkpoint if there is one, reports events and progress, keeps checkpoints in the blob store,
+and registers the trained model as a new version with its lineage.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from modelyard.auth.access import Caller, Scope
+from modelyard.datasets.service import DatasetService
+from modelyard.db.tables import Dataset, Principal
+from modelyard.errors import InvalidInput
+from modelyard.jobs.worker import JobCancelled, JobContext
+from modelyard.registry.service import ModelRegistry, VersionMeta
+from modelyard.storage.refs import add_refs, delete_unreferenced, drop_refs
+from modelyard.storage.staging import scratch_dir, stage_file
+
+CHECKPOINT_REF = "job"
+
+
+class JobCallbacks:
+    """The training loop's view of the job: events, checkpoints, cancellation."""
+
+    def __init__(self, ctx: JobContext, work: Path) -> None:
+        self._ctx = ctx
+        self._work = work
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind = str(event.get("type", "event"))
+        data = {k: v for k, v in event.items() if k != "type"}
+        self._ctx.emit(kind, data)
+        if kind == "epoch":
+            self._ctx.update(
+                progress=float(event.get("progress", 0.0)),
+                eta_s=event.get("eta_s"),
+                metrics={
+                    "train": event.get("train", {}),
+                    "val": event.get("val", {}),
+                    "epoch": event.get("epoch"),
+                },
+            )
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        from modelyard.training import checkpoint_to_bytes
+
+        ctx = self._ctx
+        path = self._work / "checkpoint.bin"
+        path.write_bytes(checkpoint_to_bytes(state))
+        info = ctx.blobs.put_file(path)
+        step = int(state.get("global_step", 0))
+        with ctx.db.session() as session:
+            old = drop_refs(session, CHECKPOINT_REF, ctx.job_id)
+            add_refs(session, CHECKPOINT_REF, ctx.job_id, [info.sha256])
+            session.flush()
+            delete_unreferenced(session, ctx.blobs, [h for h in old if h != info.sha256])
+        ctx.update(checkpoint_sha=info.sha256, checkpoint_step=step)
+        ctx.emit("checkpoint", {"step": step, "epoch": state.get("epoch")})
+
+    def should_stop(self) -> bool:
+        return self._ctx.should_stop()
+
+
+def _owner(ctx: JobContext) -> Caller:
+    with ctx.db.session() as session:
+        owner = session.get_one(Principal, ctx.owner_id)
+        return Caller(
+            principal_id=owner.id,
+            name=owner.name,
+            is_admin=owner.is_admin,
+            scopes=frozenset({Scope.READ.value, Scope.WRITE.value}),
+            key_id="",
+        )
+
+
+def _dataset_row(ctx: JobContext, *, dataset_id: str | None, name: str | None) -> Dataset:
+    with ctx.db.session() as session:
+        if dataset_id is not None:
+            row = session.get(Dataset, dataset_id)
+        else:
+            row = session.scalar(select(Dataset).where(Dataset.name == name))
+    if row is None:
+        raise InvalidInput(f"the data set '{name or dataset_id}' was deleted before training")
+    return row
+
+
+def run_train(ctx: JobContext) -> dict[str, Any]:
+    """Train as the job's plan says; returns the job's result."""
+    from safetensors.torch import load_file
+
+    from modelyard.nn import save_weights
+    from modelyard.training import checkpoint_from_bytes, load_xy, train
+
+    spec = ctx.spec
+    settings = ctx.settings
+    datasets = DatasetService(ctx.db, ctx.blobs, settings.tmp_dir)
+    registry = ModelRegistry(ctx.db, ctx.blobs, settings.tmp_dir, settings.max_upload_bytes * 4)
+    with scratch_dir(settings.tmp_dir, f"job-{ctx.job_id}-") as work:
+        started = time.monotonic()
+        train_row = _dataset_row(ctx, dataset_id=spec["dataset_id"], name=spec["dataset"])
+        files = datasets.canonical_files(train_row, work / "train")
+        x, y = load_xy(files, train_row.kind, spec["label"], spec["features"])  # type: ignore[arg-type]
+        x_val = y_val = None
+        if spec.get("validation_dataset"):
+            val_row = _dataset_row(ctx, dataset_id=None, name=spec["validation_dataset"])
+            val_files = datasets.canonical_files(val_row, work / "val")
+            x_val, y_val = load_xy(val_files, val_row.kind, spec["label"], spec["features"])  # type: ignore[arg-type]
+
+        init_weights = None
+        init = spec.get("init")
+        config = dict(spec["config"])
+        if init:
+            weights = ctx.blobs.fetch_to(init["sha256"], work / "init.safetensors")
+            init_weights = load_file(str(weights))
+            if init.get("replace_head"):
+                config["replace_head"] = True
+
+        resume = None
+        if ctx.checkpoint_sha:
+            resume = checkpoint_from_bytes(
+                ctx.blobs.fetch_to(ctx.checkpoint_sha, work / "resume.bin").read_bytes()
+            )
+            ctx.emit("resumed", {"step": ctx.checkpoint_step, "attempt": ctx.attempt})
+            ctx.log(f"resuming from the checkpoint at step {ctx.checkpoint_step}")
+        ctx.log(
+            f"training {spec['arch_spec']['arch']} on '{train_row.name}' "
+            f"({train_row.num_rows} rows), data ready in {time.monotonic() - started:.2f}s"
+        )
+        result = train(
+            spec["arch_spec"],
+            config,
+            x,
+            y,
+            x_val=x_val,
+            y_val=y_val,
+            init_weights=init_weights,
+            callbacks=JobCallbacks(ctx, work),
+            resume=resume,
+        )
+        if result.cancelled:
+            raise JobCancelled
+        final_spec = result.spec.model_dump(mode="json")
+        out = work / "model.safetensors"
+        save_weights(result.model, out, spec=final_spec)
+        staged = stage_file(out, settings.tmp_dir, 1 << 62)
+        staged.filename = "model.safetensors"
+        version = registry.push_version(
+            _owner(ctx),
+            spec["output_model"],
+            staged,
+            VersionMeta(
+                format="safetensors",
+                spec=final_spec,
+                metrics=_flat_metrics(result.metrics),
+                params={
+                    "config": spec["config"],
+                    "preprocessing": result.preprocessing,
+                    "history": result.history,
+                    "dataset": train_row.name,
+                    "dataset_sha256": train_row.sha256,
+                    "label": spec["label"],
+                    "epochs_run": result.epochs_run,
+                    "steps": result.steps,
+                    "stopped_early": result.stopped_early,
+                    "device": result.device,
+                },
+                description=f"trained by job {ctx.job_id}",
+                parent_version=init["version"] if init else None,
+                dataset_id=train_row.id,
+                job_id=ctx.job_id,
+            ),
+        )
+    return {
+        "model": spec["output_model"],
+        "version": version.version,
+        "metrics": result.metrics,
+        "epochs_run": result.epochs_run,
+        "steps": result.steps,
+        "stopped_early": result.stopped_early,
+    }
+
+
+def _flat_metrics(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
+    """``{"train": {"accuracy": …}, "val": {…}}`` → ``{"train_accuracy": …, "val_…": …}``."""
+    return {
+        f"{split}_{name}": value
+        for split, values in metrics.items()
+        for name, value in values.items()
+    }

@@ -1,0 +1,69 @@
+"""The training package's public face, its layering, and the data-to-model path."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+import modelyard.training
+from modelyard.nn import load_weights, save_weights
+from modelyard.training import Preprocessor, load_xy, train
+
+from .conftest import Split
+
+PACKAGE = Path(modelyard.training.__file__).parent
+
+
+def test_all_names_exist_and_public_callables_are_documented() -> None:
+    for name in modelyard.training.__all__:
+        value = getattr(modelyard.training, name)
+        if inspect.isclass(value) or inspect.isfunction(value):
+            assert inspect.getdoc(value), name
+
+
+def test_training_imports_nothing_above_the_ml_core() -> None:
+    allowed = ("modelyard.errors", "modelyard.nn", "modelyard.training")
+    forbidden = ("fastapi", "sqlalchemy", "starlette", "uvicorn", "httpx")
+    for path in PACKAGE.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                assert not name.startswith(forbidden), f"{path.name} imports {name}"
+                if name.startswith("modelyard"):
+                    assert name.startswith(allowed), f"{path.name} imports {name}"
+
+
+def test_table_to_trained_weights_to_served_prediction(tmp_path: Path, iris: Split) -> None:
+    names = np.array(["setosa", "versicolor", "virginica"])
+    columns = {f"f{i}": iris.x_train[:, i] for i in range(4)}
+    columns["species"] = names[iris.y_train]
+    pq.write_table(pa.table(columns), tmp_path / "data.parquet")
+
+    x, y = load_xy({"data.parquet": tmp_path / "data.parquet"}, "table", "species")
+    spec = {"arch": "mlp", "input_shape": [4], "hidden": [16], "num_outputs": 3}
+    config = {
+        "epochs": 40,
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "preprocessing": {"standardize": True},
+    }
+    result = train(spec, config, x, y)
+    save_weights(result.model, tmp_path / "model.safetensors", result.spec)
+
+    # What serving does: the spec from the file, the recorded transform, class names back.
+    served = load_weights(None, tmp_path / "model.safetensors").eval()
+    pre = Preprocessor.from_dict(result.preprocessing)
+    with torch.no_grad():
+        predicted = pre.decode_labels(served(pre.apply(iris.x_test)).argmax(1))
+    accuracy = np.mean(np.array(predicted) == names[iris.y_test])
+    assert accuracy >= 0.85
