@@ -5,6 +5,8 @@ Interfaces (the HTTP app, the CLI's ``serve``) create one :class:`Platform` and 
 
 from __future__ import annotations
 
+import importlib
+import threading
 from dataclasses import dataclass
 
 from modelyard.auth.service import AuthService
@@ -62,8 +64,16 @@ class Platform:
     def start(self) -> None:
         """Start background work (the job executor); jobs left running resume."""
         self.executor.start()
+        # Checking a job spec needs torch and the catalog; import them now, off the request
+        # path, so the first submission is not seconds slower than the rest.
+        threading.Thread(target=_warm_imports, name="warm-imports", daemon=True).start()
 
     def close(self) -> None:
         """Stop background work and release connections."""
         self.executor.stop()
         self.db.dispose()
+
+
+def _warm_imports() -> None:
+    for module in ("modelyard.nn", "modelyard.training"):
+        importlib.import_module(module)

@@ -19,7 +19,7 @@ def test_digits_mlp_reaches_95_percent(digits: Split) -> None:
         "epochs": 12,
         "batch_size": 32,
         "optimizer": {"name": "adam", "lr": 3e-3},
-        "preprocessing": {"scale": 1 / 16},
+        "preprocessing": {"standardize": True},
     }
     result = train(spec, config, digits.x_train, digits.y_train)
     test = held_out_metrics(result, digits.x_test, digits.y_test, ["accuracy"], "cross_entropy")

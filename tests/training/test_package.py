@@ -67,3 +67,18 @@ def test_table_to_trained_weights_to_served_prediction(tmp_path: Path, iris: Spl
         predicted = pre.decode_labels(served(pre.apply(iris.x_test)).argmax(1))
     accuracy = np.mean(np.array(predicted) == names[iris.y_test])
     assert accuracy >= 0.85
+
+
+def test_memory_mapped_arrays_and_tensors_train_alike(tmp_path: Path, iris: Split) -> None:
+    np.save(tmp_path / "x.npy", iris.x_train)
+    np.save(tmp_path / "y.npy", iris.y_train)
+    x, y = load_xy({"x": tmp_path / "x.npy", "y": tmp_path / "y.npy"}, "arrays", "y")
+    assert isinstance(x, np.memmap)
+    spec = {"arch": "mlp", "input_shape": [4], "hidden": [8], "num_outputs": 3}
+    config = {"epochs": 3, "device": "cpu", "validation": {"fraction": 0.2}}
+    from_disk = train(spec, config, x, y)
+    from_tensors = train(
+        spec, config, torch.from_numpy(iris.x_train), torch.from_numpy(iris.y_train)
+    )
+    assert torch.equal(from_disk.model.head.weight, from_tensors.model.head.weight)
+    assert from_disk.history == from_tensors.history

@@ -14,6 +14,7 @@ from modelyard.training import (
     TrainResult,
     checkpoint_from_bytes,
     checkpoint_to_bytes,
+    epoch_order,
     train,
 )
 
@@ -205,3 +206,10 @@ def test_resume_with_another_spec_or_config_is_refused(iris: Split) -> None:
     # More epochs is a continuation, not a different run.
     longer = train(spec, {"epochs": 2}, iris.x_train, iris.y_train, resume=saved[0])
     assert longer.epochs_run == 2
+
+
+def test_epoch_order_is_a_pure_function_of_seed_and_epoch() -> None:
+    assert torch.equal(epoch_order(3, 1, 50), epoch_order(3, 1, 50))
+    assert not torch.equal(epoch_order(3, 1, 50), epoch_order(3, 2, 50))
+    assert not torch.equal(epoch_order(3, 1, 50), epoch_order(4, 1, 50))
+    assert sorted(epoch_order(3, 1, 50).tolist()) == list(range(50))

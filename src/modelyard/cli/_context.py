@@ -13,6 +13,7 @@ from modelyard.client import (
     APIError,
     AuthenticationError,
     Client,
+    JobFailedError,
     ModelyardError,
     TransportError,
 )
@@ -32,25 +33,37 @@ def make_client(url: str, api_key: str | None) -> Client:
 
 
 @contextmanager
+def reporting_errors(url: str, api_key: str | None) -> Iterator[None]:
+    """Turn SDK errors raised in the block into a red message on stderr and exit 1."""
+    try:
+        yield
+    except APIError as exc:
+        message = f"Error {exc.status}: {exc.title}"
+        if exc.detail:
+            message += f" — {exc.detail}"
+        if isinstance(exc, AuthenticationError) and not api_key:
+            message += "\nHint: pass --api-key or set MODELYARD_API_KEY."
+        print_error(message)
+        raise typer.Exit(1) from None
+    except TransportError as exc:
+        print_error(f"Error: cannot reach {url}: {exc}")
+        raise typer.Exit(1) from None
+    except JobFailedError as exc:
+        print_error(f"Error: {exc}\nIts log: modelyard jobs logs {exc.job.id}")
+        raise typer.Exit(1) from None
+    except ModelyardError as exc:
+        print_error(f"Error: {exc}")
+        raise typer.Exit(1) from None
+
+
+@contextmanager
 def connect(ctx: typer.Context) -> Iterator[Client]:
     """Yield a client for the command; turn SDK errors into a red message and exit 1."""
     state = ctx.find_object(CLIState)
     if state is None:
         raise RuntimeError("the root callback did not run; invoke commands through the app")
-    try:
-        with make_client(state.url, state.api_key) as client:
-            yield client
-    except APIError as exc:
-        message = f"Error {exc.status}: {exc.title}"
-        if exc.detail:
-            message += f" — {exc.detail}"
-        if isinstance(exc, AuthenticationError) and not state.api_key:
-            message += "\nHint: pass --api-key or set MODELYARD_API_KEY."
-        print_error(message)
-        raise typer.Exit(1) from None
-    except TransportError as exc:
-        print_error(f"Error: cannot reach {state.url}: {exc}")
-        raise typer.Exit(1) from None
-    except ModelyardError as exc:
-        print_error(f"Error: {exc}")
-        raise typer.Exit(1) from None
+    with (
+        reporting_errors(state.url, state.api_key),
+        make_client(state.url, state.api_key) as client,
+    ):
+        yield client

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from modelyard.cli._acl import acl_command
 from modelyard.cli._context import connect
 from modelyard.cli._output import (
     JsonFlag,
@@ -128,6 +129,9 @@ def rm(
     with connect(ctx) as client:
         client.datasets.delete(name)
     print_note(f"Deleted data set {name}")
+
+
+app.command("acl")(acl_command("data set", lambda client: client.datasets))
 
 
 def _details(d: Dataset) -> Table:

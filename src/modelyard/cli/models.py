@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from modelyard.cli._acl import acl_command
 from modelyard.cli._context import connect
 from modelyard.cli._output import (
     JsonFlag,
@@ -20,6 +20,7 @@ from modelyard.cli._output import (
     table,
     transfer_progress,
 )
+from modelyard.cli._parse import json_object
 from modelyard.client import Model, ModelVersion
 
 app = typer.Typer(
@@ -96,15 +97,15 @@ def push(
     parent: Annotated[int | None, typer.Option(help="The version this one derives from.")] = None,
 ) -> None:
     """Upload an artifact as the model's next version."""
-    spec_obj = _json_object(spec.read_text(encoding="utf-8"), "--spec") if spec else None
+    spec_obj = json_object(spec.read_text(encoding="utf-8"), "--spec") if spec else None
     with connect(ctx) as client, transfer_progress(f"Uploading {file.name}") as progress:
         version = client.models.push(
             name,
             file,
             format=format,
             spec=spec_obj,
-            metrics=_json_object(metrics, "--metrics") if metrics else None,
-            params=_json_object(params, "--params") if params else None,
+            metrics=json_object(metrics, "--metrics") if metrics else None,
+            params=json_object(params, "--params") if params else None,
             description=description,
             parent=parent,
             progress=progress,
@@ -151,14 +152,7 @@ def rm(ctx: typer.Context, name: NameArg) -> None:
     print_note(f"Deleted model {name}")
 
 
-def _json_object(text: str, option: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise typer.BadParameter(f"not valid JSON: {exc}", param_hint=option) from None
-    if not isinstance(value, dict):
-        raise typer.BadParameter("must be a JSON object, {...}", param_hint=option)
-    return value
+app.command("acl")(acl_command("model", lambda client: client.models))
 
 
 def _details(m: Model) -> Table:

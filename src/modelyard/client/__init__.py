@@ -9,6 +9,9 @@ Example::
         version = client.models.version("digits-mlp", "production")
     except NotFoundError:
         version = None
+
+    job = client.fit({"arch": "mlp", "hidden": [64]}, x, y, epochs=10, progress=True)
+    print(job.result["model"], job.result["version"])
 """
 
 from modelyard.client._client import Client
@@ -16,6 +19,8 @@ from modelyard.client._exceptions import (
     APIError,
     AuthenticationError,
     ConflictError,
+    JobFailedError,
+    JobTimeoutError,
     ModelyardError,
     NotFoundError,
     PayloadTooLargeError,
@@ -26,7 +31,8 @@ from modelyard.client._exceptions import (
     UnsupportedMediaTypeError,
     ValidationError,
 )
-from modelyard.client._resources import Datasets, Keys, Models, Principals
+from modelyard.client._job import Job
+from modelyard.client._resources import Datasets, Jobs, Keys, Models, Principals
 from modelyard.client._resources._acl import GrantLike
 from modelyard.client._transfer import ProgressCallback, StrPath
 from modelyard.client._types import (
@@ -35,6 +41,7 @@ from modelyard.client._types import (
     CreatedKey,
     Dataset,
     Grant,
+    JobEvent,
     Key,
     Lineage,
     Model,
@@ -56,6 +63,11 @@ __all__ = [
     "Datasets",
     "Grant",
     "GrantLike",
+    "Job",
+    "JobEvent",
+    "JobFailedError",
+    "JobTimeoutError",
+    "Jobs",
     "Key",
     "Keys",
     "Lineage",

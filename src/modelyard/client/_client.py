@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from modelyard.client._fit import fit
 from modelyard.client._http import HTTP
-from modelyard.client._resources import Datasets, Keys, Models, Principals
+from modelyard.client._job import Job
+from modelyard.client._resources import Datasets, Jobs, Keys, Models, Principals
 from modelyard.client._types import WhoAmI
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 class Client:
@@ -47,6 +54,8 @@ class Client:
         """Data sets."""
         self.models = Models(self._http)
         """The model registry: models, versions, aliases."""
+        self.jobs = Jobs(self._http)
+        """Jobs: training runs and their live events."""
 
     @property
     def base_url(self) -> str:
@@ -56,6 +65,62 @@ class Client:
     def whoami(self) -> WhoAmI:
         """The principal and the key this client is authenticated as."""
         return WhoAmI.from_json(self._http.object("GET", "/api/v1/whoami"))
+
+    def fit(
+        self,
+        spec: Mapping[str, Any] | str,
+        x: ArrayLike,
+        y: ArrayLike,
+        *,
+        epochs: int = 10,
+        validation_split: float = 0.0,
+        validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+        batch_size: int | None = 32,
+        optimizer: str | Mapping[str, Any] = "adam",
+        lr: float = 1e-3,
+        loss: str | Mapping[str, Any] | None = None,
+        dataset_name: str | None = None,
+        output_model: str | None = None,
+        progress: bool = False,
+        **train_options: Any,
+    ) -> Job:
+        """Train a catalog model on NumPy arrays on the server; return the finished job.
+
+        ``x`` and ``y`` are uploaded as an NPZ data set (arrays ``x`` and ``y``, named
+        ``dataset_name`` or ``fit-<arch>-<time>-<random>``), a train job is submitted and
+        waited for. ``spec`` is an architecture spec (``{"arch": "mlp", "hidden": [64]}``;
+        ``input_shape`` and ``num_outputs`` default to the data's) or just an
+        architecture's name. ``validation_split`` holds out that share of the rows;
+        ``validation_data=(x_val, y_val)`` uploads a second data set instead. Other train
+        spec fields (``schedule``, ``preprocessing``, ``early_stopping``, ``seed``, …) pass
+        through ``train_options``. The new version is ``job.result["model"]`` /
+        ``job.result["version"]``; the data sets stay on the server as its lineage.
+
+        Raises :class:`JobFailedError` if training fails.
+
+        Example::
+
+            job = client.fit({"arch": "mlp", "hidden": [128, 64]}, x, y, epochs=20,
+                             validation_split=0.2, output_model="digits-mlp", progress=True)
+            print(job.result["version"], job.result["metrics"]["val"]["accuracy"])
+        """
+        return fit(
+            self,
+            spec,
+            x,
+            y,
+            epochs=epochs,
+            validation_split=validation_split,
+            validation_data=validation_data,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            lr=lr,
+            loss=loss,
+            dataset_name=dataset_name,
+            output_model=output_model,
+            progress=progress,
+            train_options=train_options,
+        )
 
     def close(self) -> None:
         """Close the connection pool; the client cannot be used afterwards."""

@@ -2,6 +2,8 @@
 
     ModelyardError                  anything the SDK raises on purpose
     ├── TransportError              the request did not complete (connect, timeout, protocol)
+    ├── JobFailedError              a job waited for ended failed or cancelled (job, error)
+    ├── JobTimeoutError             Job.wait(timeout=...) gave up; also a TimeoutError
     └── APIError                    the server answered 4xx/5xx (status, title, detail, body)
         ├── AuthenticationError     401: missing, unknown, expired or revoked API key
         ├── PermissionDeniedError   403: the key lacks the scope
@@ -23,9 +25,12 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from modelyard.client._job import Job
 
 
 class ModelyardError(Exception):
@@ -37,6 +42,42 @@ class TransportError(ModelyardError):
 
     The underlying :class:`httpx.RequestError` is chained as ``__cause__``.
     """
+
+
+class JobFailedError(ModelyardError):
+    """A job ended ``failed`` or ``cancelled`` while the SDK waited for it.
+
+    Like :class:`APIError` it has a ``title`` and a ``detail`` (the job's error); ``body``
+    is the job's JSON. The request that submitted the job succeeded, so this is not an
+    :class:`APIError`.
+
+    Attributes:
+        job: the job in its final state.
+        job_status: ``failed`` or ``cancelled``.
+        error: what the server recorded as the reason (``None`` for a plain cancel).
+    """
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.job_status = job.status
+        self.error = job.error
+        self.title = f"Job {job.status}"
+        self.detail = job.error or ""
+        self.body: dict[str, Any] = dict(job.raw)
+        message = f"job {job.id} {job.status}"
+        super().__init__(f"{message}: {job.error}" if job.error else message)
+
+
+class JobTimeoutError(ModelyardError, TimeoutError):
+    """:meth:`Job.wait` gave up after its ``timeout``; the job itself goes on.
+
+    ``job`` is its state when the wait ended; ``job.cancel()`` stops it.
+    """
+
+    def __init__(self, job: Job, timeout: float) -> None:
+        self.job = job
+        self.timeout = timeout
+        super().__init__(f"job {job.id} is still {job.status} after {timeout:g} s")
 
 
 class APIError(ModelyardError):

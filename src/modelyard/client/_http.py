@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -100,6 +101,36 @@ class HTTP:
         if not isinstance(body, dict):
             raise ModelyardError(f"{method} {path}: expected a JSON object, got {body!r:.200}")
         return body
+
+    def text(self, method: str, path: str, **kwargs: Any) -> str:
+        """Send a request and return its answer as text."""
+        return self.send(method, path, **kwargs).text
+
+    @contextmanager
+    def stream(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> Iterator[httpx.Response]:
+        """GET ``path`` and yield the answer unread; raise :class:`APIError` on 4xx/5xx.
+
+        Network failures propagate as :class:`httpx.TransportError`, unwrapped, so that a
+        caller following a long stream can tell a dropped connection apart and reconnect.
+        """
+        with self.client.stream(
+            "GET",
+            path,
+            params=_params(params),
+            headers=headers,
+            timeout=timeout if timeout is not None else self.client.timeout,
+        ) as response:
+            if response.is_error:
+                response.read()
+                raise error_from_response(response)
+            yield response
 
     def paginate(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[Any]:
         """Yield every item of a ``{"items", "total"}`` list, page after page."""

@@ -14,6 +14,9 @@ from typing import Any
 
 JSONObject = dict[str, Any]
 
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+"""The statuses a job never leaves."""
+
 
 def _dt(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
@@ -319,3 +322,48 @@ class Alias:
     def from_json(cls, data: Mapping[str, Any]) -> Alias:
         """Build from ``{"alias", "version"}``."""
         return cls(alias=str(data["alias"]), version=int(data["version"]))
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobEvent:
+    """One entry of a job's event log, numbered ``seq`` = 1, 2, 3… in order.
+
+    ``type`` is ``status``, ``step``, ``epoch``, ``checkpoint``, ``resumed``, ``log`` or
+    ``result``; ``data`` holds its fields, e.g. ``{"epoch", "step", "loss", "lr"}`` for a
+    ``step``.
+    """
+
+    seq: int
+    at: datetime | None
+    type: str
+    data: JSONObject
+    raw: JSONObject = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def ends_job(self) -> bool:
+        """Whether this is the ``status`` event of a finished job."""
+        return self.type == "status" and self.data.get("status") in TERMINAL_STATUSES
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> JobEvent:
+        """Build from the API's Event object ``{seq, at, type, data}``."""
+        return cls(
+            seq=int(data["seq"]),
+            at=_dt(data.get("at")),
+            type=str(data.get("type") or ""),
+            data=dict(data.get("data") or {}),
+            raw=dict(data),
+        )
+
+    @classmethod
+    def from_stream(cls, seq: int, type_: str, payload: Mapping[str, Any]) -> JobEvent:
+        """Build from a streamed message: its ``id``, ``event`` and decoded ``data``.
+
+        The stream sends the event's fields with ``seq`` and ``at`` beside them; a whole
+        Event object (``{seq, at, type, data}``) is understood too.
+        """
+        if isinstance(payload.get("data"), Mapping) and "type" in payload and "seq" in payload:
+            return cls.from_json(payload)
+        fields = {k: v for k, v in payload.items() if k not in ("seq", "at")}
+        raw = {"seq": seq, "at": payload.get("at"), "type": type_, "data": fields}
+        return cls(seq=seq, at=_dt(payload.get("at")), type=type_, data=fields, raw=raw)

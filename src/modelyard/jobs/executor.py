@@ -131,7 +131,7 @@ class LocalExecutor:
 
             process = self._ctx.Process(
                 target=worker.main,
-                args=(self._settings.model_dump_json(), job_id, attempt),
+                args=(self._settings.model_dump_json(), job_id, attempt, os.getpid()),
                 name=f"job-{job_id}",
                 daemon=False,
             )

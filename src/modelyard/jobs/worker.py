@@ -12,6 +12,7 @@ import ctypes
 import logging
 import os
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from typing import Any
 # torch, the training code and torch's compiler front end (which the first optimizer imports,
 # about 4 s) already in memory.
 import torch
-import torch._dynamo  # noqa: F401
+import torch._dynamo
 from sqlalchemy import update
 
 from modelyard import training  # noqa: F401
@@ -46,10 +47,37 @@ class JobCancelled(Exception):
     """Raised inside a job when it was cancelled or taken over by another attempt."""
 
 
-def _die_with_parent() -> None:
+def _die_with_server(server_pid: int) -> None:
+    """Make sure this worker does not outlive the server that launched it.
+
+    The worker is forked by multiprocessing's fork server, which passes it the pipe whose
+    closing tells the fork server its clients are gone; closing our copy lets the fork server
+    exit with the server, and PR_SET_PDEATHSIG then kills us with it. A watchdog on the
+    server's pid covers the rest (a server killed with SIGKILL runs no clean-up).
+    """
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    alive_fd = getattr(server, "_forkserver_alive_fd", None)
+    if isinstance(alive_fd, int):
+        with contextlib.suppress(OSError):
+            os.close(alive_fd)
+        setattr(server, "_forkserver_alive_fd", None)  # noqa: B010
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    def watch() -> None:
+        while True:
+            try:
+                os.kill(server_pid, 0)
+            except ProcessLookupError:
+                os._exit(75)
+            except PermissionError:
+                pass
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, name="server-watchdog", daemon=True).start()
 
 
 @dataclass
@@ -116,9 +144,9 @@ def worker_threads(settings: Settings) -> int:
     return max(1, (os.cpu_count() or 1) // settings.executor_slots)
 
 
-def main(settings_json: str, job_id: str, attempt: int) -> None:
+def main(settings_json: str, job_id: str, attempt: int, server_pid: int) -> None:
     """Run one attempt of one job (the target of the child process)."""
-    _die_with_parent()
+    _die_with_server(server_pid)
     settings = Settings.model_validate_json(settings_json)
     torch.set_num_threads(worker_threads(settings))
     db = create_database(settings.resolved_database_url)
