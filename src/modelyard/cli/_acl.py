@@ -1,7 +1,7 @@
 """``modelyard datasets acl`` and ``modelyard models acl``: show or change who may use it."""
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: typer reads the command's annotations at
+# run time, and those of ``acl`` name ``noun`` from the enclosing function.
 from collections.abc import Callable, Iterable
 from typing import Annotated, Protocol
 

@@ -105,20 +105,17 @@ def _wait_until_healthy(
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
     """Interrupt the server (a graceful stop), then terminate, then kill if it lingers."""
-    if process.poll() is not None:
-        return
-    for stop, wait_s in (
-        (lambda: process.send_signal(signal.SIGINT), STOP_TIMEOUT_S),
-        (process.terminate, 10.0),
-        (process.kill, 10.0),
+    for signum, wait_s in (
+        (signal.SIGINT, STOP_TIMEOUT_S),
+        (signal.SIGTERM, 10.0),
+        (signal.SIGKILL, 10.0),
     ):
-        with contextlib.suppress(ProcessLookupError):
-            stop()
-        try:
-            process.wait(timeout=wait_s)
+        if process.poll() is not None:
             return
-        except subprocess.TimeoutExpired:
-            continue
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signum)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=wait_s)
 
 
 def _tail(path: Path) -> str:

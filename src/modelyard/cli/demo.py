@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
-from click.core import ParameterSource
 
 from modelyard.cli import _context
 from modelyard.cli._context import CLIState, reporting_errors
@@ -141,10 +140,9 @@ def _target(ctx: typer.Context, url: str | None, api_key: str | None) -> tuple[s
     ``--url`` given here or before ``demo`` (not one from the environment) picks a server.
     """
     state = ctx.find_object(CLIState)
-    root = ctx.find_root()
-    if url is None and state is not None:
-        if root.get_parameter_source("url") is ParameterSource.COMMANDLINE:
-            url = state.url
+    source = ctx.find_root().get_parameter_source("url")
+    if url is None and state is not None and source is not None and source.name == "COMMANDLINE":
+        url = state.url
     if url is None:
         return None
     key = api_key or (state.api_key if state else None)

@@ -157,7 +157,7 @@ def job_tables(job: Job) -> list[Table]:
 
 def metric_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """``{"train": {"loss": 0.1}, "val": {...}}`` as ``(split, metric, value)`` rows."""
-    rows = []
+    rows: list[tuple[str, str, str]] = []
     for split, values in metrics.items():
         if isinstance(values, Mapping):
             rows.extend((split, name, _num(value)) for name, value in values.items())
