@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from bench import transfer
+from bench import training, transfer
 
-SUITES = {"transfer": transfer.main}
+SUITES = {"transfer": transfer.main, "training": training.main}
 
 
 def main() -> None:

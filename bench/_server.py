@@ -61,8 +61,9 @@ def server_process(**env: str) -> Iterator[ServerProcess]:
         try:
             deadline = time.monotonic() + 60
             while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    # Measure a server that has finished loading, not one still importing.
+                    if httpx.get(url + "/readyz", timeout=1).json().get("warm"):
                         break
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("the benchmark server did not start")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from modelyard.auth.service import AuthService
 from modelyard.config import Settings
@@ -35,6 +35,7 @@ class Platform:
     events: EventLog
     jobs: JobService
     executor: LocalExecutor
+    warm: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
     def build(cls, settings: Settings) -> Platform:
@@ -66,14 +67,15 @@ class Platform:
         self.executor.start()
         # Checking a job spec needs torch and the catalog; import them now, off the request
         # path, so the first submission is not seconds slower than the rest.
-        threading.Thread(target=_warm_imports, name="warm-imports", daemon=True).start()
+        threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
+
+    def _warm_up(self) -> None:
+        for module in ("modelyard.nn", "modelyard.training"):
+            importlib.import_module(module)
+        self.warm.set()
 
     def close(self) -> None:
         """Stop background work and release connections."""
         self.executor.stop()
         self.db.dispose()
 
-
-def _warm_imports() -> None:
-    for module in ("modelyard.nn", "modelyard.training"):
-        importlib.import_module(module)

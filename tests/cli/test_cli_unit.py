@@ -6,20 +6,14 @@ import json
 import subprocess
 import sys
 import types
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
 
-from modelyard.cli import _context
-from modelyard.cli.main import app
-from modelyard.client import Client
+from tests.cli.fake_api import FakeAPI, answer, page, run
 
 WHEN = "2024-05-01T12:00:00+00:00"
 OWNER = {"id": "p" * 32, "name": "alice"}
@@ -78,56 +72,6 @@ VERSION = {
     "created_by": OWNER,
     "created_at": WHEN,
 }
-
-Route = Callable[[httpx.Request], httpx.Response]
-
-
-def page(*items: dict[str, Any]) -> Route:
-    return lambda _r: httpx.Response(200, json={"items": list(items), "total": len(items)})
-
-
-def answer(status: int = 200, body: Any = None, **kwargs: Any) -> Route:
-    return lambda _r: httpx.Response(status, json=body, **kwargs)
-
-
-@dataclass
-class FakeAPI:
-    """Routes ``(method, path)`` to canned answers and records what the CLI sent."""
-
-    routes: dict[tuple[str, str], Route] = field(default_factory=dict)
-    requests: list[httpx.Request] = field(default_factory=list)
-    connections: list[tuple[str, str | None]] = field(default_factory=list)
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        route = self.routes.get((request.method, request.url.path))
-        if route is None:
-            problem = {"title": "Not found", "status": 404, "detail": "no such route"}
-            return httpx.Response(404, json=problem)
-        return route(request)
-
-    def make_client(self, url: str, api_key: str | None) -> Client:
-        self.connections.append((url, api_key))
-        return Client(url, api_key, transport=httpx.MockTransport(self.handle))
-
-    @property
-    def last(self) -> httpx.Request:
-        return self.requests[-1]
-
-
-@pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch) -> FakeAPI:
-    fake = FakeAPI()
-    monkeypatch.setattr(_context, "make_client", fake.make_client)
-    for name in ("MODELYARD_URL", "MODELYARD_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    return fake
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> Result:
-    # A wide terminal keeps rich from wrapping table cells, which would split the values.
-    return CliRunner().invoke(app, list(args), env={"COLUMNS": "250", **(env or {})})
-
 
 # -- global options and errors -----------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """A throwaway Modelyard server in a child process: ``modelyard serve`` on a free port.
 
-Everything it writes (database, blobs, the executor's temporary files) goes to one
-temporary directory, removed with it, so nothing is left behind.
+Its data (database, blobs, scratch files) goes to one temporary directory, removed once
+the server has stopped, so nothing is left behind.
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ def local_server(startup_timeout: float = STARTUP_TIMEOUT_S) -> Iterator[LocalSe
     """Start a server with a fresh data directory and admin key; stop it and delete it all."""
     with tempfile.TemporaryDirectory(prefix="modelyard-demo-", ignore_cleanup_errors=True) as tmp:
         root = Path(tmp)
-        (root / "tmp").mkdir()
         key = "my_" + secrets.token_urlsafe(32)
         port = _free_port()
         # The child must not pick up the caller's server settings (its database, its S3).
@@ -53,7 +52,8 @@ def local_server(startup_timeout: float = STARTUP_TIMEOUT_S) -> Iterator[LocalSe
         env.update(
             MODELYARD_DATA_DIR=str(root / "data"),
             MODELYARD_BOOTSTRAP_KEY=key,
-            TMPDIR=str(root / "tmp"),
+            # torch would otherwise leave a compile cache in the system's temporary folder.
+            TORCHINDUCTOR_CACHE_DIR=str(root / "torch-cache"),
         )
         log_path = root / "server.log"
         command = [sys.executable, "-m", "modelyard", "serve", "--host", "127.0.0.1"]

@@ -138,7 +138,11 @@ def transfer_progress(description: str) -> Iterator[ProgressCallback]:
         TransferSpeedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=stderr(), transient=True) as bar:
+    console = stderr()
+    # A transient bar still leaves a blank line behind where no terminal can erase it.
+    with Progress(
+        *columns, console=console, transient=True, disable=not console.is_terminal
+    ) as bar:
         task = bar.add_task(description, total=None)
 
         def update(done: int, total: int | None) -> None:

@@ -79,7 +79,8 @@ def demo(
             print_note(f"Started a throwaway server at {server_url}")
         with _context.make_client(server_url, key) as client:
             summary = run(client, progress=not as_json)
-        summary["server"] = server_url
+        # A throwaway server is gone by the time anyone reads the summary.
+        summary["server"] = server_url if target is not None else None
     if as_json:
         print_json(summary)
         return

@@ -59,6 +59,9 @@ def follow(
                 connected = True
                 failures = 0
                 for message in iter_sse(response.iter_lines()):
+                    # A busy stream never times out a read, so the deadline is checked here.
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return
                     if message.retry is not None:
                         delay = message.retry / 1000
                     if message.event == END_EVENT:

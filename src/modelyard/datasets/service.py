@@ -19,7 +19,7 @@ from modelyard.db.engine import Database
 from modelyard.db.tables import Dataset
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.naming import check_name
-from modelyard.storage.base import BlobStore
+from modelyard.storage.base import DOWNLOAD_CHUNK_SIZE, BlobStore
 from modelyard.storage.refs import add_refs, delete_unreferenced, drop_refs
 from modelyard.storage.staging import StagedFile, scratch_dir
 
@@ -86,7 +86,7 @@ class DatasetService:
         originals: dict[str, Any] = {}
         parts = IDX_PARTS if len(uploads) == 2 else ("file",)
         for part, upload in zip(parts, uploads, strict=True):
-            info = self._blobs.put_file(upload.path, upload.sha256)
+            info = self._blobs.put_file(upload.path, upload.sha256, trusted=True)
             originals[part] = {
                 "sha256": info.sha256,
                 "size": info.size,
@@ -168,7 +168,7 @@ class DatasetService:
         row = self.get(caller, name)
         if "file" in row.originals:
             original = row.originals["file"]
-            return row, self._blobs.open_stream(original["sha256"]), original["filename"]
+            return row, self._blobs.open_stream(original["sha256"], DOWNLOAD_CHUNK_SIZE), original["filename"]
         return row, self._tar_stream(row), f"{row.name}.tar"
 
     def _tar_stream(self, row: Dataset) -> Iterator[bytes]:

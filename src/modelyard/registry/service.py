@@ -20,7 +20,7 @@ from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.naming import check_name
 from modelyard.registry.artifacts import inspect_artifact
 from modelyard.registry.specs import check_spec_weights
-from modelyard.storage.base import BlobStore
+from modelyard.storage.base import DOWNLOAD_CHUNK_SIZE, BlobStore
 from modelyard.storage.refs import add_refs, delete_unreferenced, drop_refs
 from modelyard.storage.staging import StagedFile, scratch_dir
 
@@ -169,10 +169,10 @@ class ModelRegistry:
                     max_unpacked_bytes=self._max_unpacked,
                 )
                 weights = info.files.get("model.safetensors")
-                if weights is not None:
-                    stored = self._blobs.put_file(weights)
+                if weights is not None and weights.resolve() != upload.path.resolve():
+                    stored = self._blobs.put_file(weights)  # unpacked from an archive
                 else:
-                    stored = self._blobs.put_file(upload.path, upload.sha256)
+                    stored = self._blobs.put_file(upload.path, upload.sha256, trusted=True)
             return self._register(
                 caller,
                 model,
@@ -305,7 +305,7 @@ class ModelRegistry:
         self, caller: Caller, name: str, ref: str
     ) -> tuple[ModelVersion, Iterator[bytes]]:
         version = self.get_version(caller, name, ref)
-        return version, self._blobs.open_stream(version.sha256)
+        return version, self._blobs.open_stream(version.sha256, DOWNLOAD_CHUNK_SIZE)
 
     # -- aliases ---------------------------------------------------------------------
     def aliases(self, caller: Caller, name: str) -> dict[str, int]:

@@ -19,13 +19,14 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="The server can reach its metadata store")
-def readyz(platform: PlatformDep) -> dict[str, str]:
+def readyz(platform: PlatformDep) -> dict[str, str | bool]:
     try:
         with platform.db.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:
         raise Unavailable(f"metadata store unreachable: {type(exc).__name__}") from exc
-    return {"status": "ready"}
+    # "warm": the ML libraries are loaded, so the first job submission is as fast as the rest.
+    return {"status": "ready", "warm": platform.warm.is_set()}
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

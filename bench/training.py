@@ -1,0 +1,259 @@
+"""Training throughput through the job system vs a hand-written PyTorch loop, and job latency.
+
+Both sides train the same model from the same weights on the same synthetic MNIST-shaped data
+with the same batch size, optimizer and thread count. Prints samples/s ratios (job ÷
+hand-written; goal ≥ 0.95) and the submit → first step latency of small jobs (goal ≤ 2 s
+median).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from bench._server import server_process
+
+FEATURES = 784
+CLASSES = 10
+BATCH = 128
+LOG_EVERY = 10
+WARMUP_STEPS = 20
+OPTIMIZER = {"name": "sgd", "lr": 0.05}
+LATENCY_JOBS = 5
+LATENCY_ROWS = 2_000
+MLP = {"arch": "mlp", "input_shape": [FEATURES], "hidden": [512, 512], "num_outputs": CLASSES}
+CNN = {
+    "arch": "cnn",
+    "input_shape": [1, 28, 28],
+    "conv": [{"channels": 32}, {"channels": 64}],
+    "num_outputs": CLASSES,
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    spec: dict[str, Any]
+    rows: int
+    epochs: int
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-self.rows // BATCH)
+
+    def batch_rows(self, step: int) -> int:
+        """Rows in global step ``step`` (1-based); an epoch's last batch may be short."""
+        in_epoch = (step - 1) % self.steps_per_epoch
+        return min(BATCH, self.rows - in_epoch * BATCH)
+
+    def rows_between(self, after: int, upto: int) -> int:
+        """Rows trained in steps ``after + 1`` … ``upto``."""
+        return sum(self.batch_rows(step) for step in range(after + 1, upto + 1))
+
+    @property
+    def window(self) -> tuple[int, int]:
+        """The steady-state steps timed on both sides: after ``first``, up to ``last``."""
+        total = self.epochs * self.steps_per_epoch
+        first = -(-WARMUP_STEPS // LOG_EVERY) * LOG_EVERY
+        return first, total // LOG_EVERY * LOG_EVERY
+
+
+CASES = (
+    Case("mlp 784-512-512-10", MLP, 60_000, 2),
+    Case("cnn conv32-conv64", CNN, 10_240, 1),
+)
+
+
+def synthetic_mnist(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Features in [0, 1] and labels that a model can learn: argmax of a fixed projection."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((rows, FEATURES), dtype=np.float32)
+    projection = np.random.default_rng(seed + 1).standard_normal((FEATURES, CLASSES))
+    y = (x @ projection.astype(np.float32)).argmax(axis=1).astype(np.int64)
+    return x, y
+
+
+def job_threads() -> int:
+    from modelyard.config import Settings
+    from modelyard.jobs.worker import worker_threads
+
+    return worker_threads(Settings(executor_slots=1))
+
+
+def push_dataset(api: httpx.Client, name: str, x: np.ndarray, y: np.ndarray, tmp: Path) -> None:
+    path = tmp / f"{name}.npz"
+    np.savez(path, x=x, y=y)
+    reply = api.post(
+        "/api/v1/datasets",
+        params={"name": name, "format": "npz", "label": "y"},
+        content=path.read_bytes(),
+    )
+    reply.raise_for_status()
+
+
+def train_body(case: Case, dataset: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "train",
+        "model": {"spec": case.spec},
+        "dataset": dataset,
+        "label": "y",
+        "output_model": dataset + "-" + case.spec["arch"],
+        "optimizer": OPTIMIZER,
+        "epochs": case.epochs,
+        "batch_size": BATCH,
+        "seed": 0,
+        "device": "cpu",
+        "log_every_steps": LOG_EVERY,
+        **extra,
+    }
+
+
+def wait_done(api: httpx.Client, job_id: str, poll_s: float) -> dict[str, Any]:
+    while True:
+        job: dict[str, Any] = api.get(f"/api/v1/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            if job["status"] != "succeeded":
+                raise SystemExit(f"job {job_id} {job['status']}: {job['error']}")
+            return job
+        time.sleep(poll_s)
+
+
+def job_events(api: httpx.Client, job_id: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    while True:
+        page = api.get(f"/api/v1/jobs/{job_id}/events", params={"after": len(events)}).json()
+        if not page["items"]:
+            return events
+        events.extend(page["items"])
+
+
+def timestamp(event: dict[str, Any]) -> float:
+    return datetime.fromisoformat(event["at"]).timestamp()
+
+
+@dataclass
+class JobRun:
+    samples_per_s: float
+    final_loss: float
+    wall_s: float
+
+
+def run_job(api: httpx.Client, case: Case, dataset: str) -> JobRun:
+    """Train through the server; samples/s from the step events' timestamps in the window."""
+    t0 = time.perf_counter()
+    reply = api.post("/api/v1/jobs", json=train_body(case, dataset))
+    reply.raise_for_status()
+    job_id = reply.json()["id"]
+    done = wait_done(api, job_id, poll_s=0.5)
+    wall_s = time.perf_counter() - t0
+    steps = {e["data"]["step"]: e for e in job_events(api, job_id) if e["type"] == "step"}
+    first, last = case.window
+    seconds = timestamp(steps[last]) - timestamp(steps[first])
+    return JobRun(
+        case.rows_between(first, last) / seconds,
+        done["result"]["metrics"]["train"]["loss"],
+        wall_s,
+    )
+
+
+def run_hand_written(case: Case, x: np.ndarray, y: np.ndarray) -> float:
+    """A plain PyTorch loop; samples/s over the same steps as the job's window."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    from modelyard.nn import build_model
+
+    torch.manual_seed(0)
+    model = build_model(case.spec)
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=OPTIMIZER["lr"])
+    inputs = torch.from_numpy(x[: case.rows].copy()).reshape(case.rows, *case.spec["input_shape"])
+    labels = torch.from_numpy(y[: case.rows].copy())
+    ends = [time.perf_counter()]
+    for _epoch in range(case.epochs):
+        order = torch.randperm(case.rows)
+        for start in range(0, case.rows, BATCH):
+            index = order[start : start + BATCH]
+            loss = F.cross_entropy(model(inputs[index]), labels[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            ends.append(time.perf_counter())
+    first, last = case.window
+    return case.rows_between(first, last) / (ends[last] - ends[first])
+
+
+def submit_latency(api: httpx.Client, dataset: str) -> list[float]:
+    """Seconds from just before each POST to the ``at`` of the job's first step event."""
+    case = Case("latency", MLP, LATENCY_ROWS, 1)
+    latencies = []
+    for index in range(LATENCY_JOBS):
+        body = train_body(case, dataset, log_every_steps=1, output_model=f"latency-{index}")
+        sent = time.time()
+        reply = api.post("/api/v1/jobs", json=body)
+        reply.raise_for_status()
+        job_id = reply.json()["id"]
+        wait_done(api, job_id, poll_s=0.1)
+        first = next(e for e in job_events(api, job_id) if e["type"] == "step")
+        latencies.append(timestamp(first) - sent)
+    return latencies
+
+
+def main() -> None:
+    import torch
+
+    threads = job_threads()
+    torch.set_num_threads(threads)
+    x, y = synthetic_mnist(max(case.rows for case in CASES))
+    results = []
+    with (
+        tempfile.TemporaryDirectory(prefix="modelyard-training-") as tmp,
+        server_process(MODELYARD_EXECUTOR_SLOTS="1") as srv,
+        httpx.Client(
+            base_url=srv.url, headers={"Authorization": f"Bearer {srv.key}"}, timeout=600
+        ) as api,
+    ):
+        push_dataset(api, "latency", x[:LATENCY_ROWS], y[:LATENCY_ROWS], Path(tmp))
+        for index, case in enumerate(CASES):
+            push_dataset(api, f"synthetic-{index}", x[: case.rows], y[: case.rows], Path(tmp))
+        latencies = submit_latency(api, "latency")
+        for index, case in enumerate(CASES):
+            job = run_job(api, case, f"synthetic-{index}")
+            hand = run_hand_written(case, x, y)
+            results.append((case, hand, job))
+
+    print(
+        f"batch {BATCH}, sgd lr {OPTIMIZER['lr']}, {threads} torch threads on both sides "
+        f"({os.cpu_count()} CPUs); job samples/s from its step-event timestamps "
+        f"(every {LOG_EVERY} steps) after {WARMUP_STEPS} warm-up steps, hand-written over the "
+        "same steps"
+    )
+    print(
+        f"{'model':<22}{'samples':>9}{'epochs':>8}{'steps':>10}{'hand /s':>10}"
+        f"{'job /s':>10}{'ratio':>8}{'job wall s':>12}{'job loss':>10}"
+    )
+    for case, hand, job in results:
+        first, last = case.window
+        print(
+            f"{case.name:<22}{case.rows:>9}{case.epochs:>8}{f'{first}-{last}':>10}{hand:>10.0f}"
+            f"{job.samples_per_s:>10.0f}{job.samples_per_s / hand:>8.2f}{job.wall_s:>12.1f}"
+            f"{job.final_loss:>10.3f}"
+        )
+    print("ratio = job ÷ hand-written samples/s (goal ≥ 0.95); job wall = submit → succeeded")
+    print(
+        f"submit → first step ({LATENCY_JOBS} jobs, mlp on {LATENCY_ROWS} rows): median "
+        f"{statistics.median(latencies):.2f} s, max {max(latencies):.2f} s (goal ≤ 2 s median)"
+    )
+
+
+if __name__ == "__main__":
+    main()
