@@ -40,12 +40,19 @@ def test_make_serve_then_the_quick_start(tmp_path: Path) -> None:
         pytest.fail("make is not installed")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MODELYARD_DATA_DIR": str(tmp_path / "data"),
-           "MODELYARD_BOOTSTRAP_KEY": ADMIN_KEY}
+    env = {
+        **os.environ,
+        "MODELYARD_DATA_DIR": str(tmp_path / "data"),
+        "MODELYARD_BOOTSTRAP_KEY": ADMIN_KEY,
+    }
     log = (tmp_path / "serve.log").open("wb")
     server = subprocess.Popen(
-        ["make", "-s", "serve", f"PORT={port}"], cwd=ROOT, env=env, stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True,
+        ["make", "-s", "serve", f"PORT={port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         wait_healthy(url, server, timeout=300)
@@ -55,8 +62,11 @@ def test_make_serve_then_the_quick_start(tmp_path: Path) -> None:
         mlp_safetensors(work / "model.safetensors")
         (work / "spec.json").write_text(spec_json())
         shell_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-        lines = [line for line in _block("Quick start", "bash").splitlines()
-                 if line.strip() and not line.startswith("#")]
+        lines = [
+            line
+            for line in _block("Quick start", "bash").splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
         script = []
         for line in lines:
             line = line.split("  #")[0]
@@ -67,8 +77,14 @@ def test_make_serve_then_the_quick_start(tmp_path: Path) -> None:
             if script[i].startswith("export"):
                 continue
             prelude = "\n".join(s for s in script[:i] if s.startswith("export"))
-            done = subprocess.run(["bash", "-ec", prelude + "\n" + script[i]], cwd=work,
-                                  env=shell_env, capture_output=True, text=True, timeout=120)
+            done = subprocess.run(
+                ["bash", "-ec", prelude + "\n" + script[i]],
+                cwd=work,
+                env=shell_env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert done.returncode == 0, (script[i], done.stdout, done.stderr)
         assert (work / "pulled.safetensors").read_bytes() == (
             work / "model.safetensors"
@@ -76,8 +92,9 @@ def test_make_serve_then_the_quick_start(tmp_path: Path) -> None:
 
         code = _block("Quick start", "python")
         code = code.replace("http://127.0.0.1:8000", url).replace("my_...", ADMIN_KEY)
-        done = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True,
-                              text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=work, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stderr
     finally:
         os.killpg(server.pid, signal.SIGTERM)

@@ -78,4 +78,3 @@ class Platform:
         """Stop background work and release connections."""
         self.executor.stop()
         self.db.dispose()
-

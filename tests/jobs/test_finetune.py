@@ -27,8 +27,11 @@ def test_fine_tune_with_frozen_layers_and_a_new_head(api: httpx.Client, tmp_path
     digits = load_digits()
     npz = tmp_path / "five.npz"
     np.savez(npz, x=digits.data.astype(np.float32), y=(digits.target >= 5).astype(np.int64))
-    api.post("/api/v1/datasets", params={"name": "five", "label": "y", "filename": "f.npz"},
-             content=npz.read_bytes()).raise_for_status()
+    api.post(
+        "/api/v1/datasets",
+        params={"name": "five", "label": "y", "filename": "f.npz"},
+        content=npz.read_bytes(),
+    ).raise_for_status()
 
     body = train_body(
         model={"from": "base", "version": "1", "num_outputs": 2},
@@ -46,8 +49,7 @@ def test_fine_tune_with_frozen_layers_and_a_new_head(api: httpx.Client, tmp_path
 
     before = _weights(api, "base", 1, tmp_path / "v1.safetensors")
     after = _weights(api, "base", 2, tmp_path / "v2.safetensors")
-    np.testing.assert_array_equal(before["layers.0.linear.weight"],
-                                  after["layers.0.linear.weight"])
+    np.testing.assert_array_equal(before["layers.0.linear.weight"], after["layers.0.linear.weight"])
     assert after["head.weight"].shape == (2, 32) and before["head.weight"].shape == (10, 32)
     version = api.get("/api/v1/models/base/versions/2").json()
     assert version["lineage"]["parent_version"] == 1 and version["spec"]["num_outputs"] == 2
@@ -60,8 +62,9 @@ def test_fine_tuning_a_non_catalog_version_is_refused(api: httpx.Client, tmp_pat
     path = tmp_path / "m.pt"
     torch.jit.save(module, str(path))
     api.post("/api/v1/models", json={"name": "scripted"}).raise_for_status()
-    api.post("/api/v1/models/scripted/versions", params={"filename": "m.pt"},
-             content=path.read_bytes()).raise_for_status()
+    api.post(
+        "/api/v1/models/scripted/versions", params={"filename": "m.pt"}, content=path.read_bytes()
+    ).raise_for_status()
     reply = api.post("/api/v1/jobs", json=train_body(model={"from": "scripted"}))
     assert reply.status_code == 422
     assert "model.from" in reply.json()["detail"] and "torchscript" in reply.json()["detail"]

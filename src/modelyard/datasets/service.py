@@ -168,7 +168,11 @@ class DatasetService:
         row = self.get(caller, name)
         if "file" in row.originals:
             original = row.originals["file"]
-            return row, self._blobs.open_stream(original["sha256"], DOWNLOAD_CHUNK_SIZE), original["filename"]
+            return (
+                row,
+                self._blobs.open_stream(original["sha256"], DOWNLOAD_CHUNK_SIZE),
+                original["filename"],
+            )
         return row, self._tar_stream(row), f"{row.name}.tar"
 
     def _tar_stream(self, row: Dataset) -> Iterator[bytes]:

@@ -15,12 +15,10 @@ from modelyard.db.engine import Database
 from modelyard.db.tables import Dataset, Job, JobEvent
 from modelyard.errors import InvalidInput, NotFound
 from modelyard.jobs.events import EventLog
+from modelyard.jobs.kinds import KINDS
 from modelyard.jobs.state import TERMINAL, finish
-from modelyard.jobs.train_plan import plan_train
 from modelyard.registry.service import ModelRegistry
 from modelyard.storage.staging import scratch_dir
-
-JOB_TYPES = ("train",)
 
 
 class JobService:
@@ -46,10 +44,11 @@ class JobService:
         """Check a job spec against its data and queue it; 422 names the field at fault."""
         caller.require(Scope.WRITE)
         job_type = body.get("type", "train" if "model_name" in body else None)
-        if job_type not in JOB_TYPES:
-            raise InvalidInput(f"type: must be one of {list(JOB_TYPES)}, got {job_type!r}")
+        kind = KINDS.get(job_type) if isinstance(job_type, str) else None
+        if kind is None:
+            raise InvalidInput(f"type: must be one of {sorted(KINDS)}, got {job_type!r}")
         with scratch_dir(self._tmp, "plan-") as work:
-            spec = plan_train(caller, body, self._datasets, self._registry, work)
+            spec = kind.plan(caller, body, self._datasets, self._registry, work)
         with self._db.session() as session:
             job = Job(type=job_type, owner_id=caller.principal_id, spec=spec)
             session.add(job)

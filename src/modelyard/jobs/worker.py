@@ -130,11 +130,11 @@ class JobContext:
 Runner = Callable[[JobContext], dict[str, Any]]
 
 
-def runners() -> dict[str, Runner]:
-    """Job type → function that runs it and returns the job's result."""
-    from modelyard.jobs.train_runner import run_train
+def runner_for(job_type: str) -> Runner:
+    """The function that runs jobs of ``job_type`` and returns the job's result."""
+    from modelyard.jobs.kinds import KINDS
 
-    return {"train": run_train}
+    return KINDS[job_type].load_runner()
 
 
 def worker_threads(settings: Settings) -> int:
@@ -167,7 +167,7 @@ def main(settings_json: str, job_id: str, attempt: int, server_pid: int) -> None
                 checkpoint_step=job.checkpoint_step,
             )
             job_type = job.type
-        result = runners()[job_type](ctx)
+        result = runner_for(job_type)(ctx)
         finish(events, job_id, "succeeded", attempt=attempt, result=result)
     except JobCancelled:
         with db.session() as session:

@@ -1,0 +1,44 @@
+"""The kinds of job: for each type, how a request is planned (in the server) and run (in a
+worker process).
+
+A planner checks a request against the data and the registry before anything is queued and
+returns the job's stored spec; a runner is named as ``"module:function"`` and imported only
+in the worker, so the server never loads what only jobs need.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelyard.auth.access import Caller
+from modelyard.datasets.service import DatasetService
+from modelyard.jobs.train_plan import plan_train
+from modelyard.registry.service import ModelRegistry
+
+if TYPE_CHECKING:
+    from modelyard.jobs.worker import Runner
+
+Planner = Callable[[Caller, Mapping[str, Any], DatasetService, ModelRegistry, Path], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """One type of job."""
+
+    name: str
+    plan: Planner
+    runner: str
+
+    def load_runner(self) -> Runner:
+        module, _, function = self.runner.partition(":")
+        found: Runner = getattr(importlib.import_module(module), function)
+        return found
+
+
+KINDS: dict[str, JobKind] = {
+    "train": JobKind("train", plan_train, "modelyard.jobs.train_runner:run_train"),
+}
