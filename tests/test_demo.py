@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from modelyard.client import Client
@@ -61,6 +62,20 @@ def test_demo_trains_accurate_models_on_a_throwaway_server(short_tmp: Path) -> N
     assert all(v["format"] == "safetensors" and len(v["sha256"]) == 64 for v in versions.values())
     assert summary["metrics"]["mlp"]["test_accuracy"] >= MIN_ACCURACY
     assert summary["metrics"]["cnn"]["test_accuracy"] >= MIN_ACCURACY
+    # The deployed MLP classifies the held-out digits exactly as its job measured.
+    [deployment] = summary["deployments"]
+    assert (deployment["name"], deployment["model"], deployment["version"]) == (
+        "digits-demo",
+        "digits-mlp",
+        1,
+    )
+    assert deployment["status"] == "ready"
+    served = summary["metrics"]["served_accuracy"]
+    assert served == pytest.approx(summary["metrics"]["mlp"]["test_accuracy"], abs=1e-6)
+    assert (deployment["served_accuracy"], deployment["test_accuracy"]) == (
+        served,
+        summary["metrics"]["mlp"]["test_accuracy"],
+    )
     assert summary["server"] is None
     assert list(short_tmp.iterdir()) == []
 
@@ -80,6 +95,7 @@ def test_demo_on_a_given_server_keeps_its_work_under_fresh_names(
         lines = result.stdout.splitlines()
         [train] = [d for d in client.datasets.list() if d.name.startswith("digits-train-")]
         suffix = train.name.removeprefix("digits-train")
+        [mlp] = client.models.versions(f"digits-mlp{suffix}")
         assert client.datasets.get(f"digits-test{suffix}").num_rows == 360
         for arch in ("mlp", "cnn"):
             [version] = client.models.versions(f"digits-{arch}{suffix}")
@@ -88,3 +104,17 @@ def test_demo_on_a_given_server_keeps_its_work_under_fresh_names(
             shown = f"{version.metrics['val_accuracy']:.2%}"
             assert any(f"digits-{arch}{suffix}" in ln and shown in ln for ln in lines)
         assert "Kept on the server" in result.stderr
+
+        # The deployment stays too, serving the MLP's version on the held-out split.
+        deployment = client.deployments.get(f"digits-demo{suffix}")
+        assert (deployment.model, [v.version for v in deployment.versions]) == (
+            f"digits-mlp{suffix}",
+            [1],
+        )
+        shown = f"{mlp.metrics['val_accuracy']:.2%}"
+        assert any(f"digits-demo{suffix}" in ln and ln.count(shown) == 2 for ln in lines), (
+            result.stdout
+        )
+        assert "but its job measured" not in result.stderr
+        logits = deployment.predict(np.zeros((2, 64), np.float32))
+        assert isinstance(logits, np.ndarray) and logits.shape == (2, 10)

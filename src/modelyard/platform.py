@@ -9,6 +9,8 @@ import importlib
 import threading
 from dataclasses import dataclass, field
 
+from prometheus_client import CollectorRegistry
+
 from modelyard.auth.service import AuthService
 from modelyard.config import Settings
 from modelyard.datasets.service import DatasetService
@@ -18,6 +20,9 @@ from modelyard.jobs.events import EventLog
 from modelyard.jobs.executor import LocalExecutor
 from modelyard.jobs.service import JobService
 from modelyard.registry.service import ModelRegistry
+from modelyard.serving.manager import DeploymentManager
+from modelyard.serving.metrics import ServingMetrics
+from modelyard.serving.service import DeploymentService
 from modelyard.storage.base import BlobStore
 from modelyard.storage.factory import build_blob_store
 
@@ -35,6 +40,9 @@ class Platform:
     events: EventLog
     jobs: JobService
     executor: LocalExecutor
+    deployments: DeploymentService
+    serving: DeploymentManager
+    metrics_registry: CollectorRegistry
     warm: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
@@ -50,6 +58,11 @@ class Platform:
         events = EventLog(db)
         executor = LocalExecutor(settings, db, events)
         jobs = JobService(db, datasets, registry, events, settings.tmp_dir, executor.wake)
+        deployments = DeploymentService(db, registry)
+        metrics_registry = CollectorRegistry()
+        serving = DeploymentManager(
+            settings, deployments, registry, blobs, ServingMetrics(metrics_registry)
+        )
         return cls(
             settings=settings,
             db=db,
@@ -60,6 +73,9 @@ class Platform:
             events=events,
             jobs=jobs,
             executor=executor,
+            deployments=deployments,
+            serving=serving,
+            metrics_registry=metrics_registry,
         )
 
     def start(self) -> None:

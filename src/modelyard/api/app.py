@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from modelyard import __version__
 from modelyard.api import problems
 from modelyard.api.metrics import HttpMetrics, MetricsMiddleware
-from modelyard.api.routes import auth, datasets, health, jobs, models
+from modelyard.api.routes import auth, datasets, deployments, health, inference, jobs, models
 from modelyard.platform import Platform
 
 DESCRIPTION = """
@@ -35,10 +35,12 @@ def create_app(platform: Platform, *, own_platform: bool = False) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if own_platform:
             platform.start()
+            await platform.serving.start()
         try:
             yield
         finally:
             if own_platform:
+                await platform.serving.stop()
                 platform.close()
 
     app = FastAPI(
@@ -48,9 +50,10 @@ def create_app(platform: Platform, *, own_platform: bool = False) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.platform = platform
-    app.state.metrics = HttpMetrics()
+    app.state.metrics = HttpMetrics(platform.metrics_registry)
     problems.install(app)
-    for module in (health, auth, datasets, models, jobs):
+    for module in (health, auth, datasets, models, jobs, deployments, inference):
         app.include_router(module.router)
+    app.include_router(inference.health_router)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

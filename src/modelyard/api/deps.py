@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from modelyard.auth.access import Caller
 from modelyard.platform import Platform
@@ -32,3 +33,9 @@ def get_caller(
 CallerDep = Annotated[Caller, Depends(get_caller)]
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
 Offset = Annotated[int, Query(ge=0, description="Items to skip.")]
+
+
+async def authorize_inference(platform: Platform, caller: Caller, deployment: str) -> None:
+    """The caller holds 'infer' and may read the deployment (cached; 403/404 otherwise)."""
+    if not platform.deployments.may_infer_cached(caller, deployment):
+        await run_in_threadpool(platform.deployments.check_infer, caller, deployment)

@@ -16,10 +16,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class HttpMetrics:
-    """The server's own Prometheus registry (one per app, so tests can run several apps)."""
+    """HTTP collectors in the server's own Prometheus registry (one per platform, so tests
+    can run several servers in one process)."""
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
         self.requests = Counter(
             "modelyard_http_requests_total",
             "HTTP requests by method, route and status.",

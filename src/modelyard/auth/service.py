@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,8 +38,19 @@ def _as_utc(moment: datetime) -> datetime:
 class AuthService:
     """Everything about who may call the server."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, cache_ttl_s: float = 5.0) -> None:
         self._db = db
+        # Recently seen keys, so the inference hot path does not query the database on every
+        # request. A key revoked here is dropped at once; another server sharing the
+        # database notices within the TTL.
+        self._cache_ttl = cache_ttl_s
+        self._cache: dict[str, tuple[Caller, float, datetime | None]] = {}
+        self._cache_lock = threading.Lock()
+
+    def clear_cache(self) -> None:
+        """Forget every recently authenticated key."""
+        with self._cache_lock:
+            self._cache.clear()
 
     # -- bootstrap -------------------------------------------------------------------
     def bootstrap(self, key: str | None) -> str | None:
@@ -73,6 +86,12 @@ class AuthService:
             raise Unauthenticated("an API key is required: send 'Authorization: Bearer <key>'")
         digest = hash_key(presented)
         now = datetime.now(UTC)
+        with self._cache_lock:
+            hit = self._cache.get(digest)
+        if hit is not None:
+            caller, until, expires = hit
+            if time.monotonic() < until and (expires is None or now < expires):
+                return caller
         with self._db.session() as session:
             key = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
             if (
@@ -87,13 +106,20 @@ class AuthService:
             if last is None or (now - _as_utc(last)).total_seconds() > 60:
                 key.last_used_at = now
             principal = key.principal
-            return Caller(
+            caller = Caller(
                 principal_id=principal.id,
                 name=principal.name,
                 is_admin=principal.is_admin,
                 scopes=frozenset(key.scopes),
                 key_id=key.id,
             )
+            expires_at = _as_utc(key.expires_at) if key.expires_at else None
+        if self._cache_ttl > 0:
+            with self._cache_lock:
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                self._cache[digest] = (caller, time.monotonic() + self._cache_ttl, expires_at)
+        return caller
 
     # -- principals ------------------------------------------------------------------
     def create_principal(
@@ -193,4 +219,6 @@ class AuthService:
                 raise NotFound(f"no key with id '{key_id}'")
             if key.revoked_at is None:
                 key.revoked_at = datetime.now(UTC)
+            with self._cache_lock:
+                self._cache = {d: v for d, v in self._cache.items() if v[0].key_id != key.id}
             record(session, caller, "key.revoke", f"key:{key.id}")

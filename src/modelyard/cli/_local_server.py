@@ -1,7 +1,8 @@
 """A throwaway Modelyard server in a child process: ``modelyard serve`` on a free port.
 
-Its data (database, blobs, scratch files) goes to one temporary directory, removed once
-the server has stopped, so nothing is left behind.
+Its data (database, blobs, scratch files) goes to one temporary directory, which is also
+the child's ``TMPDIR``, and which is removed once the server has stopped, so nothing is
+left behind.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ class LocalServer:
 @contextlib.contextmanager
 def local_server(startup_timeout: float = STARTUP_TIMEOUT_S) -> Iterator[LocalServer]:
     """Start a server with a fresh data directory and admin key; stop it and delete it all."""
-    with tempfile.TemporaryDirectory(prefix="modelyard-demo-", ignore_cleanup_errors=True) as tmp:
+    # A short name: the child's Unix sockets (the job executor's) live under it, and socket
+    # paths are limited to about 100 bytes.
+    with tempfile.TemporaryDirectory(prefix="modelyard-", ignore_cleanup_errors=True) as tmp:
         root = Path(tmp)
         key = "my_" + secrets.token_urlsafe(32)
         port = _free_port()
@@ -52,7 +55,9 @@ def local_server(startup_timeout: float = STARTUP_TIMEOUT_S) -> Iterator[LocalSe
         env.update(
             MODELYARD_DATA_DIR=str(root / "data"),
             MODELYARD_BOOTSTRAP_KEY=key,
-            # torch would otherwise leave a compile cache in the system's temporary folder.
+            # Libraries write beside the server's data, not in the system's temporary folder:
+            # torch its compile cache, ONNX Runtime a session file.
+            TMPDIR=str(root),
             TORCHINDUCTOR_CACHE_DIR=str(root / "torch-cache"),
         )
         log_path = root / "server.log"

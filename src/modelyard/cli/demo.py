@@ -3,7 +3,9 @@
 scikit-learn's handwritten digits (1,797 8x8 images, 10 classes) are split 80/20 and
 pushed as two data sets; an MLP and a CNN are trained by jobs that validate on the held-out
 split, so their validation accuracy is the test accuracy; each job registers a model
-version. By default the demo runs its own throwaway server; with ``--url`` it uses yours.
+version. The MLP's version is then deployed and the held-out split sent through the
+deployment: the accuracy of what it serves must equal the job's. By default the demo runs
+its own throwaway server; with ``--url`` it uses yours.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import typer
 from modelyard.cli import _context
 from modelyard.cli._context import CLIState, reporting_errors
 from modelyard.cli._output import human_size, print_error, print_json, print_note, show, table
-from modelyard.client import Client, Job, ModelVersion, NotFoundError
+from modelyard.client import Client, Deployment, Job, ModelVersion, ModelyardError, NotFoundError
 
 SEED = 0
 TEST_FRACTION = 0.2
@@ -41,6 +43,8 @@ SPECS: dict[str, dict[str, Any]] = {
 }
 # Chosen so each model reaches ≥ 0.96 test accuracy for any seed, in seconds on a CPU.
 EPOCHS = {"mlp": 25, "cnn": 15}
+# The architecture whose version is deployed and called.
+SERVED = "mlp"
 TRAINING: dict[str, Any] = {
     "optimizer": {"name": "adam", "lr": 0.002},
     "schedule": {"name": "cosine"},
@@ -69,7 +73,7 @@ def demo(
         bool, typer.Option("--json", help="Print a machine-readable summary.")
     ] = False,
 ) -> None:
-    """Train an MLP and a CNN on handwritten digits through the API, end to end.
+    """Train an MLP and a CNN on handwritten digits, deploy the MLP and call it, end to end.
 
     Without --url a throwaway server is started, used and removed.
     """
@@ -121,16 +125,33 @@ def run(client: Client, *, progress: bool = False) -> dict[str, Any]:
         arch: client.models.version(job.result["model"], job.result["version"])
         for arch, job in jobs.items()
     }
+    served = versions[SERVED]
+    deployment = client.deploy(names["deployment"], f"{served.model}@{served.version}")
+    # The held-out split, raw as it was pushed: the deployment applies the version's
+    # recorded preprocessing itself.
+    logits = deployment.predict(x_test)
+    if isinstance(logits, dict):
+        raise ModelyardError(f"deployment {deployment.name} answered several outputs")
+    served_accuracy = float((logits.argmax(axis=1) == y_test).mean())
+    if progress:
+        print_note(
+            f"Deployed {served.model} v{served.version} as {deployment.name}; "
+            f"it classified {len(x_test)} held-out digits"
+        )
     return {
         "datasets": [{"name": d.name, "num_rows": d.num_rows, "schema": d.schema} for d in pushed],
         "jobs": [_job_summary(arch, job) for arch, job in jobs.items()],
         "versions": [_version_summary(arch, v) for arch, v in versions.items()],
+        "deployments": [_deployment_summary(deployment, served, served_accuracy)],
         "metrics": {
-            arch: {
-                "test_accuracy": v.metrics.get("val_accuracy"),
-                "test_loss": v.metrics.get("val_loss"),
-            }
-            for arch, v in versions.items()
+            **{
+                arch: {
+                    "test_accuracy": v.metrics.get("val_accuracy"),
+                    "test_loss": v.metrics.get("val_loss"),
+                }
+                for arch, v in versions.items()
+            },
+            "served_accuracy": served_accuracy,
         },
     }
 
@@ -168,9 +189,9 @@ def _server(target: tuple[str, str] | None) -> Iterator[tuple[str, str]]:
 
 
 def _free_names(client: Client) -> dict[str, str]:
-    """``digits-train``, ``digits-test``, ``digits-mlp``, ``digits-cnn``, with one random
-    suffix for all when any of them is taken."""
-    names = {"train": "digits-train", "test": "digits-test"}
+    """``digits-train``, ``digits-test``, ``digits-mlp``, ``digits-cnn`` and the deployment
+    ``digits-demo``, with one random suffix for all when any of them is taken."""
+    names = {"train": "digits-train", "test": "digits-test", "deployment": "digits-demo"}
     names.update({arch: f"digits-{arch}" for arch in SPECS})
     if not any(_exists(client, kind, name) for kind, name in names.items()):
         return names
@@ -182,6 +203,8 @@ def _exists(client: Client, kind: str, name: str) -> bool:
     try:
         if kind in SPECS:
             client.models.get(name)
+        elif kind == "deployment":
+            client.deployments.get(name)
         else:
             client.datasets.get(name)
     except NotFoundError:
@@ -230,6 +253,20 @@ def _version_summary(arch: str, version: ModelVersion) -> dict[str, Any]:
     }
 
 
+def _deployment_summary(
+    deployment: Deployment, version: ModelVersion, served_accuracy: float
+) -> dict[str, Any]:
+    return {
+        "name": deployment.name,
+        "model": version.model,
+        "version": version.version,
+        "status": deployment.status,
+        "runtime": deployment.versions[0].runtime if deployment.versions else None,
+        "served_accuracy": served_accuracy,
+        "test_accuracy": version.metrics.get("val_accuracy"),
+    }
+
+
 def _print_summary(summary: dict[str, Any], *, kept: bool) -> None:
     datasets = [
         (d["name"], d["num_rows"], _shape(d["schema"], "x"), _shape(d["schema"], "y"))
@@ -249,14 +286,41 @@ def _print_summary(summary: dict[str, Any], *, kept: bool) -> None:
         )
         for v in summary["versions"]
     ]
+    deployments = [
+        (
+            d["name"],
+            f"{d['model']} v{d['version']}",
+            d["status"],
+            _percent(d["served_accuracy"]),
+            _percent(d["test_accuracy"]),
+        )
+        for d in summary["deployments"]
+    ]
     show(
         table("Data sets", ("Name", "Rows", "x", "y"), datasets),
         table("Jobs", ("ID", "Model", "Status", "Epochs", "Time"), jobs),
         table("Versions", ("Model", "Version", "Format", "Size", "Test accuracy"), versions),
+        table(
+            "Deployments",
+            ("Name", "Serves", "Status", "Served accuracy", "Job's test accuracy"),
+            deployments,
+        ),
     )
+    for d in summary["deployments"]:
+        # Both count the same 360 digits; only float rounding may tell them apart.
+        if d["test_accuracy"] is None or abs(d["served_accuracy"] - d["test_accuracy"]) > 1e-6:
+            print_error(
+                f"{d['name']} served {_percent(d['served_accuracy'])} accuracy, but its job "
+                f"measured {_percent(d['test_accuracy'])} on the same digits"
+            )
     if kept:
         names = " and ".join(v["model"] for v in summary["versions"])
         print_note(f"\nKept on the server: see `modelyard models show` for {names}.")
+        for d in summary["deployments"]:
+            print_note(
+                f"{d['name']} keeps serving: `modelyard predict {d['name']} --input x.npy` "
+                "classifies rows of 64 pixel values (0 to 16)."
+            )
     else:
         print_note(
             "\nThe throwaway server is gone. To keep what the demo makes, start one with "

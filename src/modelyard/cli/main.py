@@ -6,15 +6,17 @@ from typing import Annotated
 
 import typer
 
-from modelyard.cli import datasets, jobs, keys, models, principals
+from modelyard.cli import datasets, deployments, jobs, keys, models, principals
 from modelyard.cli._context import CLIState
 from modelyard.cli.demo import demo
+from modelyard.cli.predict import predict
 from modelyard.cli.serve import serve
 from modelyard.cli.train import train
 
 app = typer.Typer(
     name="modelyard",
-    help="Modelyard: data sets, training jobs, models and API keys on a Modelyard server.",
+    help="Modelyard: data sets, training jobs, models, deployments and API keys on a Modelyard "
+    "server.",
     no_args_is_help=True,
 )
 app.add_typer(keys.app, name="keys")
@@ -22,7 +24,10 @@ app.add_typer(principals.app, name="principals")
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(models.app, name="models")
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(deployments.app, name="deployments")
 app.command("train")(train)
+app.command("deploy")(deployments.deploy)
+app.command("predict")(predict)
 app.command("demo")(demo)
 app.command("serve")(serve)
 

@@ -12,9 +12,13 @@ Example::
 
     job = client.fit({"arch": "mlp", "hidden": [64]}, x, y, epochs=10, progress=True)
     print(job.result["model"], job.result["version"])
+
+    deployment = client.deploy("digits", f"{job.result['model']}@{job.result['version']}")
+    predictions = deployment.predict(x).argmax(axis=1)
 """
 
 from modelyard.client._client import Client
+from modelyard.client._deployment import Deployment
 from modelyard.client._exceptions import (
     APIError,
     AuthenticationError,
@@ -32,8 +36,9 @@ from modelyard.client._exceptions import (
     ValidationError,
 )
 from modelyard.client._job import Job
-from modelyard.client._resources import Datasets, Jobs, Keys, Models, Principals
+from modelyard.client._resources import Datasets, Deployments, Jobs, Keys, Models, Principals
 from modelyard.client._resources._acl import GrantLike
+from modelyard.client._resources.deployments import TrafficLike
 from modelyard.client._transfer import ProgressCallback, StrPath
 from modelyard.client._types import (
     ACL,
@@ -48,6 +53,8 @@ from modelyard.client._types import (
     ModelVersion,
     Owner,
     Principal,
+    ServedVersion,
+    TensorInfo,
     WhoAmI,
 )
 
@@ -61,6 +68,8 @@ __all__ = [
     "CreatedKey",
     "Dataset",
     "Datasets",
+    "Deployment",
+    "Deployments",
     "Grant",
     "GrantLike",
     "Job",
@@ -83,8 +92,11 @@ __all__ = [
     "Principals",
     "ProgressCallback",
     "RateLimitError",
+    "ServedVersion",
     "ServerError",
     "StrPath",
+    "TensorInfo",
+    "TrafficLike",
     "TransportError",
     "UnsupportedMediaTypeError",
     "ValidationError",

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from modelyard.client._deployment import Deployment
 from modelyard.client._fit import fit
 from modelyard.client._http import HTTP
 from modelyard.client._job import Job
-from modelyard.client._resources import Datasets, Jobs, Keys, Models, Principals
+from modelyard.client._resources import Datasets, Deployments, Jobs, Keys, Models, Principals
+from modelyard.client._resources.deployments import TrafficLike
 from modelyard.client._types import WhoAmI
 
 if TYPE_CHECKING:
@@ -56,6 +58,8 @@ class Client:
         """The model registry: models, versions, aliases."""
         self.jobs = Jobs(self._http)
         """Jobs: training runs and their live events."""
+        self.deployments = Deployments(self._http)
+        """Deployments: model versions served under a name."""
 
     @property
     def base_url(self) -> str:
@@ -120,6 +124,61 @@ class Client:
             output_model=output_model,
             progress=progress,
             train_options=train_options,
+        )
+
+    def deploy(
+        self,
+        name: str,
+        model: str | None = None,
+        *,
+        version: int | str = "latest",
+        runtime: str = "auto",
+        device: str = "auto",
+        replicas: int = 1,
+        max_batch_size: int = 32,
+        max_batch_delay_ms: float = 2.0,
+        max_queue: int = 1024,
+        timeout_ms: float = 30_000,
+        traffic: TrafficLike | None = None,
+        pipeline: Sequence[str] | None = None,
+        postprocess: Mapping[str, Any] | None = None,
+    ) -> Deployment:
+        """Serve a model version under ``name``; returns once it is loaded and warmed up.
+
+        ``model`` is a registered model, optionally with a version or alias after an ``@``
+        (``"digits-mlp@production"``, ``"digits-mlp@3"``), or give ``version``. A deployment
+        that follows an alias swaps models when the alias moves. ``traffic`` splits requests
+        between versions by weight (``{1: 90, 2: 10}``: a canary); ``pipeline`` chains
+        other deployments instead of serving a model, each one's output feeding the next.
+        ``runtime`` is ``auto``, ``torch`` or ``onnxruntime``; ``device`` ``auto``, ``cpu``
+        or ``cuda[:N]``; ``replicas`` how many batches are computed at once. Requests are
+        batched up to ``max_batch_size`` rows, waiting at most ``max_batch_delay_ms`` for a
+        batch to fill; beyond ``max_queue`` waiting requests the server answers 429, and
+        one not computed within ``timeout_ms`` gets 504. ``postprocess`` adds
+        ``{"softmax": True}`` probabilities and/or ``{"top_k": 3}`` labels to the outputs.
+
+        Raises :class:`ValidationError` naming the field for a spec that does not fit (an
+        unknown version, a bad device), :class:`ConflictError` if the name is taken.
+
+        Example::
+
+            deployment = client.deploy("digits", "digits-mlp@production", max_batch_size=64)
+            probabilities = deployment.predict(x_test)
+        """
+        return self.deployments.create(
+            name,
+            model,
+            version=version,
+            runtime=runtime,
+            device=device,
+            replicas=replicas,
+            max_batch_size=max_batch_size,
+            max_batch_delay_ms=max_batch_delay_ms,
+            max_queue=max_queue,
+            timeout_ms=timeout_ms,
+            traffic=traffic,
+            pipeline=pipeline,
+            postprocess=postprocess,
         )
 
     def close(self) -> None:

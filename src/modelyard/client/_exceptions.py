@@ -17,7 +17,8 @@
 
 Other 4xx answers raise :class:`APIError` itself. Error bodies are RFC 9457 problem+json
 (``type``, ``title``, ``status``, ``detail``); :func:`error_from_response` also copes with
-plain-text and FastAPI-style ``{"detail": ...}`` bodies.
+plain-text, FastAPI-style ``{"detail": ...}`` and Open Inference Protocol ``{"error": ...}``
+bodies.
 """
 
 from __future__ import annotations
@@ -177,7 +178,8 @@ def error_from_response(response: httpx.Response) -> APIError:
     if isinstance(decoded, dict):
         body = decoded
         title = str(decoded.get("title") or response.reason_phrase or "Error")
-        detail = _detail_text(decoded.get("detail"))
+        # Open Inference Protocol routes answer {"error": message}.
+        detail = _detail_text(decoded.get("detail", decoded.get("error")))
         problem_type = decoded.get("type") if isinstance(decoded.get("type"), str) else None
     else:
         body = response.text

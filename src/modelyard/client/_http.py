@@ -67,7 +67,7 @@ class HTTP:
         *,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
-        content: Iterator[bytes] | None = None,
+        content: bytes | Iterator[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """Send a request; raise :class:`APIError` on 4xx/5xx, :class:`TransportError` if

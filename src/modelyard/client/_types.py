@@ -367,3 +367,48 @@ class JobEvent:
         fields = {k: v for k, v in payload.items() if k not in ("seq", "at")}
         raw = {"seq": seq, "at": payload.get("at"), "type": type_, "data": fields}
         return cls(seq=seq, at=_dt(payload.get("at")), type=type_, data=fields, raw=raw)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TensorInfo:
+    """One input or output of a served model, in Open Inference Protocol terms.
+
+    ``datatype`` is e.g. ``FP32`` or ``INT64``; ``shape`` has -1 for a dimension that varies
+    (the first is the batch). Either is ``None`` where the model format records none.
+    """
+
+    name: str
+    datatype: str | None
+    shape: tuple[int, ...] | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TensorInfo:
+        """Build from ``{"name", "datatype", "shape"}``."""
+        shape = data.get("shape")
+        return cls(
+            name=str(data["name"]),
+            datatype=data.get("datatype") or None,
+            shape=None if shape is None else tuple(int(d) for d in shape),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServedVersion:
+    """A model version a deployment serves: its share of the traffic, runtime and tensors."""
+
+    version: int
+    weight: float
+    runtime: str
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ServedVersion:
+        """Build from an entry of a Deployment's ``versions``."""
+        return cls(
+            version=int(data["version"]),
+            weight=float(data.get("weight", 1.0)),
+            runtime=str(data.get("runtime") or ""),
+            inputs=tuple(TensorInfo.from_json(t) for t in data.get("inputs") or ()),
+            outputs=tuple(TensorInfo.from_json(t) for t in data.get("outputs") or ()),
+        )

@@ -19,7 +19,7 @@ from modelyard.db.tables import Alias, Model, ModelVersion
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.naming import check_name
 from modelyard.registry.artifacts import inspect_artifact
-from modelyard.registry.specs import check_spec_weights
+from modelyard.registry.specs import spec_checker_for
 from modelyard.storage.base import DOWNLOAD_CHUNK_SIZE, BlobStore
 from modelyard.storage.refs import add_refs, delete_unreferenced, drop_refs
 from modelyard.storage.staging import StagedFile, scratch_dir
@@ -165,7 +165,7 @@ class ModelRegistry:
                     filename=upload.filename,
                     spec=meta.spec,
                     work_dir=work,
-                    spec_checker=check_spec_weights,
+                    spec_checker=spec_checker_for(meta.params),
                     max_unpacked_bytes=self._max_unpacked,
                 )
                 weights = info.files.get("model.safetensors")
@@ -281,6 +281,38 @@ class ModelRegistry:
         if row is None:
             raise NotFound(f"model '{model.name}' has no version or alias '{ref}'")
         return row
+
+    def resolve(self, name: str, ref: str) -> ModelVersion:
+        """A version by number or alias, without an access check (for the serving layer,
+        which checked access when the deployment was made)."""
+        with self._db.session() as session:
+            model = session.scalar(select(Model).where(Model.name == name))
+            if model is None:
+                raise NotFound(f"no model named '{name}'")
+            return self._resolve(session, model, ref)
+
+    def compare_versions(
+        self, caller: Caller, name: str, first: str, second: str
+    ) -> dict[str, Any]:
+        """Two versions side by side: size, parameters, non-zeros, latency and metric, as the
+        compression jobs that made or used them measured (see
+        :func:`modelyard.compression.report.side_by_side`)."""
+        from modelyard.compression.report import side_by_side
+
+        rows = []
+        for ref in (first, second):
+            version = self.get_version(caller, name, ref)
+            rows.append(
+                {
+                    "model": name,
+                    "version": version.version,
+                    "format": version.format,
+                    "size": version.size,
+                    "metrics": version.metrics,
+                    "params": version.params,
+                }
+            )
+        return {"model": name, **side_by_side(rows[0], rows[1])}
 
     def delete_version(self, caller: Caller, name: str, ref: str) -> None:
         version = self.get_version(caller, name, ref, Permission.WRITE)

@@ -157,6 +157,7 @@ def download_version(
         "torchscript": "pt",
         "torch_export": "pt2",
         "onnx": "onnx",
+        "keras": "keras",
     }.get(version.format, "bin")
     headers = {
         "Content-Length": str(version.size),
@@ -164,6 +165,17 @@ def download_version(
         "X-Modelyard-Sha256": version.sha256,
     }
     return StreamingResponse(chunks, media_type="application/octet-stream", headers=headers)
+
+
+@router.get(
+    "/{name}/versions/{ref}/compare/{other}",
+    response_model=dict[str, Any],
+    summary="Two versions side by side: size, parameters, non-zeros, latency, metric",
+)
+def compare_versions(
+    name: str, ref: str, other: str, platform: PlatformDep, caller: CallerDep
+) -> dict[str, Any]:
+    return platform.registry.compare_versions(caller, name, ref, other)
 
 
 @router.delete("/{name}/versions/{ref}", status_code=204, response_class=Response)

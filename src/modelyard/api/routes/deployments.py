@@ -1,0 +1,131 @@
+"""Deployments: create, list, show, change (hot swap), delete, predict."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Body, Response
+from starlette.concurrency import run_in_threadpool
+
+from modelyard.api.deps import CallerDep, Limit, Offset, PlatformDep, authorize_inference
+from modelyard.api.schemas.common import AclBody, Page
+from modelyard.api.schemas.deployments import DeploymentCreate, DeploymentOut, PredictIn, PredictOut
+from modelyard.auth.acl import AclEntry
+from modelyard.errors import InvalidInput
+
+router = APIRouter(prefix="/api/v1/deployments", tags=["deployments"])
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=DeploymentOut,
+    summary="Deploy a model version (loaded and warmed up before this returns)",
+)
+async def create_deployment(
+    body: DeploymentCreate, platform: PlatformDep, caller: CallerDep
+) -> DeploymentOut:
+    spec = {k: v for k, v in body.model_dump().items() if k != "name"}
+    row = await run_in_threadpool(platform.deployments.create, caller, body.name, spec)
+    live = await platform.serving.sync(row.name)
+    return DeploymentOut.of(row, live)
+
+
+@router.get("", response_model=Page[DeploymentOut])
+def list_deployments(
+    platform: PlatformDep, caller: CallerDep, limit: Limit = 100, offset: Offset = 0
+) -> Page[DeploymentOut]:
+    rows, total = platform.deployments.list_deployments(caller, limit, offset)
+    items = [DeploymentOut.of(r, platform.serving.status(r.name)) for r in rows]
+    return Page[DeploymentOut](items=items, total=total)
+
+
+@router.get("/{name}", response_model=DeploymentOut)
+def get_deployment(name: str, platform: PlatformDep, caller: CallerDep) -> DeploymentOut:
+    row = platform.deployments.get(caller, name)
+    return DeploymentOut.of(row, platform.serving.status(name))
+
+
+@router.patch(
+    "/{name}",
+    response_model=DeploymentOut,
+    summary="Change a deployment; a new version is warmed up before traffic moves",
+)
+async def update_deployment(
+    name: str,
+    platform: PlatformDep,
+    caller: CallerDep,
+    changes: Annotated[dict[str, Any], Body(examples=[{"version": "2"}])],
+) -> DeploymentOut:
+    row = await run_in_threadpool(platform.deployments.update, caller, name, changes)
+    live = await platform.serving.sync(name)
+    return DeploymentOut.of(row, live)
+
+
+@router.delete("/{name}", status_code=204, response_class=Response)
+async def delete_deployment(name: str, platform: PlatformDep, caller: CallerDep) -> Response:
+    await run_in_threadpool(platform.deployments.delete, caller, name)
+    await platform.serving.sync(name)
+    return Response(status_code=204)
+
+
+@router.get("/{name}/acl", response_model=AclBody)
+def get_deployment_acl(name: str, platform: PlatformDep, caller: CallerDep) -> AclBody:
+    return AclBody.model_validate(platform.deployments.get_acl(caller, name))
+
+
+@router.put("/{name}/acl", response_model=AclBody)
+def set_deployment_acl(
+    name: str, body: AclBody, platform: PlatformDep, caller: CallerDep
+) -> AclBody:
+    grants = [AclEntry(g.principal, g.permission) for g in body.grants]
+    return AclBody.model_validate(platform.deployments.set_acl(caller, name, body.public, grants))
+
+
+@router.post(
+    "/{name}/predict",
+    response_model=PredictOut,
+    summary='Predict with plain JSON: {"inputs": ...} → {"outputs": ...}',
+)
+async def predict(
+    name: str, body: PredictIn, platform: PlatformDep, caller: CallerDep
+) -> PredictOut:
+    await authorize_inference(platform, caller, name)
+    live = platform.serving.get(name)
+    inputs = _as_arrays(body.inputs, live)
+    deadline = time.monotonic() + live.spec.timeout_ms / 1000
+    result = await platform.serving.infer(name, inputs, version=body.version, deadline=deadline)
+    return PredictOut(
+        deployment=name,
+        model_version=result.version,
+        outputs={k: np.asarray(v).tolist() for k, v in result.outputs.items()},
+    )
+
+
+def _as_arrays(raw: list[Any] | dict[str, list[Any]], live: Any) -> dict[str, np.ndarray]:
+    named = raw if isinstance(raw, dict) else None
+    if named is None:
+        names = _input_names(live)
+        if len(names) != 1:
+            raise InvalidInput(f"inputs: this deployment takes several inputs {names}; name them")
+        named = {names[0]: raw}  # type: ignore[dict-item]
+    arrays: dict[str, np.ndarray] = {}
+    for key, value in named.items():
+        try:
+            array = np.asarray(value)
+        except ValueError as exc:
+            raise InvalidInput(f"inputs.{key}: ragged nested lists ({exc})") from None
+        if array.dtype == object:
+            raise InvalidInput(f"inputs.{key}: rows must all have the same length")
+        if array.dtype.kind == "f":
+            array = array.astype(np.float32)
+        arrays[key] = array
+    return arrays
+
+
+def _input_names(live: Any) -> list[str]:
+    if live.routes:
+        return [t.name for t in live.routes[0][0].runtime.inputs]
+    return ["input"]

@@ -1,0 +1,174 @@
+"""The KServe / Triton Open Inference Protocol v2 (REST, JSON and binary tensors).
+
+``{m}`` is a deployment's name and ``{v}`` one of the model versions it serves, so existing
+clients such as ``tritonclient.http`` work unchanged. The health probes are open; every other
+route needs a key (``infer`` scope for inference).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from modelyard import __version__
+from modelyard.api.deps import CallerDep, PlatformDep, authorize_inference
+from modelyard.auth.access import Caller
+from modelyard.errors import InvalidInput, NotFound, PayloadTooLarge
+from modelyard.platform import Platform
+from modelyard.serving import oip
+from modelyard.serving.manager import Live
+
+router = APIRouter(prefix="/v2", tags=["inference (Open Inference Protocol v2)"])
+health_router = APIRouter(prefix="/v2/health", tags=["health"])
+
+EXTENSIONS = ["binary_tensor_data", "statistics"]
+# An inference body is held in memory (tensors are decoded from it), so it has its own cap.
+MAX_INFER_BYTES = 64 * 1024 * 1024
+
+
+@health_router.get("/live", summary="The server is alive")
+def live() -> dict[str, bool]:
+    return {"live": True}
+
+
+@health_router.get("/ready", summary="The server is ready to serve")
+def ready() -> dict[str, bool]:
+    return {"ready": True}
+
+
+@router.get("", summary="Server metadata")
+def server_metadata(caller: CallerDep) -> dict[str, Any]:
+    return oip.server_metadata("modelyard", __version__, EXTENSIONS)
+
+
+async def _live(platform: Platform, caller: Caller, name: str) -> Live:
+    await authorize_inference(platform, caller, name)
+    return platform.serving.get(name)
+
+
+def _metadata(live: Live, version: str | None) -> dict[str, Any]:
+    if live.spec.pipeline is not None:
+        first = live.spec.pipeline[0]
+        return oip.model_metadata(
+            live.name,
+            [],
+            "modelyard_pipeline",
+            [{"name": "input", "datatype": "FP32", "shape": [-1]}],
+            [{"name": "output", "datatype": "FP32", "shape": [-1]}],
+        ) | {"parameters": {"pipeline": live.spec.pipeline, "first": first}}
+    served = live.pick(version)
+    runtime = served.runtime
+    tensors = [
+        [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape or [])} for t in specs]
+        for specs in (runtime.inputs, runtime.outputs)
+    ]
+    versions = [str(s.number) for s, _ in live.routes]
+    return oip.model_metadata(
+        live.name, versions, str(getattr(runtime, "name", "")), tensors[0], tensors[1]
+    )
+
+
+@router.get("/models/{model}", summary="Model metadata")
+async def model_metadata(model: str, platform: PlatformDep, caller: CallerDep) -> dict[str, Any]:
+    return _metadata(await _live(platform, caller, model), None)
+
+
+@router.get("/models/{model}/versions/{version}", summary="Model version metadata")
+async def version_metadata(
+    model: str, version: str, platform: PlatformDep, caller: CallerDep
+) -> dict[str, Any]:
+    return _metadata(await _live(platform, caller, model), version)
+
+
+async def _ready(platform: Platform, caller: Caller, model: str, version: str | None) -> Response:
+    live = await _live(platform, caller, model)
+    ok = live.status == "ready"
+    if ok and version is not None:
+        ok = any(str(s.number) == version for s, _ in live.routes)
+    return JSONResponse({"name": model, "ready": ok}, status_code=200 if ok else 503)
+
+
+@router.get("/models/{model}/ready", summary="Whether the model is ready")
+async def model_ready(model: str, platform: PlatformDep, caller: CallerDep) -> Response:
+    return await _ready(platform, caller, model, None)
+
+
+@router.get("/models/{model}/versions/{version}/ready", summary="Whether the version is ready")
+async def version_ready(
+    model: str, version: str, platform: PlatformDep, caller: CallerDep
+) -> Response:
+    return await _ready(platform, caller, model, version)
+
+
+async def _infer(
+    request: Request, platform: Platform, caller: Caller, model: str, version: str | None
+) -> Response:
+    live_ = await _live(platform, caller, model)
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_INFER_BYTES:
+        raise PayloadTooLarge(f"inference body of {length} bytes exceeds {MAX_INFER_BYTES}")
+    body = await request.body()
+    if len(body) > MAX_INFER_BYTES:
+        raise PayloadTooLarge(f"inference body exceeds {MAX_INFER_BYTES} bytes")
+    header = request.headers.get("inference-header-content-length")
+    if header is not None and not header.isdigit():
+        raise InvalidInput("Inference-Header-Content-Length must be a non-negative integer")
+    decoded = oip.decode_request(body, int(header) if header is not None else None)
+    inputs = {item.name: item.array for item in decoded.inputs}
+    if len(inputs) != len(decoded.inputs):
+        raise InvalidInput("inputs: each input name may appear once")
+    deadline = time.monotonic() + live_.spec.timeout_ms / 1000
+    result = await platform.serving.infer(model, inputs, version=version, deadline=deadline)
+    payload, headers = oip.encode_response(
+        model_name=model,
+        model_version=str(result.version) if result.version is not None else None,
+        request_id=decoded.id,
+        outputs=result.outputs,
+        requested=decoded.outputs,
+        binary_default=decoded.binary_default,
+    )
+    media = headers.pop("Content-Type", headers.pop("content-type", "application/json"))
+    return Response(payload, media_type=media, headers=headers)
+
+
+@router.post("/models/{model}/infer", summary="Inference (JSON or binary tensors)")
+async def infer(model: str, request: Request, platform: PlatformDep, caller: CallerDep) -> Response:
+    return await _infer(request, platform, caller, model, None)
+
+
+@router.post("/models/{model}/versions/{version}/infer", summary="Inference on one version")
+async def infer_version(
+    model: str, version: str, request: Request, platform: PlatformDep, caller: CallerDep
+) -> Response:
+    return await _infer(request, platform, caller, model, version)
+
+
+@router.get("/models/{model}/stats", summary="Statistics like Triton's")
+async def stats(model: str, platform: PlatformDep, caller: CallerDep) -> dict[str, Any]:
+    live_ = await _live(platform, caller, model)
+    entries = []
+    for served, _ in live_.routes:
+        s = platform.serving.metrics.version_stats(model, str(served.number))
+        entries.append(
+            {
+                "name": model,
+                "version": str(served.number),
+                "last_inference": s.last_inference_ms,
+                "inference_count": s.batch_rows,
+                "execution_count": s.batches,
+                "inference_stats": {
+                    "success": {"count": s.success, "ns": s.success_ns},
+                    "fail": {"count": s.failure, "ns": 0},
+                    "queue": {"count": s.batches, "ns": s.queue_ns},
+                    "compute_infer": {"count": s.batches, "ns": s.compute_ns},
+                },
+                "rejected": s.rejected,
+                "expired": s.expired,
+            }
+        )
+    if not entries and live_.spec.pipeline is None:
+        raise NotFound(f"deployment '{model}' serves no version yet")
+    return {"model_stats": entries}

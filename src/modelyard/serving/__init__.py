@@ -1,0 +1,1 @@
+"""Serving: deployments, dynamic batching, inference protocols."""

@@ -1,0 +1,172 @@
+"""Deployments as records: create, change, list, delete, with access rules.
+
+Loading models and answering requests is the manager's job (:mod:`modelyard.serving.manager`);
+this service checks and stores what should be served.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from modelyard.auth.access import Caller, Permission, Scope, ensure_access, visible_clause
+from modelyard.auth.acl import Acl, AclEntry, read_grants, replace_grants
+from modelyard.auth.audit import record
+from modelyard.db.engine import Database
+from modelyard.db.tables import Deployment
+from modelyard.errors import Conflict, InvalidInput, NotFound
+from modelyard.naming import check_name
+from modelyard.registry.service import ModelRegistry
+from modelyard.serving.spec import DeploymentSpec, parse_deployment_spec
+
+RESOURCE = "deployment"
+
+
+class DeploymentService:
+    """Owns the ``deployments`` table."""
+
+    def __init__(self, db: Database, registry: ModelRegistry, cache_ttl_s: float = 5.0) -> None:
+        self._db = db
+        self._registry = registry
+        # Inference checks access on every request; remember recent answers briefly.
+        self._ttl = cache_ttl_s
+        self._allowed: dict[tuple[str, str], float] = {}
+
+    def may_infer_cached(self, caller: Caller, name: str) -> bool:
+        """True if this caller was recently allowed to call this deployment."""
+        until = self._allowed.get((caller.principal_id, name))
+        return until is not None and time.monotonic() < until
+
+    def check_infer(self, caller: Caller, name: str) -> None:
+        """Raise unless the caller may call the deployment (404 if it may not see it)."""
+        caller.require(Scope.INFER)
+        self.check(caller, name, Permission.READ)
+        if len(self._allowed) > 10_000:
+            self._allowed.clear()
+        self._allowed[(caller.principal_id, name)] = time.monotonic() + self._ttl
+
+    def _forget_access(self, name: str) -> None:
+        self._allowed = {k: v for k, v in self._allowed.items() if k[1] != name}
+
+    def _check_sources(self, caller: Caller, name: str, spec: DeploymentSpec) -> None:
+        """The caller must be able to read what it deploys, and every version must exist."""
+        if spec.model is not None:
+            for ref in spec.versions_wanted():
+                try:
+                    self._registry.get_version(caller, spec.model, ref)
+                except NotFound as exc:
+                    raise InvalidInput(f"model: {exc.detail}", field="model") from exc
+        for index, stage in enumerate(spec.pipeline or []):
+            if stage == name:
+                raise InvalidInput(f"pipeline[{index}]: a pipeline cannot contain itself")
+            try:
+                self.get(caller, stage)
+            except NotFound as exc:
+                raise InvalidInput(f"pipeline[{index}]: {exc.detail}") from exc
+
+    def create(self, caller: Caller, name: str, raw: dict[str, Any]) -> Deployment:
+        caller.require(Scope.WRITE)
+        check_name(name, "deployment name")
+        spec = parse_deployment_spec(raw)
+        self._check_sources(caller, name, spec)
+        with self._db.session() as session:
+            row = Deployment(
+                name=name, owner_id=caller.principal_id, spec=spec.model_dump(mode="json")
+            )
+            session.add(row)
+            try:
+                session.flush()
+            except IntegrityError as exc:
+                raise Conflict(f"a deployment named '{name}' already exists") from exc
+            record(session, caller, "deployment.create", f"deployment:{name}")
+            session.refresh(row)
+            return row
+
+    def update(self, caller: Caller, name: str, changes: dict[str, Any]) -> Deployment:
+        """Change some fields of a deployment's spec (e.g. its version: a hot swap)."""
+        row = self.get(caller, name, Permission.WRITE)
+        merged = {**row.spec, **changes}
+        if "pipeline" in changes and changes["pipeline"] is not None:
+            merged["model"] = None
+        if "model" in changes and changes["model"] is not None:
+            merged["pipeline"] = None
+        spec = parse_deployment_spec(merged)
+        self._check_sources(caller, name, spec)
+        with self._db.session() as session:
+            stored = session.get_one(Deployment, row.id)
+            stored.spec = spec.model_dump(mode="json")
+            stored.updated_at = datetime.now(UTC)
+            record(session, caller, "deployment.update", f"deployment:{name}", changes)
+            return stored
+
+    def delete(self, caller: Caller, name: str) -> None:
+        row = self.get(caller, name, Permission.WRITE)
+        with self._db.session() as session:
+            session.delete(session.get_one(Deployment, row.id))
+            record(session, caller, "deployment.delete", f"deployment:{name}")
+        self._forget_access(name)
+
+    def get(
+        self, caller: Caller, name: str, permission: Permission = Permission.READ
+    ) -> Deployment:
+        caller.require(Scope.WRITE if permission is Permission.WRITE else Scope.READ)
+        return self.check(caller, name, permission)
+
+    def check(self, caller: Caller, name: str, permission: Permission) -> Deployment:
+        """The deployment if the caller may use it (no scope check: callers of inference
+        hold the ``infer`` scope, checked by the interface)."""
+        with self._db.session() as session:
+            row = session.scalar(select(Deployment).where(Deployment.name == name))
+            if row is None:
+                raise NotFound(f"no deployment named '{name}'")
+            ensure_access(session, caller, RESOURCE, row, permission, f"deployment '{name}'")
+            return row
+
+    def list_deployments(
+        self, caller: Caller, limit: int, offset: int
+    ) -> tuple[Sequence[Deployment], int]:
+        caller.require(Scope.READ)
+        where = visible_clause(
+            caller, RESOURCE, Deployment.id, Deployment.owner_id, Deployment.public
+        )
+        with self._db.session() as session:
+            total = session.scalar(select(func.count()).select_from(Deployment).where(where))
+            rows = session.scalars(
+                select(Deployment)
+                .where(where)
+                .order_by(Deployment.created_at)
+                .limit(limit)
+                .offset(offset)
+            ).all()
+            return rows, total or 0
+
+    def all(self) -> list[Deployment]:
+        """Every deployment (for the manager, which serves them all)."""
+        with self._db.session() as session:
+            return list(session.scalars(select(Deployment)))
+
+    def get_acl(self, caller: Caller, name: str) -> Acl:
+        row = self.get(caller, name)
+        with self._db.session() as session:
+            return Acl(public=row.public, grants=read_grants(session, RESOURCE, row.id))
+
+    def set_acl(self, caller: Caller, name: str, public: bool, grants: list[AclEntry]) -> Acl:
+        row = self.get(caller, name, Permission.WRITE)
+        with self._db.session() as session:
+            replace_grants(
+                session,
+                caller,
+                resource_type=RESOURCE,
+                resource_id=row.id,
+                owner_id=row.owner_id,
+                grants=grants,
+            )
+            session.get_one(Deployment, row.id).public = public
+            record(session, caller, "deployment.acl", f"deployment:{name}", {"public": public})
+        self._forget_access(name)
+        return self.get_acl(caller, name)

@@ -1,0 +1,78 @@
+"""What a deployment is: validated JSON stored with it."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from modelyard.errors import InvalidInput
+
+
+class TrafficEntry(BaseModel):
+    """A share of the requests for one version (canary releases)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = Field(description="Version number or alias of the deployment's model.")
+    weight: float = Field(gt=0, description="Relative share of requests.")
+
+
+class Postprocess(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    softmax: bool = Field(default=False, description="Add class probabilities.")
+    top_k: int | None = Field(default=None, ge=1, le=1000, description="Add the k best labels.")
+
+
+class DeploymentSpec(BaseModel):
+    """How a deployment serves: which versions, on what, and how requests are batched."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(default=None, description="Registered model to serve.")
+    version: str = Field(default="latest", description="Version number or alias to follow.")
+    traffic: list[TrafficEntry] | None = Field(
+        default=None, description="Split requests between versions by weight (canary)."
+    )
+    pipeline: list[str] | None = Field(
+        default=None, description="Chain other deployments: each one's output feeds the next."
+    )
+    runtime: Literal["auto", "torch", "onnxruntime"] = "auto"
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    replicas: int = Field(default=1, ge=1, le=16, description="Batches computed at once.")
+    max_batch_size: int = Field(default=32, ge=1, le=4096)
+    max_batch_delay_ms: float = Field(default=2.0, ge=0, le=10_000)
+    max_queue: int = Field(default=1024, ge=1, le=1_000_000)
+    timeout_ms: float = Field(default=30_000, gt=0, le=600_000)
+    postprocess: Postprocess = Field(default_factory=Postprocess)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DeploymentSpec:
+        if (self.model is None) == (self.pipeline is None):
+            raise ValueError("give either 'model' or 'pipeline'")
+        if self.pipeline is not None and len(self.pipeline) < 2:
+            raise ValueError("pipeline: chain at least two deployments")
+        if self.traffic is not None and self.model is None:
+            raise ValueError("traffic: needs 'model'")
+        return self
+
+    def versions_wanted(self) -> list[str]:
+        """The version references this deployment serves (one, or the traffic split's)."""
+        if self.traffic:
+            return [entry.version for entry in self.traffic]
+        return [self.version] if self.model else []
+
+
+def parse_deployment_spec(raw: dict[str, Any]) -> DeploymentSpec:
+    """Validate a deployment spec; errors name the field."""
+    try:
+        return DeploymentSpec.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "deployment"
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'deployment'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise InvalidInput(detail, field=where) from None
