@@ -81,9 +81,6 @@ class Settings(BaseSettings):
         gt=0,
         description="A running job whose worker has not reported for this long is re-queued.",
     )
-    device: str = Field(
-        default="auto", description="Default compute device: auto (CUDA when present), cpu, cuda."
-    )
 
     @field_validator("s3_prefix")
     @classmethod

@@ -25,6 +25,7 @@ from modelyard.serving.metrics import ServingMetrics
 from modelyard.serving.service import DeploymentService
 from modelyard.storage.base import BlobStore
 from modelyard.storage.factory import build_blob_store
+from modelyard.storage.staging import sweep_stale
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Platform:
         """Create directories, migrate the schema, and wire the services."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+        sweep_stale(settings.tmp_dir)
         db = create_database(settings.resolved_database_url)
         upgrade_to_head(db.engine)
         blobs = build_blob_store(settings)

@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,3 +145,26 @@ def scratch_dir(tmp_dir: Path, prefix: str) -> Iterator[Path]:
     tmp_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=prefix, dir=tmp_dir) as name:
         yield Path(name)
+
+
+def sweep_stale(tmp_dir: Path, older_than_s: float = 3600.0) -> int:
+    """Remove what crashed uploads and jobs left in ``tmp_dir``; returns how many entries.
+
+    Only entries untouched for ``older_than_s`` go, so work in flight is never removed.
+    """
+    if not tmp_dir.is_dir():
+        return 0
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for entry in tmp_dir.iterdir():
+        try:
+            if entry.lstat().st_mtime >= cutoff:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed += 1
+        except OSError:
+            continue
+    return removed
