@@ -294,3 +294,20 @@ def test_inference_needs_the_infer_scope_and_access(
     acl = {"public": False, "grants": [{"principal": "caller", "permission": "read"}]}
     assert api.put("/api/v1/deployments/mlp/acl", json=acl).status_code == 200
     assert caller.post("/api/v1/deployments/mlp/predict", json=row).status_code == 200
+
+
+def test_protocol_errors_reach_tritonclient_and_versions_may_be_numbers(
+    server: LiveServer, api: httpx.Client, tmp_path: Path
+) -> None:
+    push_catalog(api, "mlp", MLP, tmp_path)
+    deploy(api, "mlp", model="mlp", version=1)
+    triton, client = _triton(server)
+    from tritonclient.utils import InferenceServerException
+
+    tensor = triton.InferInput("input", [1, 63], "FP32")
+    tensor.set_data_from_numpy(np.zeros((1, 63), dtype=np.float32), binary_data=True)
+    with pytest.raises(InferenceServerException) as caught:
+        client.infer("mlp", [tensor], headers=_headers(server))
+    assert "63" in str(caught.value) and "input" in str(caught.value)
+    reply = api.patch("/api/v1/deployments/mlp", json={"traffic": [{"version": 1, "weight": 1}]})
+    assert reply.status_code == 200, reply.text

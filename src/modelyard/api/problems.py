@@ -33,24 +33,38 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "body"
 
 
-async def _on_error(_request: Request, exc: Exception) -> JSONResponse:
+def _protocol_extra(request: Request, detail: str) -> dict[str, Any]:
+    # Open Inference Protocol clients (tritonclient) read the message from "error".
+    return {"error": detail} if request.url.path.startswith("/v2") else {}
+
+
+async def _on_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ModelyardError)
-    return problem(exc.status, exc.title, exc.detail, exc.type_slug, **exc.extra)
+    extra = {**exc.extra, **_protocol_extra(request, exc.detail)}
+    return problem(exc.status, exc.title, exc.detail, exc.type_slug, **extra)
 
 
-async def _on_validation(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
         {"field": _field(e.get("loc", ())), "message": e.get("msg", "")} for e in exc.errors()
     ]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
-    return problem(422, "Invalid input", detail, "invalid-input", errors=errors)
+    return problem(
+        422,
+        "Invalid input",
+        detail,
+        "invalid-input",
+        errors=errors,
+        **_protocol_extra(request, detail),
+    )
 
 
-async def _on_http(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-    return problem(exc.status_code, str(exc.detail), str(exc.detail), slug)
+    detail = str(exc.detail)
+    return problem(exc.status_code, detail, detail, slug, **_protocol_extra(request, detail))
 
 
 async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -53,7 +53,8 @@ class Served:
 
     version: ModelVersion
     runtime: Any
-    batcher: Batcher
+    batcher: Batcher | None
+    """None for a language model: its engine batches on its own (``runtime.engine``)."""
 
     @property
     def number(self) -> int:
@@ -234,7 +235,12 @@ class DeploymentManager:
     async def _serve_version(
         self, name: str, spec: DeploymentSpec, version: ModelVersion
     ) -> Served:
-        runtime = await asyncio.to_thread(self._load_runtime, spec, version)
+        if version.format == "hf":
+            runtime = await asyncio.to_thread(self._load_hf, name, spec, version)
+            if runtime.kind == "causal_lm":
+                return Served(version=version, runtime=runtime, batcher=None)
+        else:
+            runtime = await asyncio.to_thread(self._load_runtime, spec, version)
         config = BatchConfig(
             max_batch_size=spec.max_batch_size,
             max_batch_delay_ms=spec.max_batch_delay_ms,
@@ -272,6 +278,24 @@ class DeploymentManager:
             runtime.infer(sample)  # warm-up: the first call pays for lazy set-up
         return runtime
 
+    def _load_hf(self, name: str, spec: DeploymentSpec, version: ModelVersion) -> Any:
+        from modelyard.llm import load_hf_model
+        from modelyard.registry.hf import unpack_hf
+
+        folder = unpack_hf(
+            self._artifact_path(version),
+            self._cache / f"{version.sha256}-hf",
+            max_bytes=self._settings.max_upload_bytes * 4,
+        )
+        return load_hf_model(
+            folder,
+            kind=str((version.spec or {}).get("kind", "causal_lm")),
+            device=spec.device,
+            max_running=spec.max_batch_size,
+            max_queue=spec.max_queue,
+            name=f"{name}:{version.version}",
+        )
+
     def _artifact_path(self, version: ModelVersion) -> Path:
         target = self._cache / f"{version.sha256}{SUFFIX.get(version.format, '')}"
         if target.exists():
@@ -287,7 +311,8 @@ class DeploymentManager:
         if grace:
             await asyncio.sleep(grace)
         for item in served:
-            await item.batcher.stop(drain=True)
+            if item.batcher is not None:
+                await item.batcher.stop(drain=True)
             close = getattr(item.runtime, "close", None)
             if close is not None:
                 await asyncio.to_thread(close)
@@ -309,6 +334,11 @@ class DeploymentManager:
                 raise NotFound(f"deployment '{name}' is a pipeline; it has no versions")
             return await self._pipeline(live, dict(inputs), deadline)
         served = live.pick(version)
+        if served.batcher is None:
+            raise InvalidInput(
+                f"deployment '{name}' serves a language model; use /v1/chat/completions or "
+                "/v1/completions"
+            )
         labels = (name, str(served.number))
         started = time.perf_counter()
         try:

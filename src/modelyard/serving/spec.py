@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from modelyard.errors import InvalidInput
+
+# A version is a number or an alias; numbers may come as JSON numbers.
+VersionRef = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]
 
 
 class TrafficEntry(BaseModel):
@@ -14,7 +24,7 @@ class TrafficEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    version: str = Field(description="Version number or alias of the deployment's model.")
+    version: VersionRef = Field(description="Version number or alias of the deployment's model.")
     weight: float = Field(gt=0, description="Relative share of requests.")
 
 
@@ -31,7 +41,7 @@ class DeploymentSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = Field(default=None, description="Registered model to serve.")
-    version: str = Field(default="latest", description="Version number or alias to follow.")
+    version: VersionRef = Field(default="latest", description="Version number or alias to follow.")
     traffic: list[TrafficEntry] | None = Field(
         default=None, description="Split requests between versions by weight (canary)."
     )

@@ -49,38 +49,46 @@ async def _live(platform: Platform, caller: Caller, name: str) -> Live:
     return platform.serving.get(name)
 
 
-def _metadata(live: Live, version: str | None) -> dict[str, Any]:
-    if live.spec.pipeline is not None:
-        first = live.spec.pipeline[0]
-        return oip.model_metadata(
-            live.name,
-            [],
-            "modelyard_pipeline",
-            [{"name": "input", "datatype": "FP32", "shape": [-1]}],
-            [{"name": "output", "datatype": "FP32", "shape": [-1]}],
-        ) | {"parameters": {"pipeline": live.spec.pipeline, "first": first}}
+def _tensors(live: Live, version: str | None) -> tuple[Any, list[str]]:
     served = live.pick(version)
-    runtime = served.runtime
-    tensors = [
-        [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape or [])} for t in specs]
-        for specs in (runtime.inputs, runtime.outputs)
-    ]
-    versions = [str(s.number) for s, _ in live.routes]
+    return served.runtime, [str(s.number) for s, _ in live.routes]
+
+
+def _describe(specs: Any) -> list[dict[str, Any]]:
+    return [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape or [])} for t in specs]
+
+
+def _metadata(platform: Platform, live: Live, version: str | None) -> dict[str, Any]:
+    if live.spec.pipeline is not None:
+        if version is not None:
+            raise NotFound(f"deployment '{live.name}' is a pipeline; it has no versions")
+        first = platform.serving.get(live.spec.pipeline[0])
+        last = platform.serving.get(live.spec.pipeline[-1])
+        inputs = _describe(first.pick(None).runtime.inputs) if first.routes else []
+        outputs = _describe(last.pick(None).runtime.outputs) if last.routes else []
+        body = oip.model_metadata(live.name, [], "modelyard_pipeline", inputs, outputs)
+        body["parameters"] = {"pipeline": live.spec.pipeline}
+        return body
+    runtime, versions = _tensors(live, version)
     return oip.model_metadata(
-        live.name, versions, str(getattr(runtime, "name", "")), tensors[0], tensors[1]
+        live.name,
+        versions,
+        str(getattr(runtime, "name", "")),
+        _describe(runtime.inputs),
+        _describe(runtime.outputs),
     )
 
 
 @router.get("/models/{model}", summary="Model metadata")
 async def model_metadata(model: str, platform: PlatformDep, caller: CallerDep) -> dict[str, Any]:
-    return _metadata(await _live(platform, caller, model), None)
+    return _metadata(platform, await _live(platform, caller, model), None)
 
 
 @router.get("/models/{model}/versions/{version}", summary="Model version metadata")
 async def version_metadata(
     model: str, version: str, platform: PlatformDep, caller: CallerDep
 ) -> dict[str, Any]:
-    return _metadata(await _live(platform, caller, model), version)
+    return _metadata(platform, await _live(platform, caller, model), version)
 
 
 async def _ready(platform: Platform, caller: Caller, model: str, version: str | None) -> Response:

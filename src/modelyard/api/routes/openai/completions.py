@@ -1,0 +1,118 @@
+"""POST /v1/completions (plain and streamed)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from modelyard.api.deps import CallerDep, PlatformDep
+from modelyard.api.routes.openai.chat import served_timeout
+from modelyard.api.routes.openai.protocol import CompletionRequest
+from modelyard.api.routes.openai.streaming import (
+    SSE_HEADERS,
+    collect,
+    event_stream,
+    new_id,
+    now,
+    seeded,
+    start_all,
+    usage,
+)
+from modelyard.api.routes.openai.target import runtime_of, served_model
+from modelyard.errors import InvalidInput
+from modelyard.llm import Delta, LanguageModel, SamplingParams
+
+router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
+MAX_PROMPTS = 64
+
+
+@router.post("/completions", summary="Create a text completion (OpenAI-compatible)")
+async def create_completion(
+    body: CompletionRequest, platform: PlatformDep, caller: CallerDep
+) -> Response:
+    served = await served_model(platform, caller, body.model)
+    lm: LanguageModel = runtime_of(served, body.model, "causal_lm", "/v1/completions")
+    prompts = body.prompts()
+    if not prompts or len(prompts) > MAX_PROMPTS:
+        raise InvalidInput(f"prompt: give 1 to {MAX_PROMPTS} prompts", param="prompt")
+    encoded: list[list[int]] = []
+    for prompt in prompts:
+        ids = lm.encode(prompt) if isinstance(prompt, str) else list(prompt)
+        if not ids:
+            raise InvalidInput("prompt: a prompt is empty", param="prompt")
+        vocab = len(lm.tokenizer)
+        if any(not 0 <= t < vocab for t in ids):
+            raise InvalidInput(f"prompt: token ids must be in [0, {vocab})", param="prompt")
+        encoded.append(ids)
+    jobs: list[tuple[list[int], SamplingParams]] = []
+    for ids in encoded:
+        max_tokens = lm.check_room(len(ids), body.max_tokens, "max_tokens")
+        for j in range(body.n):
+            params = lm.sampling(
+                max_tokens=max_tokens,
+                temperature=body.temperature,
+                top_p=body.top_p,
+                stop=body.stop_list(),
+                seed=seeded(body.seed, j),
+            )
+            jobs.append((ids, params))
+    deadline = time.monotonic() + served_timeout(platform, body.model)
+    streams = start_all(lm, jobs, deadline)
+    prompt_tokens = sum(len(ids) for ids in encoded)
+    echoes = [lm.tokenizer.decode(ids) if body.echo else "" for ids in encoded]
+    base: dict[str, Any] = {
+        "id": new_id("cmpl"),
+        "object": "text_completion",
+        "created": now(),
+        "model": body.model,
+        "system_fingerprint": None,
+    }
+    if not body.stream:
+        texts = await collect(streams)
+        choices = [
+            {
+                "index": i,
+                "text": echoes[i // body.n] + text,
+                "finish_reason": stream.finish_reason,
+                "logprobs": None,
+            }
+            for i, (text, stream) in enumerate(zip(texts, streams, strict=True))
+        ]
+        return JSONResponse(
+            {**base, "choices": choices, "usage": usage(prompt_tokens, streams)}
+        )
+
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    extra: dict[str, Any] = {"usage": None} if include_usage else {}
+
+    def chunk(choices: list[dict[str, Any]]) -> dict[str, Any]:
+        return {**base, "choices": choices, **extra}
+
+    def opening(index: int) -> dict[str, Any] | None:
+        echo = echoes[index // body.n]
+        if not echo:
+            return None
+        return chunk([{"index": index, "text": echo, "finish_reason": None, "logprobs": None}])
+
+    def step(index: int, item: Delta) -> dict[str, Any]:
+        choice = {
+            "index": index,
+            "text": item.text,
+            "finish_reason": item.finish_reason,
+            "logprobs": None,
+        }
+        return chunk([choice])
+
+    def final() -> dict[str, Any] | None:
+        if not include_usage:
+            return None
+        return {**chunk([]), "usage": usage(prompt_tokens, streams)}
+
+    return StreamingResponse(
+        event_stream(streams, opening, step, final),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
+    )

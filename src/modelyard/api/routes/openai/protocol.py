@@ -1,0 +1,144 @@
+"""Request bodies of the OpenAI-compatible endpoints (pydantic models)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_N = 16
+MAX_STOP = 4
+
+
+class _Body(BaseModel):
+    # OpenAI clients send fields this server does not use (user, metadata, store...);
+    # they are accepted and ignored, while fields that would change the answer are checked.
+    model_config = ConfigDict(extra="ignore")
+
+
+class StreamOptions(_Body):
+    include_usage: bool = Field(default=False, description="Send a last chunk with usage.")
+
+
+class ContentPart(_Body):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(_Body):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class _Sampling(_Body):
+    model: str = Field(min_length=1, description="A model id from GET /v1/models.")
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    stop: str | list[str] | None = Field(default=None, description="Up to 4 stop strings.")
+    seed: int | None = None
+    n: int = Field(default=1, ge=1, le=MAX_N)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    logprobs: Any = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stop(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > MAX_STOP:
+            raise ValueError(f"at most {MAX_STOP} stop sequences")
+        return value
+
+    @field_validator("logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: Any) -> Any:
+        if value not in (None, False, 0):
+            raise ValueError("logprobs are not supported by this server")
+        return value
+
+    def stop_list(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+
+class ChatCompletionRequest(_Sampling):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    tools: list[Any] | None = None
+
+    @field_validator("tools")
+    @classmethod
+    def _no_tools(cls, value: list[Any] | None) -> list[Any] | None:
+        if value:
+            raise ValueError("tool calls are not supported by this server")
+        return value
+
+    def limit(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+    def limit_param(self) -> str:
+        return "max_completion_tokens" if self.max_completion_tokens else "max_tokens"
+
+
+class CompletionRequest(_Sampling):
+    prompt: str | list[str] | list[int] | list[list[int]]
+    max_tokens: int | None = Field(default=16, ge=1)
+    echo: bool = False
+
+    def prompts(self) -> list[str | list[int]]:
+        prompt = self.prompt
+        if isinstance(prompt, str):
+            return [prompt]
+        if prompt and all(isinstance(p, int) for p in prompt):
+            return [[int(p) for p in prompt]]  # type: ignore[arg-type]
+        return list(prompt)  # type: ignore[arg-type]
+
+
+class EmbeddingRequest(_Body):
+    model: str = Field(min_length=1)
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+
+
+class SupervisedHyperparameters(_Body):
+    n_epochs: int | Literal["auto"] = "auto"
+    batch_size: int | Literal["auto"] = "auto"
+    learning_rate_multiplier: float | Literal["auto"] = "auto"
+
+
+class SupervisedMethod(_Body):
+    hyperparameters: SupervisedHyperparameters = Field(default_factory=SupervisedHyperparameters)
+
+
+class LoraSettings(_Body):
+    r: int = Field(default=8, ge=1, le=256)
+    alpha: int = Field(default=16, ge=1, le=1024)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+
+class FineTuneMethod(_Body):
+    type: Literal["supervised", "lora"] = "supervised"
+    supervised: SupervisedMethod | None = None
+    lora: LoraSettings | None = Field(
+        default=None, description="This server's extension: train a LoRA adapter (peft)."
+    )
+
+
+class FineTuningJobRequest(_Body):
+    model: str = Field(min_length=1)
+    training_file: str = Field(min_length=1)
+    validation_file: str | None = None
+    suffix: str | None = Field(default=None, max_length=64)
+    seed: int | None = None
+    hyperparameters: SupervisedHyperparameters | None = None
+    method: FineTuneMethod | None = None

@@ -1,0 +1,126 @@
+"""Running several generations for one request, and Server-Sent Events in OpenAI's format."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from modelyard.errors import ModelyardError
+from modelyard.llm import Delta, GenerationStream, LanguageModel, SamplingParams
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def sse(data: dict[str, Any] | str) -> bytes:
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return f"data: {payload}\n\n".encode()
+
+
+def start_all(
+    lm: LanguageModel,
+    jobs: Sequence[tuple[list[int], SamplingParams]],
+    deadline: float | None,
+) -> list[GenerationStream]:
+    """Submit every (prompt, params); if one is refused, abort the ones already queued."""
+    streams: list[GenerationStream] = []
+    try:
+        for prompt_ids, params in jobs:
+            streams.append(lm.generate(prompt_ids, params, deadline=deadline))
+    except BaseException:
+        for stream in streams:
+            stream.abort()
+        raise
+    return streams
+
+
+def seeded(seed: int | None, index: int) -> int | None:
+    """Choice ``index``'s seed: different choices differ, the same request repeats."""
+    return None if seed is None else seed + index
+
+
+async def merged(streams: Sequence[GenerationStream]) -> AsyncIterator[tuple[int, Delta]]:
+    """Deltas of all streams as they come, tagged with the stream's index."""
+    queue: asyncio.Queue[tuple[int, Delta | BaseException | None]] = asyncio.Queue()
+
+    async def pump(index: int, stream: GenerationStream) -> None:
+        try:
+            async for delta in stream:
+                await queue.put((index, delta))
+        except BaseException as exc:
+            await queue.put((index, exc))
+            return
+        await queue.put((index, None))
+
+    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+    done = 0
+    try:
+        while done < len(streams):
+            index, item = await queue.get()
+            if item is None:
+                done += 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield index, item
+    finally:
+        for stream in streams:
+            stream.abort()
+        for task in tasks:
+            task.cancel()
+
+
+async def collect(streams: Sequence[GenerationStream]) -> list[str]:
+    """The whole text of each stream (aborting the rest if one fails)."""
+    texts = ["" for _ in streams]
+    async for index, delta in merged(streams):
+        texts[index] += delta.text
+    return texts
+
+
+def usage(prompt_tokens: int, streams: Sequence[GenerationStream]) -> dict[str, int]:
+    completion = sum(stream.completion_tokens for stream in streams)
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": prompt_tokens + completion,
+    }
+
+
+async def event_stream(
+    streams: Sequence[GenerationStream],
+    opening: Callable[[int], dict[str, Any] | None],
+    chunk: Callable[[int, Delta], dict[str, Any]],
+    final_usage: Callable[[], dict[str, Any] | None],
+) -> AsyncIterator[bytes]:
+    """SSE bytes: an optional opening chunk per choice, one chunk per delta, the usage chunk
+    if asked for, then ``data: [DONE]``. Leaving early (the client went away) aborts every
+    generation, which frees their slots in the engine before its next step."""
+    try:
+        for index in range(len(streams)):
+            first = opening(index)
+            if first is not None:
+                yield sse(first)
+        async for index, delta in merged(streams):
+            yield sse(chunk(index, delta))
+        last = final_usage()
+        if last is not None:
+            yield sse(last)
+    except ModelyardError as exc:
+        error = {"message": exc.detail, "type": "server_error", "param": None, "code": None}
+        yield sse({"error": error})
+    finally:
+        for stream in streams:
+            stream.abort()
+    yield sse("[DONE]")
