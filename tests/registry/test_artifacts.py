@@ -568,8 +568,8 @@ def test_garbage_with_unknown_extension_is_unsupported(tmp_path: Path) -> None:
 def test_unknown_declared_format_is_unsupported(tmp_path: Path) -> None:
     path = _save_safetensors(tmp_path / "m.safetensors")
 
-    with pytest.raises(UnsupportedFormat, match="unknown format 'keras'; accepted: safetensors"):
-        _inspect(path, tmp_path / "work", declared_format="keras")
+    with pytest.raises(UnsupportedFormat, match="unknown format 'tflite'; accepted: safetensors"):
+        _inspect(path, tmp_path / "work", declared_format="tflite")
 
 
 def test_empty_upload_is_invalid(tmp_path: Path) -> None:

@@ -25,11 +25,22 @@ def plan_train(
     """Validate a train request (structured or flat) and return the job's stored spec."""
     from modelyard.nn import parse_spec
     from modelyard.training import check_fit, load_xy, parse_config
+    from modelyard.training.distributed import parse_distributed
 
     request = normalize_request(body)
+    raw_distributed = request.pop("distributed", None)
     plan, raw_config = split_request(request)
     raw_config.pop("type", None)
     config = parse_config(raw_config, where="")
+    distributed = None
+    if raw_distributed is not None:
+        distributed = parse_distributed(raw_distributed)
+        batch = config.batch_size
+        if distributed.strategy == "ddp" and batch is not None and batch % distributed.world_size:
+            raise InvalidInput(
+                f"batch_size: the global batch ({batch}) must split evenly over "
+                f"{distributed.world_size} workers"
+            )
 
     dataset = _dataset(caller, datasets, plan.get("dataset"), "dataset")
     label = plan.get("label") or dataset.label
@@ -86,6 +97,7 @@ def plan_train(
         "validation_dataset": validation,
         "output_model": output,
         "config": config.model_dump(mode="json"),
+        "distributed": distributed.model_dump(mode="json") if distributed else None,
         "request": dict(body),
     }
 
@@ -110,6 +122,13 @@ def _fine_tune_source(
         version = registry.get_version(caller, name, ref)
     except NotFound as exc:
         raise InvalidInput(f"model.from: {exc.detail}") from exc
+    compression = (version.params or {}).get("compression")
+    if compression and compression.get("method") != "prune":
+        raise InvalidInput(
+            f"model.from: version {version.version} of '{name}' is compressed "
+            f"({compression.get('method')}); train its uncompressed parent, or fine-tune it "
+            "with a 'finetune' job"
+        )
     if version.format != "safetensors" or version.spec is None:
         raise InvalidInput(
             f"model.from: version {version.version} of '{name}' is {version.format}; only "
