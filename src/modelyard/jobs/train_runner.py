@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -21,6 +21,9 @@ from modelyard.jobs.worker import JobCancelled, JobContext
 from modelyard.registry.service import ModelRegistry, VersionMeta
 from modelyard.storage.refs import add_refs, delete_unreferenced, drop_refs
 from modelyard.storage.staging import scratch_dir, stage_file
+
+if TYPE_CHECKING:
+    from modelyard.training import TrainResult
 
 CHECKPOINT_REF = "job"
 
@@ -92,9 +95,13 @@ def _dataset_row(ctx: JobContext, *, dataset_id: str | None, name: str | None) -
 
 def run_train(ctx: JobContext) -> dict[str, Any]:
     """Train as the job's plan says; returns the job's result."""
+    if ctx.spec.get("distributed"):
+        from modelyard.jobs.distributed_runner import run_distributed_train
+
+        return run_distributed_train(ctx)
+
     from safetensors.torch import load_file
 
-    from modelyard.nn import save_weights
     from modelyard.training import checkpoint_from_bytes, load_xy, train
 
     spec = ctx.spec
@@ -145,37 +152,53 @@ def run_train(ctx: JobContext) -> dict[str, Any]:
         )
         if result.cancelled:
             raise JobCancelled
-        final_spec = result.spec.model_dump(mode="json")
-        out = work / "model.safetensors"
-        save_weights(result.model, out, spec=final_spec)
-        staged = stage_file(out, settings.tmp_dir, 1 << 62)
-        staged.filename = "model.safetensors"
-        version = registry.push_version(
-            _owner(ctx),
-            spec["output_model"],
-            staged,
-            VersionMeta(
-                format="safetensors",
-                spec=final_spec,
-                metrics=_flat_metrics(result.metrics),
-                params={
-                    "config": spec["config"],
-                    "preprocessing": result.preprocessing,
-                    "history": result.history,
-                    "dataset": train_row.name,
-                    "dataset_sha256": train_row.sha256,
-                    "label": spec["label"],
-                    "epochs_run": result.epochs_run,
-                    "steps": result.steps,
-                    "stopped_early": result.stopped_early,
-                    "device": result.device,
-                },
-                description=f"trained by job {ctx.job_id}",
-                parent_version=init["version"] if init else None,
-                dataset_id=train_row.id,
-                job_id=ctx.job_id,
-            ),
-        )
+        return register_result(ctx, registry, result, train_row, work)
+
+
+def register_result(
+    ctx: JobContext,
+    registry: ModelRegistry,
+    result: TrainResult,
+    train_row: Dataset,
+    work: Path,
+) -> dict[str, Any]:
+    """Push the trained model as a new version with its lineage; returns the job's result."""
+    from modelyard.nn import save_weights
+
+    spec = ctx.spec
+    init = spec.get("init")
+    final_spec = result.spec.model_dump(mode="json")
+    out = work / "model.safetensors"
+    save_weights(result.model, out, spec=final_spec)
+    staged = stage_file(out, ctx.settings.tmp_dir, 1 << 62)
+    staged.filename = "model.safetensors"
+    version = registry.push_version(
+        _owner(ctx),
+        spec["output_model"],
+        staged,
+        VersionMeta(
+            format="safetensors",
+            spec=final_spec,
+            metrics=_flat_metrics(result.metrics),
+            params={
+                "config": spec["config"],
+                "preprocessing": result.preprocessing,
+                "history": result.history,
+                "dataset": train_row.name,
+                "dataset_sha256": train_row.sha256,
+                "label": spec["label"],
+                "epochs_run": result.epochs_run,
+                "steps": result.steps,
+                "stopped_early": result.stopped_early,
+                "device": result.device,
+                **({"distributed": spec["distributed"]} if spec.get("distributed") else {}),
+            },
+            description=f"trained by job {ctx.job_id}",
+            parent_version=init["version"] if init else None,
+            dataset_id=train_row.id,
+            job_id=ctx.job_id,
+        ),
+    )
     return {
         "model": spec["output_model"],
         "version": version.version,

@@ -1,0 +1,269 @@
+"""Running a train job whose plan has ``distributed``: ranks under PyTorch's elastic agent.
+
+The job's worker process materializes the data set's canonical files and becomes the
+elastic agent; each rank memory-maps the files and trains its share. Rank 0 is the only
+rank that talks to the job: it emits events (``workers`` with every rank's pid and host,
+``restarted`` after an elastic restart), writes checkpoints to the blob store and, at the
+end, registers the model version. Every rank of a restarted group resumes from the job's
+last checkpoint. The agent's process keeps the job's heartbeat while the ranks run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelyard.config import Settings
+from modelyard.datasets.service import DatasetService
+from modelyard.db.tables import Job
+from modelyard.errors import InvalidInput
+from modelyard.jobs.worker import JobCancelled, JobContext
+from modelyard.storage.staging import scratch_dir
+from modelyard.training.distributed import restart_count
+
+
+@dataclass(frozen=True)
+class RankJob:
+    """What every rank needs to find its data and its job (picklable, for spawn)."""
+
+    settings: Settings
+    job_id: str
+    attempt: int
+    owner_id: str
+    spec: dict[str, Any]
+    kind: str
+    files: dict[str, str]
+    val_files: dict[str, str] | None
+    dataset_id: str
+    work: str
+    threads: int
+
+
+def run_distributed_train(ctx: JobContext) -> dict[str, Any]:
+    """Train as the plan's ``distributed`` section says; returns the job's result."""
+    from modelyard.jobs.train_runner import _dataset_row
+    from modelyard.jobs.worker import worker_threads
+    from modelyard.training.distributed import launch, parse_distributed
+
+    config = parse_distributed(ctx.spec["distributed"])
+    if config.nodes > 1:
+        raise InvalidInput(
+            "distributed.nodes: more than one node needs the Ray executor (MODELYARD_EXECUTOR=ray)"
+        )
+    spec, settings = ctx.spec, ctx.settings
+    datasets = DatasetService(ctx.db, ctx.blobs, settings.tmp_dir)
+    with scratch_dir(settings.tmp_dir, f"job-{ctx.job_id}-") as work:
+        train_row = _dataset_row(ctx, dataset_id=spec["dataset_id"], name=spec["dataset"])
+        files = datasets.canonical_files(train_row, work / "train")
+        val_files = None
+        if spec.get("validation_dataset"):
+            val_row = _dataset_row(ctx, dataset_id=None, name=spec["validation_dataset"])
+            val_files = {
+                k: str(v) for k, v in datasets.canonical_files(val_row, work / "val").items()
+            }
+        job = RankJob(
+            settings=settings,
+            job_id=ctx.job_id,
+            attempt=ctx.attempt,
+            owner_id=ctx.owner_id,
+            spec=spec,
+            kind=train_row.kind,
+            files={k: str(v) for k, v in files.items()},
+            val_files=val_files,
+            dataset_id=train_row.id,
+            work=str(work),
+            threads=max(1, worker_threads(settings) // config.workers),
+        )
+        ctx.log(
+            f"{config.strategy}: {config.world_size} workers on '{train_row.name}' "
+            f"({train_row.num_rows} rows), up to {config.max_restarts} restarts"
+        )
+        done = threading.Event()
+        beat = threading.Thread(target=_heartbeat, args=(ctx, done), daemon=True)
+        beat.start()
+        try:
+            if config.strategy == "ddp":
+                results = launch(config, ddp_rank, job)
+            else:
+                group = config.model_copy(update={"workers": config.workers + 1, "max_restarts": 0})
+                results = launch(group, parameter_server_rank, job)
+        finally:
+            done.set()
+            beat.join()
+    result = results[0]
+    if not isinstance(result, dict) or result.get("cancelled"):
+        raise JobCancelled
+    return result
+
+
+def _heartbeat(ctx: JobContext, done: threading.Event) -> None:
+    while not done.wait(1.0):
+        ctx.should_stop()
+
+
+def _load(job: RankJob) -> tuple[Any, Any, Any, Any]:
+    from modelyard.training import load_xy
+
+    spec = job.spec
+    x, y = load_xy(
+        {k: Path(v) for k, v in job.files.items()},
+        job.kind,  # type: ignore[arg-type]
+        spec["label"],
+        spec["features"],
+    )
+    x_val = y_val = None
+    if job.val_files is not None:
+        x_val, y_val = load_xy(
+            {k: Path(v) for k, v in job.val_files.items()},
+            job.kind,  # type: ignore[arg-type]
+            spec["label"],
+            spec["features"],
+        )
+    return x, y, x_val, y_val
+
+
+def rank_context(job: RankJob) -> JobContext:
+    """A :class:`JobContext` of the job inside a rank (its own database connections)."""
+    from modelyard.db.engine import create_database
+    from modelyard.jobs.events import EventLog
+    from modelyard.storage.factory import build_blob_store
+
+    db = create_database(job.settings.resolved_database_url)
+    with db.session() as session:
+        row = session.get_one(Job, job.job_id)
+        checkpoint_sha, checkpoint_step = row.checkpoint_sha, row.checkpoint_step
+    return JobContext(
+        settings=job.settings,
+        db=db,
+        blobs=build_blob_store(job.settings),
+        events=EventLog(db),
+        job_id=job.job_id,
+        attempt=job.attempt,
+        owner_id=job.owner_id,
+        spec=job.spec,
+        checkpoint_sha=checkpoint_sha,
+        checkpoint_step=checkpoint_step,
+    )
+
+
+def ddp_rank(job: RankJob) -> dict[str, Any] | None:
+    """One DDP rank of the job; rank 0 returns the job's result, the others None."""
+    import torch
+    import torch.distributed as dist
+    from safetensors.torch import load_file
+
+    from modelyard.jobs.train_runner import JobCallbacks, _dataset_row, register_result
+    from modelyard.registry.service import ModelRegistry
+    from modelyard.training import checkpoint_from_bytes
+    from modelyard.training.ddp import train_ddp
+    from modelyard.training.distributed import init_group, rank_device
+
+    torch.set_num_threads(job.threads)
+    spec = job.spec
+    config = dict(spec["config"])
+    init_group(rank_device(str(config.get("device", "auto"))))
+    rank = dist.get_rank()
+    ctx = rank_context(job)
+    scratch = Path(job.work) / f"rank-{rank}-restart-{restart_count()}"
+    scratch.mkdir(parents=True, exist_ok=True)
+    try:
+        x, y, x_val, y_val = _load(job)
+        init = spec.get("init")
+        init_weights = None
+        if init:
+            weights = ctx.blobs.fetch_to(init["sha256"], scratch / "init.safetensors")
+            init_weights = load_file(str(weights))
+            if init.get("replace_head"):
+                config["replace_head"] = True
+        resume = None
+        if ctx.checkpoint_sha:
+            data = ctx.blobs.fetch_to(ctx.checkpoint_sha, scratch / "resume.bin").read_bytes()
+            resume = checkpoint_from_bytes(data)
+        pids: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(pids, {"pid": os.getpid(), "host": socket.gethostname()})
+        if rank == 0:
+            _announce(ctx, pids, resume)
+        callbacks = JobCallbacks(ctx, scratch) if rank == 0 else None
+        result = train_ddp(
+            spec["arch_spec"],
+            config,
+            x,
+            y,
+            x_val=x_val,
+            y_val=y_val,
+            init_weights=init_weights,
+            callbacks=callbacks,
+            resume=resume,
+        )
+        dist.destroy_process_group()
+        if rank != 0:
+            return None
+        if result.cancelled:
+            return {"cancelled": True}
+        settings = job.settings
+        registry = ModelRegistry(ctx.db, ctx.blobs, settings.tmp_dir, settings.max_upload_bytes * 4)
+        train_row = _dataset_row(ctx, dataset_id=job.dataset_id, name=spec["dataset"])
+        return register_result(ctx, registry, result, train_row, scratch)
+    finally:
+        ctx.db.dispose()
+
+
+def _announce(ctx: JobContext, workers: list[Any], resume: dict[str, Any] | None) -> None:
+    restarts = restart_count()
+    ctx.emit("workers", {"restart": restarts, "workers": workers})
+    step = int(resume["global_step"]) if resume is not None else 0
+    if restarts:
+        ctx.emit("restarted", {"restart": restarts, "from_step": step})
+        ctx.log(f"a worker died; the group restarted ({restarts}) from step {step}")
+    if resume is not None:
+        ctx.emit("resumed", {"step": step, "attempt": ctx.attempt, "restart": restarts})
+
+
+def parameter_server_rank(job: RankJob) -> dict[str, Any] | None:
+    """Rank 0 serves the parameters and registers the version; the others are workers."""
+    import torch
+    import torch.distributed as dist
+
+    from modelyard.jobs.train_runner import JobCallbacks, _dataset_row, register_result
+    from modelyard.registry.service import ModelRegistry
+    from modelyard.training.distributed import parse_distributed
+    from modelyard.training.param_server import run_rank
+
+    torch.set_num_threads(job.threads)
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    config = parse_distributed(job.spec["distributed"])
+    ctx = rank_context(job)
+    scratch = Path(job.work) / f"rank-{rank}"
+    scratch.mkdir(parents=True, exist_ok=True)
+    try:
+        x, y, x_val, y_val = _load(job)
+        if rank == 0:
+            ctx.emit("workers", {"restart": 0, "server_pid": os.getpid(), "workers": world - 1})
+        result = run_rank(
+            rank,
+            world,
+            job.spec["arch_spec"],
+            job.spec["config"],
+            x,
+            y,
+            x_val=x_val,
+            y_val=y_val,
+            staleness=config.staleness,
+            callbacks=JobCallbacks(ctx, scratch) if rank == 0 else None,
+        )
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        if result is None:
+            return None
+        if result.cancelled:
+            return {"cancelled": True}
+        settings = job.settings
+        registry = ModelRegistry(ctx.db, ctx.blobs, settings.tmp_dir, settings.max_upload_bytes * 4)
+        train_row = _dataset_row(ctx, dataset_id=job.dataset_id, name=job.spec["dataset"])
+        return register_result(ctx, registry, result, train_row, scratch)
+    finally:
+        ctx.db.dispose()

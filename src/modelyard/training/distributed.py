@@ -1,0 +1,167 @@
+"""What a distributed run is (:class:`DistributedConfig`) and how its processes start.
+
+Ranks are started by PyTorch's elastic launcher (the machinery behind ``torchrun``): one
+agent per node, a c10d rendezvous, and whole-group restarts when a rank dies, bounded by
+``max_restarts``. :func:`launch` runs an entrypoint in ``workers`` local ranks and returns
+what each rank returned.
+
+>>> cfg = parse_distributed({"strategy": "ddp", "workers": 2})
+>>> launch(cfg, my_entrypoint, arg1, arg2)  # {0: <rank 0's return>, 1: ...}  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from modelyard.errors import InvalidInput
+
+Strategy = Literal["ddp", "parameter_server"]
+
+
+class DistributedConfig(BaseModel):
+    """How a train job spreads over processes and machines."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: Strategy = Field(
+        default="ddp",
+        description="ddp: synchronous data parallelism (all-reduced gradients); "
+        "parameter_server: asynchronous SGD against one parameter server.",
+    )
+    workers: int = Field(
+        default=2, ge=1, le=256, description="Training processes per node (ranks per node)."
+    )
+    nodes: int = Field(
+        default=1, ge=1, le=64, description="Machines; more than one needs the Ray executor."
+    )
+    max_restarts: int = Field(
+        default=3,
+        ge=0,
+        le=100,
+        description="ddp: how often the group restarts from its last checkpoint when a rank dies.",
+    )
+    staleness: int = Field(
+        default=4,
+        ge=0,
+        le=1000,
+        description="parameter_server: updates a pushed gradient may lag behind the server's "
+        "weights and still be applied; staler ones are dropped and the worker refreshes.",
+    )
+
+    @model_validator(mode="after")
+    def _strategy_fits(self) -> DistributedConfig:
+        if self.strategy == "parameter_server" and self.nodes != 1:
+            raise ValueError("nodes: the parameter_server strategy runs on one node")
+        return self
+
+    @property
+    def world_size(self) -> int:
+        """Ranks in the whole run."""
+        return self.workers * self.nodes
+
+
+def parse_distributed(raw: Any, where: str = "distributed") -> DistributedConfig:
+    """A checked :class:`DistributedConfig`; InvalidInput naming the field otherwise."""
+    if not isinstance(raw, Mapping):
+        raise InvalidInput(f"{where}: give an object such as {{'strategy': 'ddp', 'workers': 2}}")
+    try:
+        return DistributedConfig.model_validate(dict(raw))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        name = f"{where}.{field}" if field else where
+        raise InvalidInput(f"{name}: {first['msg']}") from None
+
+
+def backend_for(device: torch.device) -> str:
+    """The collective backend for ``device``: nccl on CUDA, gloo on the CPU."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def rank_device(requested: str) -> torch.device:
+    """This rank's device: the configured one, pinned to ``LOCAL_RANK``'s GPU on CUDA."""
+    from modelyard.training.device import resolve_device
+
+    device = resolve_device(requested)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return device
+
+
+def init_group(device: torch.device) -> None:
+    """Join the process group the launcher described in the environment.
+
+    The group's keys live under a prefix per restart: after an elastic restart the agent's
+    store still holds the keys of the group that died, and reusing them hangs the new one.
+    """
+    import datetime
+
+    import torch.distributed as dist
+    from torch.distributed import PrefixStore, TCPStore  # type: ignore[attr-defined]
+
+    if dist.is_initialized():
+        return
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world,
+        is_master=not agent_store and rank == 0,
+        timeout=datetime.timedelta(seconds=300),
+    )
+    prefixed = PrefixStore(f"modelyard/restart-{restart_count()}/", store)
+    dist.init_process_group(backend_for(device), store=prefixed, rank=rank, world_size=world)
+
+
+def restart_count() -> int:
+    """How often the elastic agent has restarted this group (0 on the first start)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+
+
+def free_endpoint(host: str = "127.0.0.1") -> str:
+    """``host:port`` with a port free right now, for a rendezvous."""
+    from torch.distributed.elastic.utils.distributed import get_free_port
+
+    port: int = get_free_port()  # type: ignore[no-untyped-call]
+    return f"{host}:{port}"
+
+
+def launch(
+    config: DistributedConfig,
+    entrypoint: Callable[..., Any],
+    *args: Any,
+    endpoint: str | None = None,
+    run_id: str | None = None,
+    nodes: int = 1,
+) -> dict[int, Any]:
+    """Run ``entrypoint(*args)`` in ``config.workers`` ranks under an elastic agent.
+
+    ``nodes`` agents (one per machine, each calling this with the same ``endpoint`` and
+    ``run_id``) form one group. Returns each local rank's return value, keyed by global
+    rank. A rank that dies restarts the whole group, up to ``config.max_restarts`` times;
+    after that :class:`torch.distributed.elastic.multiprocessing.errors.ChildFailedError`.
+    """
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    launch_config = LaunchConfig(
+        min_nodes=nodes,
+        max_nodes=nodes,
+        nproc_per_node=config.workers,
+        run_id=run_id or uuid.uuid4().hex,
+        rdzv_backend="c10d",
+        rdzv_endpoint=endpoint or free_endpoint(),
+        rdzv_configs={"timeout": 300},
+        max_restarts=config.max_restarts,
+        monitor_interval=0.2,
+        start_method="spawn",
+    )
+    result: dict[int, Any] = elastic_launch(launch_config, entrypoint)(*args)
+    return result
