@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from bench import training, transfer
+from bench import compression, llm, serving, training, transfer
 
-SUITES = {"transfer": transfer.main, "training": training.main}
+SUITES = {
+    "transfer": transfer.main,
+    "training": training.main,
+    "compression": compression.main,
+    "llm": llm.main,
+    "serving": serving.main,
+}
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.data import iris_csv, mlp_safetensors, spec_json
+from tests.support.data import digits_npz, iris_csv, mlp_safetensors, spec_json
 from tests.support.process import wait_healthy
 from tests.support.server import ADMIN_KEY, free_port
 
@@ -61,6 +61,11 @@ def test_make_serve_then_the_quick_start(tmp_path: Path) -> None:
         iris_csv(work / "iris.csv")
         mlp_safetensors(work / "model.safetensors")
         (work / "spec.json").write_text(spec_json())
+        digits = digits_npz(work / "digits.npz")
+        import numpy as np
+
+        with np.load(digits) as arrays:
+            np.save(work / "sample.npy", arrays["x"][:3])
         shell_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
         lines = [
             line

@@ -11,8 +11,8 @@ import httpx
 import numpy as np
 import psutil
 import pytest
-
 from bench.loadgen import LoadResult, run_load
+
 from tests.serving.conftest import MLP, deploy, push_catalog
 from tests.support.server import LiveServer
 
@@ -21,15 +21,31 @@ CONCURRENCY = 128
 
 
 def _body() -> bytes:
-    return json.dumps({"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32",
-                                   "data": np.full(64, 0.25).tolist()}]}).encode()
+    return json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": [1, 64],
+                    "datatype": "FP32",
+                    "data": np.full(64, 0.25).tolist(),
+                }
+            ]
+        }
+    ).encode()
 
 
 def _load(server: LiveServer, requests: int, out: list[LoadResult]) -> None:
-    headers = {"Authorization": f"Bearer {server.admin_key}",
-               "Content-Type": "application/json"}
-    out.append(run_load(server.url + "/v2/models/load/infer", _body(), headers,
-                        requests=requests, concurrency=CONCURRENCY))
+    headers = {"Authorization": f"Bearer {server.admin_key}", "Content-Type": "application/json"}
+    out.append(
+        run_load(
+            server.url + "/v2/models/load/infer",
+            _body(),
+            headers,
+            requests=requests,
+            concurrency=CONCURRENCY,
+        )
+    )
 
 
 @pytest.mark.slow

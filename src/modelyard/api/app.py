@@ -11,6 +11,7 @@ from modelyard import __version__
 from modelyard.api import problems
 from modelyard.api.metrics import HttpMetrics, MetricsMiddleware
 from modelyard.api.routes import auth, datasets, deployments, health, inference, jobs, models
+from modelyard.api.routes import openai as openai_routes
 from modelyard.platform import Platform
 
 DESCRIPTION = """
@@ -20,7 +21,17 @@ an API key: `Authorization: Bearer my_...`. Errors are RFC 9457 problem+json doc
 """
 
 OPEN_PATHS = frozenset(
-    {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+    {
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/v2/health/live",
+        "/v2/health/ready",
+    }
 )
 
 
@@ -55,5 +66,6 @@ def create_app(platform: Platform, *, own_platform: bool = False) -> FastAPI:
     for module in (health, auth, datasets, models, jobs, deployments, inference):
         app.include_router(module.router)
     app.include_router(inference.health_router)
+    openai_routes.install(app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

@@ -8,6 +8,7 @@ import typer
 
 from modelyard.cli import datasets, deployments, jobs, keys, models, principals
 from modelyard.cli._context import CLIState
+from modelyard.cli.compress import compress, distill
 from modelyard.cli.demo import demo
 from modelyard.cli.predict import predict
 from modelyard.cli.serve import serve
@@ -26,6 +27,8 @@ app.add_typer(models.app, name="models")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(deployments.app, name="deployments")
 app.command("train")(train)
+app.command("compress")(compress)
+app.command("distill")(distill)
 app.command("deploy")(deployments.deploy)
 app.command("predict")(predict)
 app.command("demo")(demo)

@@ -21,6 +21,7 @@ from modelyard.cli._output import (
     transfer_progress,
 )
 from modelyard.cli._parse import json_object
+from modelyard.cli._report import comparison_table, difference_lines
 from modelyard.client import Model, ModelVersion
 
 app = typer.Typer(
@@ -78,12 +79,16 @@ def push(
     file: Annotated[
         Path,
         typer.Argument(
-            exists=True, dir_okay=False, help=".safetensors, .pt, .pt2, .onnx, .tar(.gz) or .zip"
+            exists=True,
+            dir_okay=False,
+            help=".safetensors, .pt, .pt2, .onnx, .keras, .tar(.gz) or .zip",
         ),
     ],
     format: Annotated[
         str | None,
-        typer.Option(help="safetensors, torchscript, torch_export or onnx (default: guessed)."),
+        typer.Option(
+            help="safetensors, torchscript, torch_export, onnx or keras (default: guessed)."
+        ),
     ] = None,
     spec: Annotated[
         Path | None,
@@ -129,6 +134,42 @@ def pull(
     with connect(ctx) as client, transfer_progress(f"Downloading {name}") as progress:
         path = client.models.pull(name, v, output, progress=progress)
     print_note(f"[green]Saved[/] {name} {version} to {path}")
+
+
+@app.command("compare")
+def compare(
+    ctx: typer.Context,
+    name: NameArg,
+    first: Annotated[str, typer.Argument(metavar="V", help="A version number or an alias.")],
+    second: Annotated[str, typer.Argument(metavar="W", help="The version to compare it with.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Compare two versions: size, weights, parameters, non-zeros, latency and metric.
+
+    Measurements come from the compression jobs that made or used the versions; the
+    delta line is W - V and the ratio line V / W (how many times smaller or faster W is).
+    """
+    with connect(ctx) as client:
+        report = client.models.compare(name, _ref(first), _ref(second))
+    if as_json:
+        print_json(report)
+        return
+    rows = report.get("versions") or []
+    show(comparison_table(f"{name}: v{first} vs v{second}", rows))
+    labels = [row.get("version") for row in rows] if len(rows) == 2 else [first, second]
+    for line in difference_lines(
+        labels[0], labels[1], report.get("delta") or {}, report.get("ratio") or {}
+    ):
+        typer.echo(line)
+    if not report.get("comparable"):
+        print_note(
+            "[yellow]Not measured on the same data set[/]; evaluate both versions on one "
+            "data set (a compress or evaluate job) to compare their metric and latency"
+        )
+
+
+def _ref(version: str) -> int | str:
+    return int(version) if version.isdigit() else version
 
 
 @app.command("alias")

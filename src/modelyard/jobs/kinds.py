@@ -16,6 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from modelyard.auth.access import Caller
 from modelyard.datasets.service import DatasetService
+from modelyard.jobs.compress_plan import (
+    plan_compress,
+    plan_distill,
+    plan_evaluate,
+    plan_finetune,
+)
+from modelyard.jobs.llm_plan import plan_llm_finetune
 from modelyard.jobs.train_plan import plan_train
 from modelyard.registry.service import ModelRegistry
 
@@ -41,4 +48,11 @@ class JobKind:
 
 KINDS: dict[str, JobKind] = {
     "train": JobKind("train", plan_train, "modelyard.jobs.train_runner:run_train"),
+    "compress": JobKind("compress", plan_compress, "modelyard.jobs.compress_runner:run_compress"),
+    "finetune": JobKind("finetune", plan_finetune, "modelyard.jobs.compress_runner:run_compress"),
+    "distill": JobKind("distill", plan_distill, "modelyard.jobs.compress_runner:run_distill"),
+    "evaluate": JobKind("evaluate", plan_evaluate, "modelyard.jobs.compress_runner:run_evaluate"),
+    "llm_finetune": JobKind(
+        "llm_finetune", plan_llm_finetune, "modelyard.jobs.llm_runner:run_llm_finetune"
+    ),
 }

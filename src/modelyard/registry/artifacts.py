@@ -9,6 +9,8 @@ on the server, and reads the version's signature. Accepted formats:
 ``torchscript``    a zip written by ``torch.jit.save``
 ``torch_export``   a ``.pt2`` written by ``torch.export.save``, checked member by member
 ``onnx``           a single ``.onnx`` file with its weights embedded
+``keras``          a Keras 3 ``.keras`` zip, vetted and run on the PyTorch backend
+``hf``             a tar/zip of a Hugging Face folder: config, tokenizer, safetensors
 =================  ==============================================================
 
 Pickles are refused whatever they are called: raw pickles, ``torch.save`` checkpoints,
@@ -36,6 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 from modelyard.errors import InvalidInput, UnsafeArtifact, UnsupportedFormat
 from modelyard.registry.archives import is_archive, safe_extract
+from modelyard.registry.hf import HF_FORMAT, describe_hf_folder, matches_hf_folder
+from modelyard.registry.keras import inspect_keras, sniff_keras
 from modelyard.registry.signature import (
     exported_program_signature,
     onnx_signature,
@@ -657,6 +661,26 @@ def _onnx_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
             graphs.extend(attr.graphs)
 
 
+# -- Hugging Face folders ------------------------------------------------------------
+
+
+def _inspect_hf_archive(files: dict[str, Path], intake: Intake) -> ArtifactInfo:
+    spec = describe_hf_folder(files)
+    for name, path in files.items():
+        if name.endswith(".safetensors"):
+            _check_safetensors(path)
+    # Roles are prefixed so that no role reads "model.safetensors": the archive itself,
+    # not one file of it, is the version's blob.
+    return ArtifactInfo(HF_FORMAT, None, spec, {f"hf/{name}": p for name, p in files.items()})
+
+
+def _inspect_hf_single(path: Path, intake: Intake) -> ArtifactInfo:
+    raise InvalidInput(
+        "format 'hf' is a tar or zip of a Hugging Face model folder (config.json, tokenizer "
+        "files, *.safetensors)"
+    )
+
+
 FORMATS: tuple[FormatHandler, ...] = (
     FormatHandler("safetensors", (".safetensors",), _sniff_safetensors, _inspect_safetensors),
     FormatHandler("torch_export", (".pt2",), _sniff_torch_export, _inspect_torch_export),
@@ -667,6 +691,8 @@ FORMATS: tuple[FormatHandler, ...] = (
         _inspect_torchscript,
     ),
     FormatHandler("onnx", (".onnx",), _sniff_onnx, _inspect_onnx),
+    FormatHandler("keras", (".keras",), sniff_keras, inspect_keras),
+    FormatHandler(HF_FORMAT, (), lambda _path, _head: False, _inspect_hf_single),
 )
 """Accepted version formats, in sniffing order."""
 
@@ -676,6 +702,12 @@ ARCHIVE_LAYOUTS: tuple[ArchiveLayout, ...] = (
         "spec.json + model.safetensors",
         lambda names: names == {"spec.json", "model.safetensors"},
         _inspect_spec_archive,
+    ),
+    ArchiveLayout(
+        HF_FORMAT,
+        "a Hugging Face folder (config.json, tokenizer, *.safetensors)",
+        matches_hf_folder,
+        _inspect_hf_archive,
     ),
 )
 """What an uploaded tar/zip archive may hold."""

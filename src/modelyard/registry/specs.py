@@ -6,6 +6,7 @@ multi-GB upload is checked without loading its weights into memory.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +46,25 @@ def check_spec_weights(spec: dict[str, Any], weights: Path) -> dict[str, Any]:
         raise InvalidInput("the weights do not fit the spec: " + "; ".join(problems))
     signature: dict[str, Any] = spec_signature(parsed)
     return signature
+
+
+def spec_checker_for(
+    params: Mapping[str, Any],
+) -> Callable[[dict[str, Any], Path], dict[str, Any]]:
+    """The weights check for a version with ``params``.
+
+    A compressed catalog version (``params["compression"]``, see
+    :mod:`modelyard.compression.restore`) holds quantized or cast tensors, so the
+    compression package checks it against its description; the others are checked by
+    :func:`check_spec_weights`.
+    """
+    compression = params.get("compression")
+    if compression is None:
+        return check_spec_weights
+
+    def check_compressed(spec: dict[str, Any], weights: Path) -> dict[str, Any]:
+        from modelyard.compression import check_compressed_weights
+
+        return check_compressed_weights(spec, weights, compression)
+
+    return check_compressed

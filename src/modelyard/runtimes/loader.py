@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from modelyard.errors import InvalidInput, UnsupportedFormat
-from modelyard.runtimes import onnx, torch_catalog, torch_export, torchscript
+from modelyard.runtimes import keras, onnx, torch_catalog, torch_export, torchscript
 from modelyard.runtimes.runtime import FormatLoader, LoadOptions, Runtime, VersionArtifact
 
 LOADERS: dict[str, FormatLoader] = {
@@ -13,6 +13,7 @@ LOADERS: dict[str, FormatLoader] = {
     "torchscript": torchscript.LOADER,
     "torch_export": torch_export.LOADER,
     "onnx": onnx.LOADER,
+    "keras": keras.LOADER,
 }
 """Registry format → its loader. A new format is one module with a ``LOADER`` and one entry."""
 

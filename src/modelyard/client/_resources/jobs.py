@@ -1,4 +1,5 @@
-"""``client.jobs``: submit long work (training), follow it live, read its log, cancel it."""
+"""``client.jobs``: submit long work (training, compression, distillation), follow it live,
+read its log, cancel it."""
 
 from __future__ import annotations
 
@@ -39,6 +40,142 @@ class Jobs:
         if not body:
             raise ValueError("create needs a job spec, e.g. {'type': 'train', ...}")
         return Job(self, self._http.object("POST", _BASE, json=body))
+
+    def compress(
+        self,
+        source_model: str,
+        version: int | str,
+        method: Mapping[str, Any],
+        eval_dataset: str,
+        *,
+        gate: Mapping[str, Any] | None = None,
+        output_model: str | None = None,
+        **extra: Any,
+    ) -> Job:
+        """Compress a version into a new one: quantize, prune, cast or export.
+
+        ``method`` is one of ``{"name": "quantize", "scheme": "dynamic_int8"}``,
+        ``{"name": "prune", "kind": "unstructured", "sparsity": 0.8}``,
+        ``{"name": "prune", "kind": "structured", "amount": 0.5}``,
+        ``{"name": "cast", "dtype": "float16"}`` or ``{"name": "export", "format": "onnx"}``.
+        Parent and child are measured on ``eval_dataset``; ``gate``
+        (``{"max_metric_drop": 0.01}``) keeps a child that falls further from being
+        registered. The child goes to ``output_model`` (default: the source model).
+        ``extra`` adds request fields (``label``, ``description``).
+
+        Example::
+
+            job = client.jobs.compress("digits-mlp", 3, {"name": "quantize",
+                                       "scheme": "dynamic_int8"}, "digits-test",
+                                       gate={"max_metric_drop": 0.01})
+            job.wait()
+            print(job.result["version"], job.result["report"]["ratio"])
+        """
+        body = {
+            "type": "compress",
+            "source": {"model": source_model, "version": version},
+            "method": dict(method),
+            "eval_dataset": eval_dataset,
+        }
+        return self._submit(body, gate=gate, output_model=output_model, **extra)
+
+    def distill(
+        self,
+        teacher_model: str,
+        version: int | str,
+        student_spec: Mapping[str, Any],
+        dataset: str,
+        *,
+        eval_dataset: str | None = None,
+        temperature: float | None = None,
+        alpha: float | None = None,
+        epochs: int | None = None,
+        gate: Mapping[str, Any] | None = None,
+        output_model: str | None = None,
+        **extra: Any,
+    ) -> Job:
+        """Train a smaller catalog model (``student_spec``) on ``dataset`` from a teacher.
+
+        The student's ``input_shape`` and ``num_outputs`` default to the teacher's.
+        ``eval_dataset`` (default: ``dataset``) is where teacher and student are measured.
+        ``None`` leaves ``temperature`` (4.0), ``alpha`` (0.7, the weight of the teacher's
+        soft targets) and ``epochs`` (30) at the server's defaults. ``extra`` adds request
+        fields (``batch_size``, ``optimizer``, ``seed``, ``label``, ``description``).
+
+        Example::
+
+            job = client.jobs.distill("digits-mlp", "production",
+                                      {"arch": "mlp", "hidden": [16]}, "digits-train",
+                                      eval_dataset="digits-test", epochs=10)
+        """
+        body = {
+            "type": "distill",
+            "teacher": {"model": teacher_model, "version": version},
+            "student": {"spec": dict(student_spec)},
+            "dataset": dataset,
+            "eval_dataset": eval_dataset or dataset,
+        }
+        options = {"temperature": temperature, "alpha": alpha, "epochs": epochs}
+        return self._submit(body, gate=gate, output_model=output_model, **options, **extra)
+
+    def finetune(
+        self,
+        source_model: str,
+        version: int | str,
+        dataset: str,
+        eval_dataset: str,
+        *,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        optimizer: Mapping[str, Any] | str | None = None,
+        gate: Mapping[str, Any] | None = None,
+        output_model: str | None = None,
+        **extra: Any,
+    ) -> Job:
+        """Train a catalog or Keras version further on ``dataset``, as a new version.
+
+        ``None`` leaves ``epochs`` (3), ``batch_size`` (64) and ``optimizer`` (adam) at the
+        server's defaults; ``extra`` adds request fields (``seed``, ``label``,
+        ``description``).
+        """
+        body = {
+            "type": "finetune",
+            "source": {"model": source_model, "version": version},
+            "dataset": dataset,
+            "eval_dataset": eval_dataset,
+        }
+        optimizer_field = dict(optimizer) if isinstance(optimizer, Mapping) else optimizer
+        return self._submit(
+            body,
+            gate=gate,
+            output_model=output_model,
+            epochs=epochs,
+            batch_size=batch_size,
+            optimizer=optimizer_field,
+            **extra,
+        )
+
+    def evaluate(
+        self, source_model: str, version: int | str, eval_dataset: str, **extra: Any
+    ) -> Job:
+        """Measure one version on a data set: size, weights, latency and metric.
+
+        The job's ``result["report"]`` is the measured row; ``extra`` adds request fields
+        (``label``).
+        """
+        body = {
+            "type": "evaluate",
+            "source": {"model": source_model, "version": version},
+            "eval_dataset": eval_dataset,
+        }
+        return self._submit(body, **extra)
+
+    def _submit(self, body: dict[str, Any], **optional: Any) -> Job:
+        """Create the job ``body`` describes, with the ``optional`` fields that are set."""
+        for key, value in optional.items():
+            if value is not None:
+                body[key] = dict(value) if key == "gate" else value
+        return self.create(body)
 
     def get(self, job_id: str) -> Job:
         """One job, as it is now."""

@@ -72,7 +72,8 @@ class Models:
         """Upload an artifact as the model's next version.
 
         ``path`` is a ``.safetensors`` file (with ``spec``, or a spec in its metadata), a
-        TorchScript ``.pt``, a ``torch.export`` ``.pt2``, an ``.onnx`` file, or a
+        TorchScript ``.pt``, a ``torch.export`` ``.pt2``, an ``.onnx`` file, a Keras 3
+        ``.keras`` file (format ``keras``; only Keras's built-in layers are accepted), or a
         ``.tar``/``.tar.gz``/``.zip`` holding ``spec.json`` and ``model.safetensors``.
         The file is streamed; ``progress(done, total)`` follows the upload.
 
@@ -108,6 +109,21 @@ class Models:
     def version(self, name: str, v: int | str) -> ModelVersion:
         """One version, by number or alias (``client.models.version("m", "production")``)."""
         return ModelVersion.from_json(self._http.object("GET", self._path(name, "versions", v)))
+
+    def compare(self, name: str, v: int | str, w: int | str) -> dict[str, Any]:
+        """Two versions side by side: size, weight bytes, parameters, non-zeros, latency
+        (batch 1 and 32) and metric, as the compression jobs that made or used them measured.
+
+        The answer has ``versions`` (one row each), ``delta`` (``w`` - ``v``), ``ratio``
+        (``v`` / ``w``: how many times smaller or faster ``w`` is) and ``comparable`` (both
+        rows measured on the same data set).
+
+        Example::
+
+            report = client.models.compare("digits-mlp", 1, 2)
+            print(report["ratio"]["weight_bytes"], report["delta"].get("accuracy"))
+        """
+        return self._http.object("GET", self._path(name, "versions", v, "compare", w))
 
     def delete_version(self, name: str, v: int | str) -> None:
         """Delete one version."""

@@ -20,7 +20,7 @@ from modelyard.api.routes.openai.streaming import (
     start_all,
     usage,
 )
-from modelyard.api.routes.openai.target import runtime_of, served_model
+from modelyard.api.routes.openai.target import runtime_of, served_model, wait_budget
 from modelyard.errors import InvalidInput
 from modelyard.llm import Delta, LanguageModel, NoChatTemplate
 
@@ -38,8 +38,7 @@ async def create_chat_completion(
         prompt_ids = lm.chat_prompt(messages)
     except NoChatTemplate as exc:
         raise InvalidInput(
-            f"'{body.model}' has no chat template, so it is not a chat model; "
-            "use /v1/completions",
+            f"'{body.model}' has no chat template, so it is not a chat model; use /v1/completions",
             param="model",
             code="model_not_supported",
         ) from exc
@@ -56,7 +55,7 @@ async def create_chat_completion(
         )
         for i in range(body.n)
     ]
-    deadline = time.monotonic() + served_timeout(platform, body.model)
+    deadline = time.monotonic() + wait_budget(platform, body.model)
     streams = start_all(lm, [(prompt_ids, p) for p in params], deadline)
     completion_id, created = new_id("chatcmpl"), now()
     base: dict[str, Any] = {
@@ -115,11 +114,3 @@ async def create_chat_completion(
         media_type="text/event-stream",
         headers=SSE_HEADERS,
     )
-
-
-def served_timeout(platform: PlatformDep, model_id: str) -> float:
-    """Seconds a request may wait for a free slot: the deployment's ``timeout_ms``."""
-    from modelyard.api.routes.openai.target import deployment_name
-
-    live = platform.serving.status(deployment_name(model_id))
-    return (live.spec.timeout_ms if live is not None else 30_000) / 1000

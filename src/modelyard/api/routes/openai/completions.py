@@ -9,7 +9,6 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from modelyard.api.deps import CallerDep, PlatformDep
-from modelyard.api.routes.openai.chat import served_timeout
 from modelyard.api.routes.openai.protocol import CompletionRequest
 from modelyard.api.routes.openai.streaming import (
     SSE_HEADERS,
@@ -21,7 +20,7 @@ from modelyard.api.routes.openai.streaming import (
     start_all,
     usage,
 )
-from modelyard.api.routes.openai.target import runtime_of, served_model
+from modelyard.api.routes.openai.target import runtime_of, served_model, wait_budget
 from modelyard.errors import InvalidInput
 from modelyard.llm import Delta, LanguageModel, SamplingParams
 
@@ -59,7 +58,7 @@ async def create_completion(
                 seed=seeded(body.seed, j),
             )
             jobs.append((ids, params))
-    deadline = time.monotonic() + served_timeout(platform, body.model)
+    deadline = time.monotonic() + wait_budget(platform, body.model)
     streams = start_all(lm, jobs, deadline)
     prompt_tokens = sum(len(ids) for ids in encoded)
     echoes = [lm.tokenizer.decode(ids) if body.echo else "" for ids in encoded]
@@ -81,9 +80,7 @@ async def create_completion(
             }
             for i, (text, stream) in enumerate(zip(texts, streams, strict=True))
         ]
-        return JSONResponse(
-            {**base, "choices": choices, "usage": usage(prompt_tokens, streams)}
-        )
+        return JSONResponse({**base, "choices": choices, "usage": usage(prompt_tokens, streams)})
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     extra: dict[str, Any] = {"usage": None} if include_usage else {}

@@ -67,3 +67,9 @@ def runtime_of(served: Served, model_id: str, kind: str, endpoint: str) -> Any:
             code="model_not_supported",
         )
     return runtime
+
+
+def wait_budget(platform: Platform, model_id: str) -> float:
+    """Seconds a request may wait for a free slot: the deployment's ``timeout_ms``."""
+    live = platform.serving.status(deployment_name(model_id))
+    return (live.spec.timeout_ms if live is not None else 30_000.0) / 1000

@@ -1,0 +1,1 @@
+"""Servers that the serving benchmark runs beside Modelyard, each in its own process."""

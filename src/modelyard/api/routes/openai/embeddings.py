@@ -1,0 +1,83 @@
+"""POST /v1/embeddings: batched with other requests by the deployment's dynamic batcher."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter
+
+from modelyard.api.deps import CallerDep, PlatformDep
+from modelyard.api.routes.openai.protocol import EmbeddingRequest
+from modelyard.api.routes.openai.target import (
+    deployment_name,
+    runtime_of,
+    served_model,
+    wait_budget,
+)
+from modelyard.errors import InvalidInput
+
+router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
+MAX_INPUTS = 2048
+
+
+def _texts(body: EmbeddingRequest, tokenizer: Any) -> list[str]:
+    raw = body.input
+    if isinstance(raw, str):
+        items: list[Any] = [raw]
+    elif raw and all(isinstance(x, int) for x in raw):
+        items = [raw]
+    else:
+        items = list(raw)
+    if not items or len(items) > MAX_INPUTS:
+        raise InvalidInput(f"input: give 1 to {MAX_INPUTS} inputs", param="input")
+    texts = []
+    for item in items:
+        text = item if isinstance(item, str) else tokenizer.decode(list(item))
+        if not text:
+            raise InvalidInput("input: an input is empty", param="input")
+        texts.append(text)
+    return texts
+
+
+@router.post("/embeddings", summary="Create embeddings (OpenAI-compatible)")
+async def create_embeddings(
+    body: EmbeddingRequest, platform: PlatformDep, caller: CallerDep
+) -> dict[str, Any]:
+    served = await served_model(platform, caller, body.model)
+    embedder = runtime_of(served, body.model, "embedding", "/v1/embeddings")
+    texts = _texts(body, embedder.tokenizer)
+    if body.dimensions is not None and body.dimensions != embedder.dimension:
+        raise InvalidInput(
+            f"'{body.model}' makes {embedder.dimension}-dimensional embeddings and does not "
+            "support other dimensions",
+            param="dimensions",
+        )
+    deadline = time.monotonic() + wait_budget(platform, body.model)
+    result = await platform.serving.infer(
+        deployment_name(body.model),
+        {"text": np.array(texts, dtype=object)},
+        version=str(served.number),
+        deadline=deadline,
+    )
+    vectors = np.asarray(result.outputs["embedding"], dtype=np.float32)
+    tokens = int(np.asarray(result.outputs["tokens"]).sum())
+    data = [
+        {"object": "embedding", "index": i, "embedding": _encode(row, body.encoding_format)}
+        for i, row in enumerate(vectors)
+    ]
+    return {
+        "object": "list",
+        "data": data,
+        "model": body.model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def _encode(row: np.ndarray, encoding: str) -> list[float] | str:
+    if encoding == "base64":
+        return base64.b64encode(row.astype("<f4").tobytes()).decode("ascii")
+    values: list[float] = row.tolist()
+    return values

@@ -1,0 +1,137 @@
+"""Training any module on prepared tensors: fine-tuning after compression, and distillation.
+
+Unlike :func:`modelyard.training.train`, which builds a catalog model from its spec, this
+loop takes a module as it is (a pruned catalog model, a Keras model on the PyTorch
+backend, a student), keeps pruning masks applied after every step, and can add the
+distillation loss of a teacher::
+
+    loss = alpha * T² * KL(softmax(teacher / T) || softmax(student / T))
+           + (1 - alpha) * task_loss(student, y)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from modelyard.compression.methods import FitOptions
+from modelyard.compression.prune import apply_masks
+from modelyard.errors import InvalidInput
+from modelyard.training import Objective, epoch_order
+from modelyard.training.optim import build_optimizer
+from modelyard.training.rng import isolated_rng, seed_everything
+
+
+class FitStopped(Exception):
+    """Raised when :meth:`FitHooks.should_stop` asked the loop to stop."""
+
+
+class FitHooks(Protocol):
+    """What the loop reports to, and asks whether to go on."""
+
+    def on_epoch(self, event: dict[str, Any]) -> None: ...
+
+    def should_stop(self) -> bool: ...
+
+
+class NoHooks:
+    """Hooks that report nowhere and never stop."""
+
+    def on_epoch(self, event: dict[str, Any]) -> None:
+        """Ignore the event."""
+
+    def should_stop(self) -> bool:
+        """Never stop."""
+        return False
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """A frozen model whose softened outputs the student learns, and how much."""
+
+    model: nn.Module
+    temperature: float
+    alpha: float
+
+
+def distillation_loss(
+    student: torch.Tensor, teacher: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """``T² · KL(softmax(teacher/T) || softmax(student/T))``, averaged over the batch."""
+    soft_targets = F.softmax(teacher / temperature, dim=1)
+    log_probs = F.log_softmax(student / temperature, dim=1)
+    return F.kl_div(log_probs, soft_targets, reduction="batchmean") * temperature**2
+
+
+def fit(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    options: FitOptions,
+    objective: Objective,
+    *,
+    masks: Mapping[str, torch.Tensor] | None = None,
+    teacher: Teacher | None = None,
+    hooks: FitHooks | None = None,
+) -> list[dict[str, Any]]:
+    """Train ``model`` in place on prepared inputs ``x`` and encoded labels ``y``.
+
+    Returns one ``{"epoch", "loss"}`` entry per epoch. Raises :class:`FitStopped` when the
+    hooks ask to stop, and InvalidInput when the loss stops being finite.
+    """
+    hooks = hooks or NoHooks()
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise InvalidInput("the model has no trainable parameters")
+    if teacher is not None and objective.task != "classification":
+        raise InvalidInput("distillation needs a classification model (softmax outputs)")
+    device = params[0].device
+    rows = x.shape[0]
+    batch = min(options.batch_size, rows)
+    history: list[dict[str, Any]] = []
+    with isolated_rng():
+        seed_everything(options.seed)
+        optimizer = build_optimizer(options.optimizer, params)
+        if masks:
+            apply_masks(model, masks)
+        if teacher is not None:
+            teacher.model.eval()
+        for epoch in range(options.epochs):
+            model.train()
+            order = epoch_order(options.seed, epoch, rows)
+            total = 0.0
+            for start in range(0, rows, batch):
+                if hooks.should_stop():
+                    raise FitStopped
+                index = order[start : start + batch]
+                inputs, labels = x[index].to(device), y[index].to(device)
+                outputs = model(inputs)
+                loss = objective(outputs, labels)
+                if teacher is not None:
+                    with torch.no_grad():
+                        soft = teacher.model(inputs).to(outputs.dtype)
+                    kd = distillation_loss(outputs, soft, teacher.temperature)
+                    loss = teacher.alpha * kd + (1.0 - teacher.alpha) * loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()  # type: ignore[no-untyped-call]
+                optimizer.step()
+                if masks:
+                    apply_masks(model, masks)
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise InvalidInput(
+                        f"fit.optimizer.lr: the loss became {value} in epoch {epoch + 1}; "
+                        "lower the learning rate"
+                    )
+                total += value * index.numel()
+            entry = {"epoch": epoch + 1, "epochs": options.epochs, "loss": total / rows}
+            history.append(entry)
+            hooks.on_epoch({**entry, "progress": (epoch + 1) / options.epochs})
+    model.eval()
+    return history

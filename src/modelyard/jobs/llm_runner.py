@@ -1,0 +1,178 @@
+"""Running a language-model fine-tuning job inside its worker process.
+
+Unpacks the base version, trains on the job's files (full or LoRA), reports step, epoch and
+checkpoint events, registers the result as an ``hf`` version of the job's output model, and
+deploys it under the fine-tuned model's name, so ``/v1`` can use it at once.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+from modelyard.errors import Conflict
+from modelyard.jobs.train_runner import _owner
+from modelyard.jobs.worker import JobCancelled, JobContext
+from modelyard.registry.hf import unpack_hf
+from modelyard.registry.service import ModelRegistry, VersionMeta
+from modelyard.serving.service import DeploymentService
+from modelyard.storage.staging import scratch_dir, stage_file
+
+
+class _Reporter:
+    """The training loop's callbacks, turned into job events and progress."""
+
+    def __init__(self, ctx: JobContext, total_steps: int, fine_tuned: str) -> None:
+        self._ctx = ctx
+        self._total = max(1, total_steps)
+        self._fine_tuned = fine_tuned
+        self._started = time.monotonic()
+
+    def on_step(self, step: int, epoch: int, loss: float, lr: float) -> None:
+        self._ctx.emit("step", {"epoch": epoch, "step": step, "loss": loss, "lr": lr})
+        elapsed = time.monotonic() - self._started
+        progress = min(1.0, step / self._total)
+        eta = elapsed / progress * (1 - progress) if progress > 0 else None
+        self._ctx.update(progress=progress, eta_s=eta)
+
+    def on_epoch(self, epoch: int, step: int, train_loss: float, valid_loss: float | None) -> None:
+        metrics = {"train_loss": train_loss, "valid_loss": valid_loss}
+        self._ctx.emit(
+            "epoch",
+            {
+                "epoch": epoch,
+                "step": step,
+                "train": {"loss": train_loss},
+                "val": {"loss": valid_loss},
+            },
+        )
+        self._ctx.emit(
+            "checkpoint",
+            {
+                "step": step,
+                "epoch": epoch,
+                "metrics": metrics,
+                "fine_tuned_model_checkpoint": f"{self._fine_tuned}:ckpt-step-{step}",
+            },
+        )
+        self._ctx.update(
+            metrics={"train": {"loss": train_loss}, "val": {"loss": valid_loss}, "epoch": epoch}
+        )
+
+    def should_stop(self) -> bool:
+        return self._ctx.should_stop()
+
+
+def _examples(ctx: JobContext, sha256: str, path: Path) -> list[Any]:
+    from modelyard.llm.data import parse_examples
+
+    return parse_examples(ctx.blobs.fetch_to(sha256, path).read_bytes())
+
+
+def _tar(folder: Path, target: Path) -> Path:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                tar.add(path, arcname=f"model/{path.relative_to(folder).as_posix()}")
+    target.write_bytes(buffer.getvalue())
+    return target
+
+
+def run_llm_finetune(ctx: JobContext) -> dict[str, Any]:
+    """Fine-tune as the job's plan says; returns the job's result."""
+    import math
+
+    from modelyard.llm.finetune import FineTuneConfig, fine_tune
+    from modelyard.llm.language_model import load_causal_lm
+
+    spec = ctx.spec
+    settings = ctx.settings
+    registry = ModelRegistry(ctx.db, ctx.blobs, settings.tmp_dir, settings.max_upload_bytes * 4)
+    hyper = spec["hyperparameters"]
+    with scratch_dir(settings.tmp_dir, f"job-{ctx.job_id}-") as work:
+        base = spec["base"]
+        archive = ctx.blobs.fetch_to(base["sha256"], work / "base.tar")
+        folder = unpack_hf(archive, work / "base", max_bytes=settings.max_upload_bytes * 4)
+        train = _examples(ctx, spec["training_sha256"], work / "train.jsonl")
+        valid = (
+            _examples(ctx, spec["validation_sha256"], work / "valid.jsonl")
+            if spec.get("validation_sha256")
+            else []
+        )
+        config = FineTuneConfig(
+            method=spec["method"],
+            n_epochs=hyper["n_epochs"],
+            batch_size=hyper["batch_size"],
+            learning_rate_multiplier=hyper["learning_rate_multiplier"],
+            seed=spec["seed"],
+            lora_r=spec["lora"]["r"],
+            lora_alpha=spec["lora"]["alpha"],
+            lora_dropout=spec["lora"]["dropout"],
+        )
+        ctx.log(
+            f"fine-tuning {base['model']} v{base['version']} ({spec['method']}) on "
+            f"{len(train)} examples, {len(valid)} for validation"
+        )
+        model, tokenizer = load_causal_lm(folder, device="auto")
+        model.float()
+        total = math.ceil(len(train) / config.batch_size) * config.n_epochs
+        reporter = _Reporter(ctx, total, spec["fine_tuned_model"])
+        result = fine_tune(model, tokenizer, train, valid, config, reporter)
+        if result.cancelled:
+            raise JobCancelled
+        out = work / "out"
+        result.model.save_pretrained(str(out))
+        tokenizer.save_pretrained(str(out))
+        staged = stage_file(_tar(out, work / "model.tar"), settings.tmp_dir, 1 << 62)
+        staged.filename = "model.tar"
+        metrics = {
+            "train_loss": result.train_loss,
+            "valid_loss": result.valid_loss,
+            "initial_valid_loss": result.initial_valid_loss,
+        }
+        owner = _owner(ctx)
+        version = registry.push_version(
+            owner,
+            spec["output_model"],
+            staged,
+            VersionMeta(
+                format="hf",
+                metrics={k: v for k, v in metrics.items() if v is not None},
+                params={
+                    "openai_model_id": spec["fine_tuned_model"],
+                    "base": base,
+                    "method": spec["method"],
+                    "hyperparameters": hyper,
+                    "lora": spec["lora"] if spec["method"] == "lora" else None,
+                    "training_file": spec["training_file"],
+                    "validation_file": spec.get("validation_file"),
+                    "history": result.history,
+                    "steps": result.steps,
+                    "trained_tokens": result.trained_tokens,
+                },
+                description=f"fine-tuned from {base['model']} v{base['version']} by job "
+                f"{ctx.job_id}",
+                dataset_id=spec.get("training_dataset_id"),
+                job_id=ctx.job_id,
+            ),
+        )
+    deployments = DeploymentService(ctx.db, registry)
+    try:
+        deployments.create(
+            owner, spec["deployment"], {"model": spec["output_model"], "version": "latest"}
+        )
+    except Conflict:
+        deployments.update(owner, spec["deployment"], {"version": "latest"})
+    return {
+        "model": spec["output_model"],
+        "version": version.version,
+        "metrics": metrics,
+        "fine_tuned_model": spec["fine_tuned_model"],
+        "deployment": spec["deployment"],
+        "trained_tokens": result.trained_tokens,
+        "steps": result.steps,
+    }

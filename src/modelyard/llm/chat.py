@@ -1,0 +1,30 @@
+"""Prompts from chat messages, through the model's own chat template."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from modelyard.errors import InvalidInput
+
+
+class NoChatTemplate(InvalidInput):
+    """The model has no chat template, so it cannot take chat messages."""
+
+
+def render_chat(tokenizer: Any, messages: Sequence[dict[str, Any]]) -> str:
+    """The prompt text for ``messages`` ending with the assistant's turn to speak."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise NoChatTemplate("the model has no chat template; use /v1/completions instead")
+    try:
+        text = tokenizer.apply_chat_template(
+            list(messages), tokenize=False, add_generation_prompt=True
+        )
+    except Exception as exc:
+        raise InvalidInput(f"messages: the chat template refused them: {exc}") from exc
+    if not isinstance(text, str):
+        raise InvalidInput("messages: the chat template did not produce text")
+    return text
+
+
+__all__ = ["NoChatTemplate", "render_chat"]

@@ -1,0 +1,350 @@
+"""A decoding engine with continuous batching over one causal language model.
+
+One thread owns the model. Between two decoding steps it drops sequences whose client went
+away, admits waiting ones (their prompt is run once, its KV cache padded into the running
+batch), then runs one step for every running sequence at once. So concurrent requests share
+each forward pass instead of queueing behind each other, and a request joins or leaves the
+batch without waiting for the others to finish. The HTTP side talks to the engine through
+:meth:`LLMEngine.submit`, which returns a :class:`GenerationStream` to iterate.
+
+Example::
+
+    engine = LLMEngine(model, tokenizer.decode, EngineConfig(context_length=1024))
+    engine.start()
+    stream = engine.submit(prompt_ids, SamplingParams(max_tokens=16))
+    async for delta in stream:
+        print(delta.text, end="")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import itertools
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from modelyard.errors import (
+    DeadlineExceeded,
+    InvalidInput,
+    ModelyardError,
+    TooManyRequests,
+    Unavailable,
+)
+from modelyard.llm.batch import (
+    RunningBatch,
+    build_cache,
+    cache_tensors,
+    prefill_inputs,
+    select_rows,
+)
+from modelyard.llm.detok import StreamDecoder
+from modelyard.llm.sampling import SamplingParams, make_generator, sample_next
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger("modelyard.llm")
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Limits of one engine."""
+
+    context_length: int
+    """Most positions a sequence may use (prompt plus generated tokens)."""
+    max_running: int = 32
+    """Sequences decoded together in one batch; more wait in the queue."""
+    max_queue: int = 1024
+    """Sequences allowed to wait; beyond that a request is refused (429)."""
+    name: str = "llm"
+    """Label for logs and the thread's name."""
+
+
+@dataclass(frozen=True)
+class Delta:
+    """What one decoding step added to a sequence."""
+
+    text: str
+    completion_tokens: int
+    finish_reason: str | None = None
+    """``stop`` (end token or stop string), ``length`` (max_tokens or context), or None."""
+
+
+@dataclass
+class _Sequence:
+    id: int
+    prompt_ids: list[int]
+    params: SamplingParams
+    deliver: Callable[[Delta | BaseException], None]
+    deadline: float | None
+    decoder: StreamDecoder
+    generator: torch.Generator | None = None
+    generated: list[int] = field(default_factory=list)
+    aborted: bool = False
+
+
+class GenerationStream:
+    """The client's end of one sequence: iterate for :class:`Delta` s, or :meth:`abort`."""
+
+    def __init__(self, engine: LLMEngine, prompt_tokens: int) -> None:
+        self._engine = engine
+        self._queue: asyncio.Queue[Delta | BaseException] = asyncio.Queue()
+        self._loop = asyncio.get_running_loop()
+        self._sequence: _Sequence | None = None
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = 0
+        self.finish_reason: str | None = None
+
+    def _deliver(self, item: Delta | BaseException) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+    def abort(self) -> None:
+        """Stop generating; the engine frees the sequence's slot before its next step."""
+        if self._sequence is not None and self.finish_reason is None:
+            self._sequence.aborted = True
+            self._engine._wake()
+
+    def __aiter__(self) -> AsyncIterator[Delta]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Delta]:
+        try:
+            while self.finish_reason is None:
+                item = await self._queue.get()
+                if isinstance(item, BaseException):
+                    self.finish_reason = "error"
+                    raise item
+                self.completion_tokens = item.completion_tokens
+                self.finish_reason = item.finish_reason
+                yield item
+        finally:
+            self.abort()
+
+    async def text(self) -> str:
+        """Run to the end and return the whole generated text."""
+        return "".join([delta.text async for delta in self])
+
+
+class LLMEngine:
+    """Continuous batching over ``model`` (a transformers causal LM, already on its device)."""
+
+    def __init__(
+        self,
+        model: Any,
+        decode: Callable[[Sequence[int]], str],
+        config: EngineConfig,
+    ) -> None:
+        self._model = model
+        self._decode = decode
+        self.config = config
+        self._cond = threading.Condition()
+        self._waiting: collections.deque[_Sequence] = collections.deque()
+        self._running: list[_Sequence] = []
+        self._batch = RunningBatch()
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        self.steps = 0
+        self.max_batch_seen = 0
+
+    @property
+    def device(self) -> torch.device:
+        device: torch.device = next(self._model.parameters()).device
+        return device
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._loop, name=f"llm-{self.config.name}", daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the thread; sequences still waiting or running get an error."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        gone = Unavailable(f"the model '{self.config.name}' was unloaded")
+        for seq in [*self._waiting, *self._running]:
+            seq.deliver(gone)
+        self._waiting.clear()
+        self._running.clear()
+        self._batch = RunningBatch()
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    # -- requests (event loop side) --------------------------------------------------
+    def submit(
+        self, prompt_ids: list[int], params: SamplingParams, *, deadline: float | None = None
+    ) -> GenerationStream:
+        """Queue one sequence; ``deadline`` (``time.monotonic()``) bounds its wait to start.
+
+        Raises:
+            InvalidInput: an empty prompt, or one that leaves no room in the context.
+            TooManyRequests: the queue is full.
+        """
+        if not prompt_ids:
+            raise InvalidInput("the prompt is empty")
+        if len(prompt_ids) >= self.config.context_length:
+            raise InvalidInput(
+                f"the prompt has {len(prompt_ids)} tokens; the model's context is "
+                f"{self.config.context_length}"
+            )
+        stream = GenerationStream(self, len(prompt_ids))
+        seq = _Sequence(
+            id=next(_ids),
+            prompt_ids=list(prompt_ids),
+            params=params,
+            deliver=stream._deliver,
+            deadline=deadline,
+            decoder=StreamDecoder(self._decode, params.stop),
+        )
+        stream._sequence = seq
+        with self._cond:
+            if self._stopped:
+                raise Unavailable(f"the model '{self.config.name}' is unloaded")
+            if len(self._waiting) >= self.config.max_queue:
+                raise TooManyRequests(
+                    f"the model '{self.config.name}' has {len(self._waiting)} requests waiting",
+                    retry_after=1,
+                )
+            self._waiting.append(seq)
+            self._cond.notify()
+        return stream
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
+    # -- the decoding thread ---------------------------------------------------------
+    def _loop(self) -> None:
+        import torch
+
+        while True:
+            with self._cond:
+                while not self._stopped and not self._waiting and not self._running:
+                    self._cond.wait()
+                if self._stopped:
+                    return
+                room = self.config.max_running - len(self._running)
+                admitted = [self._waiting.popleft() for _ in range(min(room, len(self._waiting)))]
+            with torch.inference_mode():
+                self._drop_aborted()
+                if admitted:
+                    self._admit(admitted)
+                if self._running:
+                    self._step()
+
+    def _drop_aborted(self) -> None:
+        keep = [row for row, seq in enumerate(self._running) if not seq.aborted]
+        if len(keep) != len(self._running):
+            self._batch.keep(keep)
+            self._running = [self._running[row] for row in keep]
+
+    def _admit(self, admitted: list[_Sequence]) -> None:
+        """Run the prompts of newly admitted sequences as one padded batch; join the batch."""
+        now = time.monotonic()
+        ready = []
+        for seq in admitted:
+            if seq.aborted:
+                continue
+            if seq.deadline is not None and now > seq.deadline:
+                seq.deliver(DeadlineExceeded("the request waited past its deadline"))
+                continue
+            ready.append(seq)
+        if not ready:
+            return
+        try:
+            for seq in ready:
+                seq.generator = make_generator(seq.params.seed, self.device)
+            inputs = prefill_inputs([seq.prompt_ids for seq in ready], self.device)
+            out = self._model(**inputs, use_cache=True)
+            tokens = sample_next(
+                out.logits[:, -1, :],
+                [seq.params for seq in ready],
+                [seq.generator for seq in ready],
+            )
+            kv = cache_tensors(out.past_key_values)
+        except Exception as exc:
+            log.exception("prefill failed in %s", self.config.name)
+            for seq in ready:
+                seq.deliver(_as_error(exc))
+            return
+        rows = [row for row, seq in enumerate(ready) if not self._accept(seq, tokens[row])]
+        if not rows:
+            return
+        if len(rows) != len(ready):
+            kv = select_rows(kv, rows)
+        mask = inputs["attention_mask"][rows]
+        self._batch.add(kv, mask, [tokens[row] for row in rows])
+        self._running.extend(ready[row] for row in rows)
+
+    def _step(self) -> None:
+        running = self._running
+        try:
+            cache = build_cache(self._batch.kv, self._model.config)
+            out = self._model(**self._batch.step_inputs(), past_key_values=cache, use_cache=True)
+            tokens = sample_next(
+                out.logits[:, -1, :],
+                [seq.params for seq in running],
+                [seq.generator for seq in running],
+            )
+            self._batch.advance(cache_tensors(out.past_key_values), tokens)
+        except Exception as exc:
+            log.exception("decoding step failed in %s", self.config.name)
+            error = _as_error(exc)
+            for seq in running:
+                seq.deliver(error)
+            self._running, self._batch = [], RunningBatch()
+            return
+        self.steps += 1
+        self.max_batch_seen = max(self.max_batch_seen, len(running))
+        keep = [row for row, seq in enumerate(running) if not self._accept(seq, tokens[row])]
+        if len(keep) != len(running):
+            self._batch.keep(keep)
+            self._running = [running[row] for row in keep]
+
+    def _accept(self, seq: _Sequence, token: int) -> bool:
+        """Record a sampled token, tell the client, and say whether the sequence is done."""
+        if seq.aborted:
+            return True
+        seq.generated.append(token)
+        params = seq.params
+        finish: str | None = None
+        if token in params.stop_token_ids:
+            text, finish = seq.decoder.flush(seq.generated[:-1]), "stop"
+        else:
+            text, hit = seq.decoder.push(seq.generated)
+            if hit:
+                finish = "stop"
+            elif (
+                len(seq.generated) >= params.max_tokens
+                or len(seq.prompt_ids) + len(seq.generated) >= self.config.context_length
+            ):
+                text, finish = text + seq.decoder.flush(seq.generated), "length"
+        seq.deliver(Delta(text, len(seq.generated), finish))
+        return finish is not None
+
+
+def _as_error(exc: Exception) -> ModelyardError:
+    if isinstance(exc, ModelyardError):
+        return exc
+    return ModelyardError(f"generation failed: {type(exc).__name__}: {exc}")
+
+
+__all__ = ["Delta", "EngineConfig", "GenerationStream", "LLMEngine"]

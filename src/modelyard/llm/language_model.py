@@ -1,0 +1,171 @@
+"""A causal language model ready to serve: weights, tokenizer, chat template and engine."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from modelyard.errors import InvalidInput
+from modelyard.llm.chat import render_chat
+from modelyard.llm.device import pick_device, pick_dtype
+from modelyard.llm.engine import EngineConfig, GenerationStream, LLMEngine
+from modelyard.llm.sampling import SamplingParams
+from modelyard.runtimes.tensors import TensorSpec
+
+DEFAULT_CONTEXT = 2048
+
+
+def load_causal_lm(folder: Path, device: str = "auto") -> tuple[Any, Any]:
+    """(model, tokenizer) from a local Hugging Face folder; never the hub, never its code."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = pick_device(device)
+    tokenizer = AutoTokenizer.from_pretrained(
+        str(folder), local_files_only=True, trust_remote_code=False
+    )
+    model: Any = AutoModelForCausalLM.from_pretrained(
+        str(folder),
+        local_files_only=True,
+        trust_remote_code=False,
+        use_safetensors=True,
+        dtype=pick_dtype(target),
+    )
+    model.to(target)
+    model.eval()
+    return model, tokenizer
+
+
+def context_length_of(model: Any, tokenizer: Any) -> int:
+    """Positions the model can attend to (its config, else the tokenizer's limit)."""
+    config = model.config
+    for key in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", None)
+    return limit if isinstance(limit, int) and 0 < limit < 1_000_000 else DEFAULT_CONTEXT
+
+
+class LanguageModel:
+    """What the OpenAI endpoints need from a served causal LM.
+
+    Example::
+
+        lm = LanguageModel.load(folder, name="tiny")
+        ids = lm.chat_prompt([{"role": "user", "content": "hi"}])
+        text = await lm.generate(ids, lm.sampling(max_tokens=8)).text()
+    """
+
+    kind = "causal_lm"
+    name = "llm"
+    inputs = (TensorSpec("prompt", "BYTES", [-1]),)
+    outputs = (TensorSpec("text", "BYTES", [-1]),)
+
+    def __init__(self, model: Any, tokenizer: Any, config: EngineConfig) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.engine = LLMEngine(model, self._decode, config)
+        eos = tokenizer.eos_token_id
+        generation = getattr(model, "generation_config", None)
+        extra = getattr(generation, "eos_token_id", None) if generation is not None else None
+        ids = {eos} if isinstance(eos, int) else set()
+        if isinstance(extra, int):
+            ids.add(extra)
+        elif isinstance(extra, list):
+            ids.update(i for i in extra if isinstance(i, int))
+        self.stop_token_ids = frozenset(ids)
+
+    @classmethod
+    def load(
+        cls,
+        folder: Path,
+        *,
+        device: str = "auto",
+        max_running: int = 32,
+        max_queue: int = 1024,
+        name: str = "llm",
+    ) -> LanguageModel:
+        model, tokenizer = load_causal_lm(folder, device)
+        config = EngineConfig(
+            context_length=context_length_of(model, tokenizer),
+            max_running=max_running,
+            max_queue=max_queue,
+            name=name,
+        )
+        lm = cls(model, tokenizer, config)
+        lm.engine.start()
+        return lm
+
+    @property
+    def context_length(self) -> int:
+        return self.engine.config.context_length
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def _decode(self, ids: Sequence[int]) -> str:
+        text: str = self.tokenizer.decode(list(ids), skip_special_tokens=True)
+        return text
+
+    def encode(self, text: str) -> list[int]:
+        ids: list[int] = self.tokenizer(text, add_special_tokens=True)["input_ids"]
+        return ids
+
+    def chat_prompt(self, messages: Sequence[dict[str, Any]]) -> list[int]:
+        """Token ids of the chat template applied to ``messages``."""
+        text = render_chat(self.tokenizer, messages)
+        ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return ids
+
+    def sampling(
+        self,
+        *,
+        max_tokens: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
+    ) -> SamplingParams:
+        return SamplingParams(
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=tuple(stop),
+            seed=seed,
+            stop_token_ids=self.stop_token_ids,
+        )
+
+    def check_room(self, prompt_tokens: int, max_tokens: int | None, param: str) -> int:
+        """The max_tokens to use; InvalidInput when prompt plus max_tokens exceed the context."""
+        room = self.context_length - prompt_tokens
+        if room <= 0:
+            raise InvalidInput(
+                f"This model's maximum context length is {self.context_length} tokens; the "
+                f"prompt has {prompt_tokens}.",
+                param="messages" if param != "prompt" else "prompt",
+                code="context_length_exceeded",
+            )
+        if max_tokens is None:
+            return room
+        if prompt_tokens + max_tokens > self.context_length:
+            raise InvalidInput(
+                f"This model's maximum context length is {self.context_length} tokens. However, "
+                f"you requested {prompt_tokens + max_tokens} tokens ({prompt_tokens} in the "
+                f"prompt, {max_tokens} for the completion).",
+                param=param,
+                code="context_length_exceeded",
+            )
+        return max_tokens
+
+    def generate(
+        self, prompt_ids: list[int], params: SamplingParams, *, deadline: float | None = None
+    ) -> GenerationStream:
+        return self.engine.submit(prompt_ids, params, deadline=deadline)
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+__all__ = ["LanguageModel", "context_length_of", "load_causal_lm"]

@@ -1,0 +1,138 @@
+"""The continuous-batching engine against transformers' own generate()."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from modelyard.errors import TooManyRequests
+from modelyard.llm import LanguageModel
+from modelyard.llm.detok import StreamDecoder
+from tests.llm.tiny import build_tiny_lm
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LanguageModel]:
+    folder = build_tiny_lm(tmp_path_factory.mktemp("engine") / "m", positions=128, width=64)
+    model = LanguageModel.load(folder, device="cpu", max_running=4, max_queue=8, name="t")
+    # Larger weights than the default init, so that greedy outputs vary with the prompt.
+    import torch
+
+    with torch.no_grad():
+        for p in model.model.parameters():
+            p.mul_(8.0 if p.dim() > 1 else 1.0)
+    yield model
+    model.close()
+
+
+PROMPTS = [
+    "hello there",
+    "what is the capital of mars ?",
+    "one two three four five six seven eight nine ten",
+    "the quick brown fox",
+    "good morning",
+    "say yes or no",
+]
+
+
+def reference(lm: LanguageModel, prompt: str, n: int) -> str:
+    import torch
+
+    ids = torch.tensor([lm.encode(prompt)])
+    with torch.no_grad():
+        out = lm.model.generate(
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False
+        )
+    return str(lm.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
+
+
+def test_batched_greedy_decoding_equals_one_at_a_time(lm: LanguageModel) -> None:
+    lengths = [5, 20, 12, 3, 17, 9]
+
+    async def run() -> list[str]:
+        async def one(prompt: str, n: int, delay: float) -> str:
+            await asyncio.sleep(delay)  # joins while others are mid-generation
+            params = lm.sampling(max_tokens=n, temperature=0)
+            return await lm.generate(lm.encode(prompt), params).text()
+
+        jobs = [one(p, n, 0.01 * i) for i, (p, n) in enumerate(zip(PROMPTS, lengths, strict=True))]
+        return list(await asyncio.gather(*jobs))
+
+    before = lm.engine.steps
+    got = asyncio.run(run())
+    expected = [reference(lm, p, n) for p, n in zip(PROMPTS, lengths, strict=True)]
+    assert got == expected
+    assert len(set(expected)) > 1
+    assert lm.engine.max_batch_seen > 1
+    # Batched: far fewer forward steps than the tokens generated one request at a time.
+    assert lm.engine.steps - before < sum(lengths)
+
+
+def test_prompts_admitted_together_share_one_padded_prefill(lm: LanguageModel) -> None:
+    async def run() -> list[str]:
+        params = lm.sampling(max_tokens=8, temperature=0)
+        streams = [lm.generate(lm.encode(p), params) for p in PROMPTS[:4]]
+        return list(await asyncio.gather(*(s.text() for s in streams)))
+
+    assert asyncio.run(run()) == [reference(lm, p, 8) for p in PROMPTS[:4]]
+
+
+def test_aborted_stream_frees_its_slot(lm: LanguageModel) -> None:
+    async def run() -> tuple[int, str]:
+        long = lm.generate(lm.encode("hello"), lm.sampling(max_tokens=100, temperature=0))
+        async for _delta in long:
+            break  # the client goes away after the first token
+        for _ in range(100):
+            if lm.engine.running == 0:
+                break
+            await asyncio.sleep(0.01)
+        running_after_abort = lm.engine.running
+        text = await lm.generate(
+            lm.encode("good morning"), lm.sampling(max_tokens=4, temperature=0)
+        ).text()
+        return running_after_abort, text
+
+    running, text = asyncio.run(run())
+    assert running == 0
+    assert text == reference(lm, "good morning", 4)
+
+
+def test_queue_is_bounded(lm: LanguageModel) -> None:
+    async def run() -> None:
+        params = lm.sampling(max_tokens=30, temperature=0)
+        streams = []
+        refused = None
+        for _ in range(40):
+            try:
+                streams.append(lm.generate(lm.encode("hello"), params))
+            except TooManyRequests as exc:
+                refused = exc
+                break
+        assert refused is not None
+        assert len(streams) <= 4 + 8
+        for s in streams:
+            s.abort()
+
+    asyncio.run(run())
+
+
+def test_stream_decoder_holds_back_a_possible_stop_string() -> None:
+    decoder = StreamDecoder(lambda ids: "".join(chr(i) for i in ids), stop=("END",))
+    assert decoder.push([ord("a"), ord("E")]) == ("a", False)
+    assert decoder.push([ord("a"), ord("E"), ord("x")]) == ("Ex", False)
+    assert decoder.push([ord("a"), ord("E"), ord("x"), ord("E"), ord("N"), ord("D")]) == (
+        "",
+        True,
+    )
+
+
+def test_sampling_with_a_seed_repeats(lm: LanguageModel, tmp_path: Path) -> None:
+    async def run(seed: int) -> str:
+        params = lm.sampling(max_tokens=12, temperature=1.0, seed=seed)
+        return await lm.generate(lm.encode("hello there"), params).text()
+
+    assert asyncio.run(run(3)) == asyncio.run(run(3))
+    assert len({asyncio.run(run(s)) for s in range(5)}) > 1
