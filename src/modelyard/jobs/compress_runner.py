@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelyard.errors import InvalidInput
-from modelyard.jobs.train_runner import _dataset_row, _owner
+from modelyard.jobs.train_runner import dataset_row, owner_caller
 from modelyard.jobs.worker import JobCancelled, JobContext
 from modelyard.registry.service import ModelRegistry, VersionMeta
 from modelyard.storage.staging import scratch_dir, stage_file
@@ -69,7 +69,7 @@ class _Job:
         settings = ctx.settings
         self.ctx = ctx
         self.work = work
-        self.owner = _owner(ctx)
+        self.owner = owner_caller(ctx)
         self.datasets: DatasetService = DatasetService(ctx.db, ctx.blobs, settings.tmp_dir)
         self.registry = ModelRegistry(
             ctx.db, ctx.blobs, settings.tmp_dir, settings.max_upload_bytes * 4
@@ -112,7 +112,7 @@ class _Job:
         """A data set's raw features and labels (memory-mapped where they can be)."""
         from modelyard.training import load_xy
 
-        row = _dataset_row(self.ctx, dataset_id=dataset_id, name=name)
+        row = dataset_row(self.ctx, dataset_id=dataset_id, name=name)
         files = self.datasets.canonical_files(row, self.work / f"data-{row.id}")
         return load_xy(files, row.kind, label, None)  # type: ignore[arg-type]
 

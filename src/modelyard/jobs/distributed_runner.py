@@ -45,7 +45,7 @@ class RankJob:
 
 def run_distributed_train(ctx: JobContext) -> dict[str, Any]:
     """Train as the plan's ``distributed`` section says; returns the job's result."""
-    from modelyard.jobs.train_runner import _dataset_row
+    from modelyard.jobs.train_runner import dataset_row
     from modelyard.jobs.worker import worker_threads
     from modelyard.training.distributed import launch, parse_distributed
 
@@ -57,11 +57,11 @@ def run_distributed_train(ctx: JobContext) -> dict[str, Any]:
     spec, settings = ctx.spec, ctx.settings
     datasets = DatasetService(ctx.db, ctx.blobs, settings.tmp_dir)
     with scratch_dir(settings.tmp_dir, f"job-{ctx.job_id}-") as work:
-        train_row = _dataset_row(ctx, dataset_id=spec["dataset_id"], name=spec["dataset"])
+        train_row = dataset_row(ctx, dataset_id=spec["dataset_id"], name=spec["dataset"])
         files = datasets.canonical_files(train_row, work / "train")
         val_files = None
         if spec.get("validation_dataset"):
-            val_row = _dataset_row(ctx, dataset_id=None, name=spec["validation_dataset"])
+            val_row = dataset_row(ctx, dataset_id=None, name=spec["validation_dataset"])
             val_files = {
                 k: str(v) for k, v in datasets.canonical_files(val_row, work / "val").items()
             }
@@ -156,7 +156,7 @@ def ddp_rank(job: RankJob) -> dict[str, Any] | None:
     import torch.distributed as dist
     from safetensors.torch import load_file
 
-    from modelyard.jobs.train_runner import JobCallbacks, _dataset_row, register_result
+    from modelyard.jobs.train_runner import JobCallbacks, dataset_row, register_result
     from modelyard.registry.service import ModelRegistry
     from modelyard.training import checkpoint_from_bytes
     from modelyard.training.ddp import train_ddp
@@ -206,7 +206,7 @@ def ddp_rank(job: RankJob) -> dict[str, Any] | None:
             return {"cancelled": True}
         settings = job.settings
         registry = ModelRegistry(ctx.db, ctx.blobs, settings.tmp_dir, settings.max_upload_bytes * 4)
-        train_row = _dataset_row(ctx, dataset_id=job.dataset_id, name=spec["dataset"])
+        train_row = dataset_row(ctx, dataset_id=job.dataset_id, name=spec["dataset"])
         return register_result(ctx, registry, result, train_row, scratch)
     finally:
         ctx.db.dispose()
@@ -228,7 +228,7 @@ def parameter_server_rank(job: RankJob) -> dict[str, Any] | None:
     import torch
     import torch.distributed as dist
 
-    from modelyard.jobs.train_runner import JobCallbacks, _dataset_row, register_result
+    from modelyard.jobs.train_runner import JobCallbacks, dataset_row, register_result
     from modelyard.registry.service import ModelRegistry
     from modelyard.training.distributed import parse_distributed
     from modelyard.training.param_server import run_rank
@@ -263,7 +263,7 @@ def parameter_server_rank(job: RankJob) -> dict[str, Any] | None:
             return {"cancelled": True}
         settings = job.settings
         registry = ModelRegistry(ctx.db, ctx.blobs, settings.tmp_dir, settings.max_upload_bytes * 4)
-        train_row = _dataset_row(ctx, dataset_id=job.dataset_id, name=job.spec["dataset"])
+        train_row = dataset_row(ctx, dataset_id=job.dataset_id, name=job.spec["dataset"])
         return register_result(ctx, registry, result, train_row, scratch)
     finally:
         ctx.db.dispose()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from modelyard.errors import Conflict
-from modelyard.jobs.train_runner import _owner
+from modelyard.jobs.train_runner import owner_caller
 from modelyard.jobs.worker import JobCancelled, JobContext
 from modelyard.registry.hf import unpack_hf
 from modelyard.registry.service import ModelRegistry, VersionMeta
@@ -134,7 +134,7 @@ def run_llm_finetune(ctx: JobContext) -> dict[str, Any]:
             "valid_loss": result.valid_loss,
             "initial_valid_loss": result.initial_valid_loss,
         }
-        owner = _owner(ctx)
+        owner = owner_caller(ctx)
         version = registry.push_version(
             owner,
             spec["output_model"],

@@ -70,7 +70,7 @@ class JobCallbacks:
         return self._ctx.should_stop()
 
 
-def _owner(ctx: JobContext) -> Caller:
+def owner_caller(ctx: JobContext) -> Caller:
     with ctx.db.session() as session:
         owner = session.get_one(Principal, ctx.owner_id)
         return Caller(
@@ -82,7 +82,7 @@ def _owner(ctx: JobContext) -> Caller:
         )
 
 
-def _dataset_row(ctx: JobContext, *, dataset_id: str | None, name: str | None) -> Dataset:
+def dataset_row(ctx: JobContext, *, dataset_id: str | None, name: str | None) -> Dataset:
     with ctx.db.session() as session:
         if dataset_id is not None:
             row = session.get(Dataset, dataset_id)
@@ -110,12 +110,12 @@ def run_train(ctx: JobContext) -> dict[str, Any]:
     registry = ModelRegistry(ctx.db, ctx.blobs, settings.tmp_dir, settings.max_upload_bytes * 4)
     with scratch_dir(settings.tmp_dir, f"job-{ctx.job_id}-") as work:
         started = time.monotonic()
-        train_row = _dataset_row(ctx, dataset_id=spec["dataset_id"], name=spec["dataset"])
+        train_row = dataset_row(ctx, dataset_id=spec["dataset_id"], name=spec["dataset"])
         files = datasets.canonical_files(train_row, work / "train")
         x, y = load_xy(files, train_row.kind, spec["label"], spec["features"])  # type: ignore[arg-type]
         x_val = y_val = None
         if spec.get("validation_dataset"):
-            val_row = _dataset_row(ctx, dataset_id=None, name=spec["validation_dataset"])
+            val_row = dataset_row(ctx, dataset_id=None, name=spec["validation_dataset"])
             val_files = datasets.canonical_files(val_row, work / "val")
             x_val, y_val = load_xy(val_files, val_row.kind, spec["label"], spec["features"])  # type: ignore[arg-type]
 
@@ -173,7 +173,7 @@ def register_result(
     staged = stage_file(out, ctx.settings.tmp_dir, 1 << 62)
     staged.filename = "model.safetensors"
     version = registry.push_version(
-        _owner(ctx),
+        owner_caller(ctx),
         spec["output_model"],
         staged,
         VersionMeta(
