@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port the HTTP server binds.")
+    access_log: bool = Field(
+        default=False, description="Log every HTTP request (costly on the inference path)."
+    )
 
     blob_store: Literal["local", "s3"] = Field(
         default="local", description="Where artifacts and data sets are kept."

@@ -63,7 +63,8 @@ def create_app(platform: Platform, *, own_platform: bool = False) -> FastAPI:
     app.state.platform = platform
     app.state.metrics = HttpMetrics(platform.metrics_registry)
     problems.install(app)
-    for module in (health, auth, datasets, models, jobs, deployments, inference):
+    # The inference routes come first: routes are matched in order, and they are the hot path.
+    for module in (inference, health, auth, datasets, models, jobs, deployments):
         app.include_router(module.router)
     app.include_router(inference.health_router)
     openai_routes.install(app)

@@ -14,7 +14,8 @@ from modelyard.platform import Platform
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer my_...`")
 
 
-def get_platform(request: Request) -> Platform:
+async def get_platform(request: Request) -> Platform:
+    # async: a plain function would be run in the thread pool on every request.
     platform: Platform = request.app.state.platform
     return platform
 
@@ -22,12 +23,20 @@ def get_platform(request: Request) -> Platform:
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 
-def get_caller(
+async def get_caller(
     platform: PlatformDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Caller:
-    """The principal behind the request's API key (401 without a valid one)."""
-    return platform.auth.authenticate(credentials.credentials if credentials else None)
+    """The principal behind the request's API key (401 without a valid one).
+
+    A recently seen key is answered from memory on the event loop; only a miss goes to the
+    database, in the thread pool.
+    """
+    key = credentials.credentials if credentials else None
+    caller = platform.auth.cached(key)
+    if caller is not None:
+        return caller
+    return await run_in_threadpool(platform.auth.authenticate, key)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]

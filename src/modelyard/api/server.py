@@ -45,5 +45,10 @@ def serve(settings: Settings) -> None:
     app = create_app(platform, own_platform=True)
     log.info("Modelyard listening on http://%s:%d", settings.host, settings.port)
     uvicorn.run(
-        app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=10
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=10,
     )

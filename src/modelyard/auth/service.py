@@ -79,6 +79,20 @@ class AuthService:
         return secret
 
     # -- authentication --------------------------------------------------------------
+    def cached(self, presented: str | None) -> Caller | None:
+        """The caller behind a recently seen, still valid key, without touching the
+        database (safe to call on the event loop); None when it must be looked up."""
+        if not presented:
+            return None
+        with self._cache_lock:
+            hit = self._cache.get(hash_key(presented))
+        if hit is None:
+            return None
+        caller, until, expires = hit
+        if time.monotonic() >= until or (expires is not None and datetime.now(UTC) >= expires):
+            return None
+        return caller
+
     def authenticate(self, presented: str | None) -> Caller:
         """The caller behind a bearer key; raises 401 for a missing, unknown, revoked or
         expired key (with the same message, so the reply does not tell which)."""
@@ -86,12 +100,9 @@ class AuthService:
             raise Unauthenticated("an API key is required: send 'Authorization: Bearer <key>'")
         digest = hash_key(presented)
         now = datetime.now(UTC)
-        with self._cache_lock:
-            hit = self._cache.get(digest)
-        if hit is not None:
-            caller, until, expires = hit
-            if time.monotonic() < until and (expires is None or now < expires):
-                return caller
+        cached = self.cached(presented)
+        if cached is not None:
+            return cached
         with self._db.session() as session:
             key = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
             if (

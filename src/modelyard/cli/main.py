@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from modelyard.cli import datasets, deployments, jobs, keys, models, principals
+from modelyard.cli import datasets, deployments, jobs, keys, llm, models, principals
 from modelyard.cli._context import CLIState
 from modelyard.cli.compress import compress, distill
 from modelyard.cli.demo import demo
@@ -26,11 +26,15 @@ app.add_typer(datasets.app, name="datasets")
 app.add_typer(models.app, name="models")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(deployments.app, name="deployments")
+app.add_typer(llm.app, name="llm")
 app.command("train")(train)
 app.command("compress")(compress)
 app.command("distill")(distill)
 app.command("deploy")(deployments.deploy)
 app.command("predict")(predict)
+app.command("chat")(llm.chat)
+app.command("complete")(llm.complete)
+app.command("embed")(llm.embed)
 app.command("demo")(demo)
 app.command("serve")(serve)
 

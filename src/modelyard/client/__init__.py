@@ -36,6 +36,7 @@ from modelyard.client._exceptions import (
     ValidationError,
 )
 from modelyard.client._job import Job
+from modelyard.client._llm import LLM, LLMModels, Message
 from modelyard.client._resources import Datasets, Deployments, Jobs, Keys, Models, Principals
 from modelyard.client._resources._acl import GrantLike
 from modelyard.client._resources.deployments import TrafficLike
@@ -60,6 +61,7 @@ from modelyard.client._types import (
 
 __all__ = [
     "ACL",
+    "LLM",
     "APIError",
     "Alias",
     "AuthenticationError",
@@ -79,7 +81,9 @@ __all__ = [
     "Jobs",
     "Key",
     "Keys",
+    "LLMModels",
     "Lineage",
+    "Message",
     "Model",
     "ModelVersion",
     "Models",

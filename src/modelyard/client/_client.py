@@ -12,11 +12,13 @@ from modelyard.client._deployment import Deployment
 from modelyard.client._fit import fit
 from modelyard.client._http import HTTP
 from modelyard.client._job import Job
-from modelyard.client._resources import Datasets, Deployments, Jobs, Keys, Models, Principals
+from modelyard.client._llm import LLM, LLMModels, openai_client
+from modelyard.client._resources import Datasets, Deployments, Jobs, Keys, Principals
 from modelyard.client._resources.deployments import TrafficLike
 from modelyard.client._types import WhoAmI
 
 if TYPE_CHECKING:
+    import openai
     from numpy.typing import ArrayLike
 
 
@@ -54,17 +56,30 @@ class Client:
         """API keys."""
         self.datasets = Datasets(self._http)
         """Data sets."""
-        self.models = Models(self._http)
-        """The model registry: models, versions, aliases."""
+        self.models = LLMModels(self._http)
+        """The model registry: models, versions, aliases, Hugging Face folders."""
         self.jobs = Jobs(self._http)
         """Jobs: training runs and their live events."""
         self.deployments = Deployments(self._http)
         """Deployments: model versions served under a name."""
+        self.llm = LLM(self._http)
+        """Language and embedding models through the OpenAI-compatible ``/v1`` API."""
 
     @property
     def base_url(self) -> str:
         """The server's address, as given."""
         return str(self._http.client.base_url)
+
+    def openai(self) -> openai.OpenAI:
+        """The official ``openai`` client pointed at ``<base_url>/v1`` with this client's key.
+
+        Example::
+
+            chat = client.openai().chat.completions.create(
+                model="tiny", messages=[{"role": "user", "content": "hello"}]
+            )
+        """
+        return openai_client(self._http)
 
     def whoami(self) -> WhoAmI:
         """The principal and the key this client is authenticated as."""
