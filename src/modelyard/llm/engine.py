@@ -107,9 +107,11 @@ class GenerationStream:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
 
     def abort(self) -> None:
-        """Stop generating; the engine frees the sequence's slot before its next step."""
+        """Stop generating: a waiting sequence leaves the queue at once; a running one frees
+        its slot before the engine's next step."""
         if self._sequence is not None and self.finish_reason is None:
             self._sequence.aborted = True
+            self._engine._discard_waiting(self._sequence)
             self._engine._wake()
 
     def __aiter__(self) -> AsyncIterator[Delta]:
@@ -249,6 +251,10 @@ class LLMEngine:
                     self._admit(admitted)
                 if self._running:
                     self._step()
+
+    def _discard_waiting(self, seq: _Sequence) -> None:
+        with self._cond, contextlib.suppress(ValueError):
+            self._waiting.remove(seq)
 
     def _drop_aborted(self) -> None:
         keep = [row for row, seq in enumerate(self._running) if not seq.aborted]
