@@ -12,15 +12,19 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
+import psutil
 
 from bench._server import server_process
+
+T = TypeVar("T")
 
 FEATURES = 784
 CLASSES = 10
@@ -81,6 +85,39 @@ def synthetic_mnist(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     projection = np.random.default_rng(seed + 1).standard_normal((FEATURES, CLASSES))
     y = (x @ projection.astype(np.float32)).argmax(axis=1).astype(np.int64)
     return x, y
+
+
+def _busy_seconds() -> tuple[float, float]:
+    """CPU seconds the whole host and this benchmark's process tree have used so far."""
+    host = psutil.cpu_times()
+    total = host.user + host.nice + host.system + host.irq + host.softirq + host.steal
+    ours = 0.0
+    me = psutil.Process()
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        # Children reaped by a process of the tree (finished job workers) count in its
+        # children_* times.
+        ours += times.user + times.system + times.children_user + times.children_system
+    return total, ours
+
+
+class OtherLoad:
+    """How many CPUs other processes on the host kept busy while a timed run went on."""
+
+    def __init__(self) -> None:
+        self.runs: list[float] = []
+
+    def measure(self, run: Callable[[], T]) -> T:
+        host0, ours0 = _busy_seconds()
+        start = time.perf_counter()
+        result = run()
+        wall = time.perf_counter() - start
+        host1, ours1 = _busy_seconds()
+        self.runs.append(max(0.0, (host1 - host0) - (ours1 - ours0)) / wall)
+        return result
 
 
 def job_threads() -> int:
@@ -210,7 +247,7 @@ def submit_latency(api: httpx.Client, dataset: str) -> list[float]:
 
 
 def compare(
-    api: httpx.Client, case: Case, dataset: str, x: np.ndarray, y: np.ndarray, loads: list[float]
+    api: httpx.Client, case: Case, dataset: str, x: np.ndarray, y: np.ndarray, other: OtherLoad
 ) -> tuple[float, JobRun]:
     """Best hand-written samples/s and best job run over alternating rounds."""
     hands: list[float] = []
@@ -219,11 +256,10 @@ def compare(
         # Alternate the order so that a burst of other work on the host hits both sides alike.
         sides = ("hand", "job") if round_ % 2 else ("job", "hand")
         for side in sides:
-            loads.append(os.getloadavg()[0])
             if side == "hand":
-                hands.append(run_hand_written(case, x, y))
+                hands.append(other.measure(lambda: run_hand_written(case, x, y)))
             else:
-                jobs.append(run_job(api, case, dataset))
+                jobs.append(other.measure(lambda: run_job(api, case, dataset)))
     return max(hands), max(jobs, key=lambda run: run.samples_per_s)
 
 
@@ -234,7 +270,7 @@ def main() -> None:
     torch.set_num_threads(threads)
     x, y = synthetic_mnist(max(case.rows for case in CASES))
     results = []
-    loads: list[float] = []
+    other = OtherLoad()
     with (
         tempfile.TemporaryDirectory(prefix="modelyard-training-") as tmp,
         server_process(MODELYARD_EXECUTOR_SLOTS="1") as srv,
@@ -247,7 +283,7 @@ def main() -> None:
             push_dataset(api, f"synthetic-{index}", x[: case.rows], y[: case.rows], Path(tmp))
         latencies = submit_latency(api, "latency")
         for index, case in enumerate(CASES):
-            hand, job = compare(api, case, f"synthetic-{index}", x, y, loads)
+            hand, job = compare(api, case, f"synthetic-{index}", x, y, other)
             results.append((case, hand, job))
 
     print(
@@ -272,8 +308,9 @@ def main() -> None:
         "job loss = final training loss"
     )
     print(
-        f"host 1-min load average before each run: {min(loads):.1f} to {max(loads):.1f} "
-        "(other work on the host makes the ratios noisy)"
+        f"other processes on the host kept {statistics.mean(other.runs):.2f} CPUs busy on "
+        f"average during the timed runs (at most {max(other.runs):.2f} in one); the ratios "
+        "are only meaningful near 0"
     )
     each = " ".join(f"{s:.2f}" for s in latencies)
     print(
