@@ -12,19 +12,16 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import numpy as np
-import psutil
 
 from bench._server import server_process
-
-T = TypeVar("T")
+from bench.load import OtherLoad
 
 FEATURES = 784
 CLASSES = 10
@@ -32,7 +29,8 @@ BATCH = 128
 LOG_EVERY = 10
 ROUNDS = 3
 WARMUP_STEPS = 20
-OPTIMIZER = {"name": "sgd", "lr": 0.05}
+LR = 0.05
+OPTIMIZER = {"name": "sgd", "lr": LR}
 LATENCY_JOBS = 5
 LATENCY_ROWS = 2_000
 MLP = {"arch": "mlp", "input_shape": [FEATURES], "hidden": [512, 512], "num_outputs": CLASSES}
@@ -85,39 +83,6 @@ def synthetic_mnist(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     projection = np.random.default_rng(seed + 1).standard_normal((FEATURES, CLASSES))
     y = (x @ projection.astype(np.float32)).argmax(axis=1).astype(np.int64)
     return x, y
-
-
-def _busy_seconds() -> tuple[float, float]:
-    """CPU seconds the whole host and this benchmark's process tree have used so far."""
-    host = psutil.cpu_times()
-    total = host.user + host.nice + host.system + host.irq + host.softirq + host.steal
-    ours = 0.0
-    me = psutil.Process()
-    for proc in [me, *me.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-        except psutil.Error:
-            continue
-        # Children reaped by a process of the tree (finished job workers) count in its
-        # children_* times.
-        ours += times.user + times.system + times.children_user + times.children_system
-    return total, ours
-
-
-class OtherLoad:
-    """How many CPUs other processes on the host kept busy while a timed run went on."""
-
-    def __init__(self) -> None:
-        self.runs: list[float] = []
-
-    def measure(self, run: Callable[[], T]) -> T:
-        host0, ours0 = _busy_seconds()
-        start = time.perf_counter()
-        result = run()
-        wall = time.perf_counter() - start
-        host1, ours1 = _busy_seconds()
-        self.runs.append(max(0.0, (host1 - host0) - (ours1 - ours0)) / wall)
-        return result
 
 
 def job_threads() -> int:
@@ -213,7 +178,7 @@ def run_hand_written(case: Case, x: np.ndarray, y: np.ndarray) -> float:
     torch.manual_seed(0)
     model = build_model(case.spec)
     model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=OPTIMIZER["lr"])
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     inputs = torch.from_numpy(x[: case.rows].copy()).reshape(case.rows, *case.spec["input_shape"])
     labels = torch.from_numpy(y[: case.rows].copy())
     ends = [time.perf_counter()]
@@ -223,7 +188,7 @@ def run_hand_written(case: Case, x: np.ndarray, y: np.ndarray) -> float:
             index = order[start : start + BATCH]
             loss = F.cross_entropy(model(inputs[index]), labels[index])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             ends.append(time.perf_counter())
     first, last = case.window
@@ -287,21 +252,21 @@ def main() -> None:
             results.append((case, hand, job))
 
     print(
-        f"batch {BATCH}, sgd lr {OPTIMIZER['lr']}, {threads} torch threads on both sides "
+        f"sgd lr {LR}, {threads} torch threads on both sides "
         f"({os.cpu_count()} CPUs); job samples/s from its step-event timestamps "
         f"(every {LOG_EVERY} steps) after {WARMUP_STEPS} warm-up steps, hand-written over the "
         f"same steps; best of {ROUNDS} alternating rounds per side"
     )
     print(
-        f"{'model':<22}{'samples':>9}{'epochs':>8}{'steps':>10}{'hand /s':>10}"
-        f"{'job /s':>10}{'ratio':>8}{'job wall s':>12}{'job loss':>10}"
+        f"{'model':<20}{'samples':>8}{'epochs':>7}{'batch':>6}{'timed steps':>13}"
+        f"{'hand /s':>9}{'job /s':>9}{'ratio':>7}{'job wall s':>12}{'job loss':>10}"
     )
     for case, hand, job in results:
         first, last = case.window
         print(
-            f"{case.name:<22}{case.rows:>9}{case.epochs:>8}{f'{first}-{last}':>10}{hand:>10.0f}"
-            f"{job.samples_per_s:>10.0f}{job.samples_per_s / hand:>8.2f}{job.wall_s:>12.1f}"
-            f"{job.final_loss:>10.3f}"
+            f"{case.name:<20}{case.rows:>8}{case.epochs:>7}{BATCH:>6}{f'{first + 1}-{last}':>13}"
+            f"{hand:>9.0f}{job.samples_per_s:>9.0f}{job.samples_per_s / hand:>7.2f}"
+            f"{job.wall_s:>12.1f}{job.final_loss:>10.3f}"
         )
     print(
         "ratio = job ÷ hand-written samples/s (goal ≥ 0.95); job wall = submit → succeeded; "

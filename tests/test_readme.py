@@ -108,3 +108,34 @@ def test_make_serve_then_the_quick_start(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
         log.close()
+
+
+def test_the_cluster_section_names_real_settings_and_flags() -> None:
+    from modelyard.config import Settings
+
+    block = _block("Running on a cluster (PostgreSQL + S3 + Ray)", "bash")
+    names = set(re.findall(r"MODELYARD_([A-Z0-9_]+)=", block))
+    assert {"EXECUTOR", "RAY_ADDRESS", "DATABASE_URL", "BLOB_STORE"} <= names
+    fields = {name.upper() for name in Settings.model_fields}
+    assert names <= fields, names - fields
+    serve = next(line for line in block.splitlines() if "modelyard serve" in line)
+    flags = re.findall(r"--[a-z-]+", serve)
+    helped = subprocess.run(
+        [sys.executable, "-m", "modelyard", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "200"},
+    ).stdout
+    assert all(flag in helped for flag in flags), flags
+    ray_lines = [line for line in block.splitlines() if line.startswith(".venv/bin/ray start")]
+    assert len(ray_lines) == 2
+    ray_help = subprocess.run(
+        [str(Path(sys.executable).with_name("ray")), "start", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for line in ray_lines:
+        for flag in re.findall(r"--[a-z-]+", line):
+            assert flag in ray_help, flag

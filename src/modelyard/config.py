@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -85,6 +86,38 @@ class Settings(BaseSettings):
         description="A running job whose worker has not reported for this long is re-queued.",
     )
 
+    executor: Literal["local", "ray"] = Field(
+        default="local",
+        description=(
+            "Where jobs run: 'local' child processes of the server, or 'ray' tasks on a Ray "
+            "cluster (give ray_address; use PostgreSQL and S3 so every node reaches them)."
+        ),
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description=(
+            "Ray cluster to send jobs to (host:port of the head's GCS, or 'auto'); default: "
+            "a Ray instance started by the server on this machine."
+        ),
+    )
+    ray_namespace: str = Field(
+        default="modelyard", description="Ray namespace of this server's tasks and actors."
+    )
+    ray_job_cpus: float = Field(
+        default=1.0, gt=0, description="CPUs a job asks of the Ray cluster unless it says."
+    )
+    ray_job_gpus: float = Field(
+        default=0.0, ge=0, description="GPUs a job asks of the Ray cluster unless it says."
+    )
+    ray_placement_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "How long a distributed job waits for the cluster to have room for all its "
+            "workers (nodes down or busy) before it fails, naming what it waited for."
+        ),
+    )
+
     @field_validator("s3_prefix")
     @classmethod
     def _prefix_slash(cls, value: str) -> str:
@@ -109,6 +142,19 @@ class Settings(BaseSettings):
             "MODELYARD_ENCRYPTION_KEY must be 32 bytes given as 64 hex characters or base64; "
             "make one with: python -c 'import secrets; print(secrets.token_hex(32))'"
         )
+
+    def export_json(self) -> str:
+        """These settings as JSON that a job's worker reads back, secrets included.
+
+        ``model_dump_json`` masks secrets; a worker (a child process or a Ray task) needs
+        the real encryption and S3 keys to open the blob store.
+        """
+        data = self.model_dump(mode="json")
+        data["data_dir"] = str(self.data_dir.resolve())  # workers may start elsewhere
+        for name in ("s3_secret_access_key", "encryption_key", "bootstrap_key"):
+            secret: SecretStr | None = getattr(self, name)
+            data[name] = secret.get_secret_value() if secret is not None else None
+        return json.dumps(data)
 
     @property
     def resolved_database_url(self) -> str:

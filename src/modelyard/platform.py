@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -17,7 +18,8 @@ from modelyard.datasets.service import DatasetService
 from modelyard.db.engine import Database, create_database
 from modelyard.db.migrate import upgrade_to_head
 from modelyard.jobs.events import EventLog
-from modelyard.jobs.executor import LocalExecutor
+from modelyard.jobs.executor import Executor, LocalExecutor
+from modelyard.jobs.ray_executor import RayExecutor
 from modelyard.jobs.service import JobService
 from modelyard.registry.service import ModelRegistry
 from modelyard.serving.manager import DeploymentManager
@@ -40,7 +42,7 @@ class Platform:
     registry: ModelRegistry
     events: EventLog
     jobs: JobService
-    executor: LocalExecutor
+    executor: Executor[Any]
     deployments: DeploymentService
     serving: DeploymentManager
     metrics_registry: CollectorRegistry
@@ -58,7 +60,11 @@ class Platform:
         datasets = DatasetService(db, blobs, settings.tmp_dir)
         registry = ModelRegistry(db, blobs, settings.tmp_dir, settings.max_upload_bytes * 4)
         events = EventLog(db)
-        executor = LocalExecutor(settings, db, events)
+        executor: Executor[Any] = (
+            RayExecutor(settings, db, events)
+            if settings.executor == "ray"
+            else LocalExecutor(settings, db, events)
+        )
         jobs = JobService(db, datasets, registry, events, settings.tmp_dir, executor.wake)
         deployments = DeploymentService(db, registry)
         metrics_registry = CollectorRegistry()

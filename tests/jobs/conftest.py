@@ -28,14 +28,19 @@ def server(make_settings: Callable[..., object]) -> Iterator[LiveServer]:
 def api(server: LiveServer, tmp_path: Path) -> Iterator[httpx.Client]:
     auth = {"Authorization": f"Bearer {server.admin_key}"}
     with httpx.Client(base_url=server.url, headers=auth, timeout=60) as client:
-        npz = digits_npz(tmp_path / "digits.npz")
-        reply = client.post(
-            "/api/v1/datasets",
-            params={"name": "digits", "label": "y", "filename": "d.npz"},
-            content=npz.read_bytes(),
-        )
-        assert reply.status_code == 201, reply.text
+        upload_digits(client, tmp_path)
         yield client
+
+
+def upload_digits(client: httpx.Client, tmp_path: Path) -> None:
+    """Upload scikit-learn's digits as the data set ``digits`` (label ``y``)."""
+    npz = digits_npz(tmp_path / "digits.npz")
+    reply = client.post(
+        "/api/v1/datasets",
+        params={"name": "digits", "label": "y", "filename": "d.npz"},
+        content=npz.read_bytes(),
+    )
+    assert reply.status_code == 201, reply.text
 
 
 def train_body(**overrides: Any) -> dict[str, Any]:

@@ -10,7 +10,16 @@ from fastapi import FastAPI
 from modelyard import __version__
 from modelyard.api import problems
 from modelyard.api.metrics import HttpMetrics, MetricsMiddleware
-from modelyard.api.routes import auth, datasets, deployments, health, inference, jobs, models
+from modelyard.api.routes import (
+    auth,
+    datasets,
+    deployments,
+    executor,
+    health,
+    inference,
+    jobs,
+    models,
+)
 from modelyard.api.routes import openai as openai_routes
 from modelyard.platform import Platform
 
@@ -64,7 +73,7 @@ def create_app(platform: Platform, *, own_platform: bool = False) -> FastAPI:
     app.state.metrics = HttpMetrics(platform.metrics_registry)
     problems.install(app)
     # The inference routes come first: routes are matched in order, and they are the hot path.
-    for module in (inference, health, auth, datasets, models, jobs, deployments):
+    for module in (inference, health, auth, datasets, models, jobs, executor, deployments):
         app.include_router(module.router)
     app.include_router(inference.health_router)
     openai_routes.install(app)

@@ -26,6 +26,14 @@ def serve(
         str | None,
         typer.Option(help="SQLAlchemy URL [env MODELYARD_DATABASE_URL; default SQLite]."),
     ] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(help="Where jobs run: local or ray [env MODELYARD_EXECUTOR; default local]."),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster, host:port of its head [env MODELYARD_RAY_ADDRESS]."),
+    ] = None,
 ) -> None:
     """Run the Modelyard server. Flags override MODELYARD_* environment variables."""
     # Imported here: the server stack (FastAPI, SQLAlchemy, torch) is heavy and only this
@@ -34,7 +42,14 @@ def serve(
 
     from modelyard.config import Settings
 
-    flags = {"host": host, "port": port, "data_dir": data_dir, "database_url": database_url}
+    flags = {
+        "host": host,
+        "port": port,
+        "data_dir": data_dir,
+        "database_url": database_url,
+        "executor": executor,
+        "ray_address": ray_address,
+    }
     overrides: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
     try:
         settings = Settings(**overrides)

@@ -1,7 +1,9 @@
 """Running a train job whose plan has ``distributed``: ranks under PyTorch's elastic agent.
 
-The job's worker process materializes the data set's canonical files and becomes the
-elastic agent; each rank memory-maps the files and trains its share. Rank 0 is the only
+On each node (the job's own worker process locally; one Ray actor per node on a Ray
+cluster, see :mod:`modelyard.jobs.ray_distributed`) the data set's canonical files are
+fetched from the blob store and the process becomes the node's elastic agent; each rank
+memory-maps the files and trains its share. Rank 0 is the only
 rank that talks to the job: it emits events (``workers`` with every rank's pid and host,
 ``restarted`` after an elastic restart), writes checkpoints to the blob store and, at the
 end, registers the model version. Every rank of a restarted group resumes from the job's
@@ -19,7 +21,6 @@ from typing import Any
 
 from modelyard.config import Settings
 from modelyard.datasets.service import DatasetService
-from modelyard.db.tables import Job
 from modelyard.errors import InvalidInput
 from modelyard.jobs.worker import JobCancelled, JobContext
 from modelyard.storage.staging import scratch_dir
@@ -41,19 +42,71 @@ class RankJob:
     dataset_id: str
     work: str
     threads: int
+    node: str | None = None
+
+
+@dataclass(frozen=True)
+class Rendezvous:
+    """Where the agents of a multi-node run meet; one agent hosts the store."""
+
+    endpoint: str
+    run_id: str
+    nodes: int
+    host: bool
+    local_addr: str | None = None
 
 
 def run_distributed_train(ctx: JobContext) -> dict[str, Any]:
     """Train as the plan's ``distributed`` section says; returns the job's result."""
-    from modelyard.jobs.train_runner import dataset_row
     from modelyard.jobs.worker import worker_threads
+    from modelyard.training.distributed import parse_distributed
+
+    config = parse_distributed(ctx.spec["distributed"])
+    ctx.log(
+        f"{config.strategy}: {config.world_size} workers"
+        + (f" on {config.nodes} nodes" if config.nodes > 1 else "")
+        + f", up to {config.max_restarts} restarts"
+    )
+    if ctx.settings.executor == "ray":
+        from modelyard.jobs.ray_distributed import run_on_ray
+
+        results = run_on_ray(ctx, config)
+    else:
+        if config.nodes > 1:
+            raise InvalidInput(
+                "distributed.nodes: more than one node needs the Ray executor "
+                "(MODELYARD_EXECUTOR=ray)"
+            )
+        threads = max(1, worker_threads(ctx.settings) // config.workers)
+        done = threading.Event()
+        beat = threading.Thread(target=_heartbeat, args=(ctx, done), daemon=True)
+        beat.start()
+        try:
+            results = run_node(ctx, threads=threads)
+        finally:
+            done.set()
+            beat.join()
+    result = results.get(0)
+    if not isinstance(result, dict) or result.get("cancelled"):
+        raise JobCancelled
+    return result
+
+
+def run_node(
+    ctx: JobContext,
+    *,
+    threads: int,
+    rendezvous: Rendezvous | None = None,
+    node: str | None = None,
+) -> dict[int, Any]:
+    """This machine's share of the job: its data fetched, its ranks under an elastic agent.
+
+    Returns what each of this node's ranks returned, keyed by global rank.
+    """
+    from modelyard.jobs.train_runner import dataset_row
     from modelyard.training.distributed import launch, parse_distributed
 
     config = parse_distributed(ctx.spec["distributed"])
-    if config.nodes > 1:
-        raise InvalidInput(
-            "distributed.nodes: more than one node needs the Ray executor (MODELYARD_EXECUTOR=ray)"
-        )
     spec, settings = ctx.spec, ctx.settings
     datasets = DatasetService(ctx.db, ctx.blobs, settings.tmp_dir)
     with scratch_dir(settings.tmp_dir, f"job-{ctx.job_id}-") as work:
@@ -76,28 +129,22 @@ def run_distributed_train(ctx: JobContext) -> dict[str, Any]:
             val_files=val_files,
             dataset_id=train_row.id,
             work=str(work),
-            threads=max(1, worker_threads(settings) // config.workers),
+            threads=threads,
+            node=node,
         )
-        ctx.log(
-            f"{config.strategy}: {config.world_size} workers on '{train_row.name}' "
-            f"({train_row.num_rows} rows), up to {config.max_restarts} restarts"
-        )
-        done = threading.Event()
-        beat = threading.Thread(target=_heartbeat, args=(ctx, done), daemon=True)
-        beat.start()
-        try:
-            if config.strategy == "ddp":
-                results = launch(config, ddp_rank, job)
-            else:
-                group = config.model_copy(update={"workers": config.workers + 1, "max_restarts": 0})
-                results = launch(group, parameter_server_rank, job)
-        finally:
-            done.set()
-            beat.join()
-    result = results[0]
-    if not isinstance(result, dict) or result.get("cancelled"):
-        raise JobCancelled
-    return result
+        meet: dict[str, Any] = {}
+        if rendezvous is not None:
+            meet = {
+                "endpoint": rendezvous.endpoint,
+                "run_id": rendezvous.run_id,
+                "nodes": rendezvous.nodes,
+                "host": rendezvous.host,
+                "local_addr": rendezvous.local_addr,
+            }
+        if config.strategy == "ddp":
+            return launch(config, ddp_rank, job, **meet)
+        group = config.model_copy(update={"workers": config.workers + 1, "max_restarts": 0})
+        return launch(group, parameter_server_rank, job, **meet)
 
 
 def _heartbeat(ctx: JobContext, done: threading.Event) -> None:
@@ -128,26 +175,9 @@ def _load(job: RankJob) -> tuple[Any, Any, Any, Any]:
 
 def rank_context(job: RankJob) -> JobContext:
     """A :class:`JobContext` of the job inside a rank (its own database connections)."""
-    from modelyard.db.engine import create_database
-    from modelyard.jobs.events import EventLog
-    from modelyard.storage.factory import build_blob_store
+    from modelyard.jobs.worker import open_context
 
-    db = create_database(job.settings.resolved_database_url)
-    with db.session() as session:
-        row = session.get_one(Job, job.job_id)
-        checkpoint_sha, checkpoint_step = row.checkpoint_sha, row.checkpoint_step
-    return JobContext(
-        settings=job.settings,
-        db=db,
-        blobs=build_blob_store(job.settings),
-        events=EventLog(db),
-        job_id=job.job_id,
-        attempt=job.attempt,
-        owner_id=job.owner_id,
-        spec=job.spec,
-        checkpoint_sha=checkpoint_sha,
-        checkpoint_step=checkpoint_step,
-    )
+    return open_context(job.settings, job.job_id, job.attempt)
 
 
 def ddp_rank(job: RankJob) -> dict[str, Any] | None:
@@ -184,7 +214,9 @@ def ddp_rank(job: RankJob) -> dict[str, Any] | None:
             data = ctx.blobs.fetch_to(ctx.checkpoint_sha, scratch / "resume.bin").read_bytes()
             resume = checkpoint_from_bytes(data)
         pids: list[Any] = [None] * dist.get_world_size()
-        dist.all_gather_object(pids, {"pid": os.getpid(), "host": socket.gethostname()})
+        dist.all_gather_object(
+            pids, {"pid": os.getpid(), "host": socket.gethostname(), "node": job.node}
+        )
         if rank == 0:
             _announce(ctx, pids, resume)
         callbacks = JobCallbacks(ctx, scratch) if rank == 0 else None
@@ -242,7 +274,10 @@ def parameter_server_rank(job: RankJob) -> dict[str, Any] | None:
     try:
         x, y, x_val, y_val = _load(job)
         if rank == 0:
-            ctx.emit("workers", {"restart": 0, "server_pid": os.getpid(), "workers": world - 1})
+            ctx.emit(
+                "workers",
+                {"restart": 0, "server_pid": os.getpid(), "workers": world - 1, "node": job.node},
+            )
         result = run_rank(
             rank,
             world,

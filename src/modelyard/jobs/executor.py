@@ -1,12 +1,17 @@
-"""The local executor: each job in its own child process, a bounded number at once.
+"""Job executors: a supervisor thread in the server that runs queued jobs somewhere.
 
-A supervisor thread in the server launches queued jobs, reaps workers (a crash or OOM marks
-only that job failed), enforces cancellation, and re-queues jobs whose worker vanished (the
-server was killed): they resume from their last checkpoint.
+:class:`Executor` is the supervision both executors share: it claims queued jobs (a bounded
+number at once), reaps finished ones (a crash or OOM marks only that job failed), enforces
+cancellation (a job gets a grace period to stop by itself, then it is killed), and re-queues
+jobs whose worker vanished (the server was killed): they resume from their last checkpoint.
+
+:class:`LocalExecutor` runs each job in a child process of the server; the Ray executor
+(:mod:`modelyard.jobs.ray_executor`) runs it as a task on a Ray cluster.
 """
 
 from __future__ import annotations
 
+import abc
 import logging
 import multiprocessing
 import os
@@ -17,12 +22,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import select, update
 
 from modelyard.config import Settings
 from modelyard.db.engine import Database
 from modelyard.db.tables import Job
+from modelyard.errors import ModelyardError
 from modelyard.jobs.events import EventLog
 from modelyard.jobs.state import finish
 
@@ -47,40 +54,67 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+Handle = TypeVar("Handle")
+
+
 @dataclass
-class _Running:
-    process: BaseProcess
+class _Running(Generic[Handle]):
+    handle: Handle
     attempt: int
     cancel_seen_at: float | None = None
 
 
-class LocalExecutor:
-    """Runs queued jobs in child processes of this server."""
+@dataclass(frozen=True)
+class Exit:
+    """How a job's worker ended: ``ok`` when it recorded the outcome itself."""
 
-    def __init__(self, settings: Settings, db: Database, events: EventLog) -> None:
+    ok: bool
+    why: str = ""
+
+
+class Executor(abc.ABC, Generic[Handle]):
+    """Supervises jobs; subclasses say how a claimed job runs (:meth:`_spawn`)."""
+
+    kind = "abstract"
+
+    def __init__(self, settings: Settings, db: Database, events: EventLog, slots: int) -> None:
         self._settings = settings
         self._db = db
         self._events = events
-        self._slots = settings.executor_slots
-        self._running: dict[str, _Running] = {}
+        self._slots = slots
+        self._running: dict[str, _Running[Handle]] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._ctx: ForkServerContext | None = None
         self.runner = runner_name()
+
+    # -- what a subclass provides ----------------------------------------------------
+    def _prepare(self) -> None:
+        """Get ready to run jobs (called once by :meth:`start`)."""
+
+    @abc.abstractmethod
+    def _spawn(self, job_id: str, attempt: int) -> tuple[Handle, str]:
+        """Start attempt ``attempt`` of the job; its handle and the runner to record."""
+
+    @abc.abstractmethod
+    def _exit(self, handle: Handle) -> Exit | None:
+        """None while the job's worker runs, then how it ended."""
+
+    @abc.abstractmethod
+    def _kill(self, handle: Handle) -> None:
+        """Stop the worker now."""
+
+    def _shutdown(self) -> None:
+        """Release what :meth:`_prepare` took (after every worker was stopped)."""
+
+    def describe(self) -> dict[str, Any]:
+        """What an operator wants to see of this executor (kind, slots, running jobs)."""
+        return {"executor": self.kind, "slots": self._slots, "running": sorted(self._running)}
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
         """Recover jobs orphaned by a previous server process, then supervise."""
-        ctx = multiprocessing.get_context("forkserver")
-        # Workers fork from a server process that has torch imported already, so a job's
-        # first step comes within a second of being picked up.
-        ctx.set_forkserver_preload(["modelyard.jobs.worker"])
-        self._ctx = ctx
-        # Start the fork server (and its imports) now rather than on the first job.
-        from multiprocessing import forkserver
-
-        forkserver.ensure_running()
+        self._prepare()
         self._recover()
         self._thread = threading.Thread(target=self._loop, name="job-executor", daemon=True)
         self._thread.start()
@@ -92,13 +126,10 @@ class LocalExecutor:
         if self._thread:
             self._thread.join(timeout=30)
         for job_id, running in list(self._running.items()):
-            running.process.terminate()
-            running.process.join(timeout=10)
-            if running.process.is_alive():
-                running.process.kill()
-                running.process.join(timeout=5)
+            self._kill(running.handle)
             self._requeue(job_id, running.attempt, "the server stopped")
         self._running.clear()
+        self._shutdown()
 
     def wake(self) -> None:
         """Look for work now (called when a job is submitted or cancelled)."""
@@ -126,23 +157,25 @@ class LocalExecutor:
             if claimed is None:
                 return
             job_id, attempt = claimed
-            assert self._ctx is not None
-            from modelyard.jobs import worker
-
-            process = self._ctx.Process(
-                target=worker.main,
-                args=(self._settings.model_dump_json(), job_id, attempt, os.getpid()),
-                name=f"job-{job_id}",
-                daemon=False,
-            )
-            process.start()
-            self._running[job_id] = _Running(process, attempt)
-            with self._db.session() as session:
-                session.execute(
-                    update(Job)
-                    .where(Job.id == job_id)
-                    .values(runner=f"{self.runner}/{process.pid}")
+            try:
+                handle, runner = self._spawn(job_id, attempt)
+            except Exception as exc:
+                log.warning("could not start job %s: %s", job_id, exc)
+                if isinstance(exc, ModelyardError):
+                    why = exc.detail
+                else:
+                    why = f"{type(exc).__name__}: {exc}"
+                finish(
+                    self._events,
+                    job_id,
+                    "failed",
+                    attempt=attempt,
+                    error=f"the job could not be started: {why}",
                 )
+                continue
+            self._running[job_id] = _Running(handle, attempt)
+            with self._db.session() as session:
+                session.execute(update(Job).where(Job.id == job_id).values(runner=runner))
 
     def _claim(self) -> tuple[str, int] | None:
         """Atomically move the oldest queued job to running; None if there is none."""
@@ -173,30 +206,23 @@ class LocalExecutor:
 
     def _reap(self) -> None:
         for job_id, running in list(self._running.items()):
-            process = running.process
-            if process.is_alive():
+            ended = self._exit(running.handle)
+            if ended is None:
                 continue
-            process.join()
             del self._running[job_id]
-            code = process.exitcode
-            if code == 0:
+            if ended.ok:
                 continue  # the worker recorded the outcome itself
             with self._db.session() as session:
                 job = session.get(Job, job_id)
                 cancel = bool(job and job.cancel_requested)
+                # A worker that failed after recording an outcome leaves it as it is.
+                still_running = bool(job and job.status == "running")
+            if not still_running:
+                continue
             if cancel:
                 finish(self._events, job_id, "cancelled", attempt=running.attempt)
             else:
-                how = (
-                    f"was killed by signal {-code}" if code and code < 0 else f"exited with {code}"
-                )
-                finish(
-                    self._events,
-                    job_id,
-                    "failed",
-                    attempt=running.attempt,
-                    error=f"the job's worker process {how} (out of memory or a crash)",
-                )
+                finish(self._events, job_id, "failed", attempt=running.attempt, error=ended.why)
 
     def _enforce_cancels(self) -> None:
         if not self._running:
@@ -214,8 +240,8 @@ class LocalExecutor:
             running = self._running[job_id]
             if running.cancel_seen_at is None:
                 running.cancel_seen_at = now
-            elif now - running.cancel_seen_at > CANCEL_GRACE_S and running.process.is_alive():
-                running.process.kill()
+            elif now - running.cancel_seen_at > CANCEL_GRACE_S:
+                self._kill(running.handle)
 
     def _recover(self) -> None:
         """Re-queue running jobs whose worker is gone, so they resume from a checkpoint."""
@@ -254,3 +280,52 @@ class LocalExecutor:
         if changed:
             self._events.append(job_id, "status", {"status": "queued", "reason": why})
             self._wake.set()
+
+
+class LocalExecutor(Executor[BaseProcess]):
+    """Runs queued jobs in child processes of this server."""
+
+    kind = "local"
+
+    def __init__(self, settings: Settings, db: Database, events: EventLog) -> None:
+        super().__init__(settings, db, events, settings.executor_slots)
+        self._ctx: ForkServerContext | None = None
+
+    def _prepare(self) -> None:
+        ctx = multiprocessing.get_context("forkserver")
+        # Workers fork from a server process that has torch imported already, so a job's
+        # first step comes within a second of being picked up.
+        ctx.set_forkserver_preload(["modelyard.jobs.worker"])
+        self._ctx = ctx
+        # Start the fork server (and its imports) now rather than on the first job.
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+    def _spawn(self, job_id: str, attempt: int) -> tuple[BaseProcess, str]:
+        assert self._ctx is not None
+        from modelyard.jobs import worker
+
+        process = self._ctx.Process(
+            target=worker.main,
+            args=(self._settings.export_json(), job_id, attempt, os.getpid()),
+            name=f"job-{job_id}",
+            daemon=False,
+        )
+        process.start()
+        return process, f"{self.runner}/{process.pid}"
+
+    def _exit(self, handle: BaseProcess) -> Exit | None:
+        if handle.is_alive():
+            return None
+        handle.join()
+        code = handle.exitcode
+        if code == 0:
+            return Exit(ok=True)
+        how = f"was killed by signal {-code}" if code and code < 0 else f"exited with {code}"
+        return Exit(ok=False, why=f"the job's worker process {how} (out of memory or a crash)")
+
+    def _kill(self, handle: BaseProcess) -> None:
+        if handle.is_alive():
+            handle.kill()
+            handle.join(timeout=5)

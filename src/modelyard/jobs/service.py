@@ -16,6 +16,7 @@ from modelyard.db.tables import Dataset, Job, JobEvent
 from modelyard.errors import InvalidInput, NotFound
 from modelyard.jobs.events import EventLog
 from modelyard.jobs.kinds import KINDS
+from modelyard.jobs.resources import parse_resources
 from modelyard.jobs.state import TERMINAL, finish
 from modelyard.registry.service import ModelRegistry
 from modelyard.storage.staging import scratch_dir
@@ -47,8 +48,12 @@ class JobService:
         kind = KINDS.get(job_type) if isinstance(job_type, str) else None
         if kind is None:
             raise InvalidInput(f"type: must be one of {sorted(KINDS)}, got {job_type!r}")
+        request = dict(body)
+        resources = parse_resources(request.pop("resources", None))
         with scratch_dir(self._tmp, "plan-") as work:
-            spec = kind.plan(caller, body, self._datasets, self._registry, work)
+            spec = kind.plan(caller, request, self._datasets, self._registry, work)
+        if resources.cpus is not None or resources.gpus is not None:
+            spec["resources"] = resources.model_dump(exclude_none=True)
         with self._db.session() as session:
             job = Job(type=job_type, owner_id=caller.principal_id, spec=spec)
             session.add(job)

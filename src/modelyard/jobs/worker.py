@@ -145,28 +145,46 @@ def worker_threads(settings: Settings) -> int:
 
 
 def main(settings_json: str, job_id: str, attempt: int, server_pid: int) -> None:
-    """Run one attempt of one job (the target of the child process)."""
+    """Run one attempt of one job (the target of the local executor's child process)."""
     _die_with_server(server_pid)
     settings = Settings.model_validate_json(settings_json)
-    torch.set_num_threads(worker_threads(settings))
+    run(settings, job_id, attempt, worker_threads(settings))
+
+
+def open_context(settings: Settings, job_id: str, attempt: int) -> JobContext:
+    """A :class:`JobContext` of attempt ``attempt`` with this process's own connections."""
     db = create_database(settings.resolved_database_url)
-    events = EventLog(db)
+    with db.session() as session:
+        job = session.get_one(Job, job_id)
+        return JobContext(
+            settings=settings,
+            db=db,
+            blobs=build_blob_store(settings),
+            events=EventLog(db),
+            job_id=job_id,
+            attempt=attempt,
+            owner_id=job.owner_id,
+            spec=dict(job.spec),
+            checkpoint_sha=job.checkpoint_sha,
+            checkpoint_step=job.checkpoint_step,
+        )
+
+
+def job_threads(spec: dict[str, Any], default: int) -> int:
+    """CPU threads of a job: its ``resources.cpus`` when it gives them, else ``default``."""
+    resources = spec.get("resources") or {}
+    cpus = resources.get("cpus")
+    return max(1, int(cpus)) if cpus else default
+
+
+def run(settings: Settings, job_id: str, attempt: int, threads: int) -> None:
+    """Run one attempt of one job in this process and record its outcome."""
+    ctx = open_context(settings, job_id, attempt)
+    db, events = ctx.db, ctx.events
+    torch.set_num_threads(job_threads(ctx.spec, threads))
     try:
         with db.session() as session:
-            job = session.get_one(Job, job_id)
-            ctx = JobContext(
-                settings=settings,
-                db=db,
-                blobs=build_blob_store(settings),
-                events=events,
-                job_id=job_id,
-                attempt=attempt,
-                owner_id=job.owner_id,
-                spec=dict(job.spec),
-                checkpoint_sha=job.checkpoint_sha,
-                checkpoint_step=job.checkpoint_step,
-            )
-            job_type = job.type
+            job_type = session.get_one(Job, job_id).type
         result = runner_for(job_type)(ctx)
         finish(events, job_id, "succeeded", attempt=attempt, result=result)
     except JobCancelled:

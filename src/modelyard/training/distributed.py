@@ -141,16 +141,23 @@ def launch(
     endpoint: str | None = None,
     run_id: str | None = None,
     nodes: int = 1,
+    host: bool | None = None,
+    local_addr: str | None = None,
 ) -> dict[int, Any]:
     """Run ``entrypoint(*args)`` in ``config.workers`` ranks under an elastic agent.
 
     ``nodes`` agents (one per machine, each calling this with the same ``endpoint`` and
-    ``run_id``) form one group. Returns each local rank's return value, keyed by global
-    rank. A rank that dies restarts the whole group, up to ``config.max_restarts`` times;
-    after that :class:`torch.distributed.elastic.multiprocessing.errors.ChildFailedError`.
+    ``run_id``) form one group; the one given ``host=True`` serves the rendezvous store at
+    ``endpoint``, and ``local_addr`` is the address the others reach this agent's ranks
+    at. Returns each local rank's return value, keyed by global rank. A rank that dies
+    restarts the whole group, up to ``config.max_restarts`` times; after that
+    :class:`torch.distributed.elastic.multiprocessing.errors.ChildFailedError`.
     """
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    rdzv_configs: dict[str, Any] = {"timeout": 300}
+    if host is not None:
+        rdzv_configs["is_host"] = host
     launch_config = LaunchConfig(
         min_nodes=nodes,
         max_nodes=nodes,
@@ -158,10 +165,11 @@ def launch(
         run_id=run_id or uuid.uuid4().hex,
         rdzv_backend="c10d",
         rdzv_endpoint=endpoint or free_endpoint(),
-        rdzv_configs={"timeout": 300},
+        rdzv_configs=rdzv_configs,
         max_restarts=config.max_restarts,
         monitor_interval=0.2,
         start_method="spawn",
+        local_addr=local_addr,
     )
     result: dict[int, Any] = elastic_launch(launch_config, entrypoint)(*args)
     return result

@@ -1,0 +1,183 @@
+"""Jobs on a real two-node Ray cluster, with PostgreSQL as the metadata store and S3 (moto).
+
+The cluster (a head and one worker node, each its own ``ray start`` with its own CPUs,
+temporary directory and ports, token authentication on) runs on this machine; the server
+is a real ``python -m modelyard serve`` with ``MODELYARD_EXECUTOR=ray``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.jobs.conftest import train_body, upload_digits, wait_event, wait_for
+from tests.support.moto import FAKE_CREDENTIALS, REGION, moto_server, s3_client
+from tests.support.process import ServerProcess, server_process
+from tests.support.ray_cluster import RayCluster, ray_cluster
+from tests.support.server import ADMIN_KEY
+
+pytestmark = pytest.mark.slow
+
+# A job that cannot be placed waits this long before it fails.
+PLACEMENT_TIMEOUT_S = 15
+
+
+def _events(api: httpx.Client, job_id: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = api.get(
+        f"/api/v1/jobs/{job_id}/events", params={"limit": 500}
+    ).json()["items"]
+    return items
+
+
+def _alive_nodes(api: httpx.Client) -> list[dict[str, Any]]:
+    reply = api.get("/api/v1/executor")
+    assert reply.status_code == 200, reply.text
+    return [n for n in reply.json()["nodes"] if n["alive"]]
+
+
+def _wait_alive(api: httpx.Client, count: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(_alive_nodes(api)) == count:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the cluster never had {count} alive nodes")
+
+
+@pytest.fixture
+def cluster() -> Iterator[RayCluster]:
+    with ray_cluster(nodes=2) as running:
+        yield running
+
+
+@pytest.fixture
+def ray_env(cluster: RayCluster, pg_url: str) -> Iterator[dict[str, str]]:
+    """A server's environment: the cluster, PostgreSQL and a bucket on a moto S3 server."""
+    with moto_server() as endpoint:
+        s3_client(endpoint).create_bucket(Bucket="ray-jobs")
+        yield {
+            **cluster.env,
+            "MODELYARD_EXECUTOR": "ray",
+            "MODELYARD_RAY_ADDRESS": cluster.address,
+            "MODELYARD_RAY_PLACEMENT_TIMEOUT_S": str(PLACEMENT_TIMEOUT_S),
+            "MODELYARD_DATABASE_URL": pg_url,
+            "MODELYARD_BLOB_STORE": "s3",
+            "MODELYARD_S3_ENDPOINT_URL": endpoint,
+            "MODELYARD_S3_BUCKET": "ray-jobs",
+            "MODELYARD_S3_REGION": REGION,
+            "MODELYARD_S3_ACCESS_KEY_ID": FAKE_CREDENTIALS["aws_access_key_id"],
+            "MODELYARD_S3_SECRET_ACCESS_KEY": FAKE_CREDENTIALS["aws_secret_access_key"],
+            "MODELYARD_JOB_HEARTBEAT_TIMEOUT_S": "20",
+        }
+
+
+@contextlib.contextmanager
+def _server(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[ServerProcess, httpx.Client]]:
+    with server_process(tmp_path / "data", tmp_path / "server.log", **env) as srv:
+        auth = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        with httpx.Client(base_url=srv.url, headers=auth, timeout=60) as client:
+            yield srv, client
+
+
+def test_jobs_run_across_the_nodes_of_a_ray_cluster(
+    ray_env: dict[str, str], cluster: RayCluster, tmp_path: Path
+) -> None:
+    with _server(ray_env, tmp_path) as (srv, api):
+        upload_digits(api, tmp_path)
+        broken = _distributed_job_and_more(api, cluster)
+        srv.kill9()  # Ray stops the tasks of a dead driver
+    with _server(ray_env, tmp_path) as (srv, api):
+        # The next server re-queues the job; it resumes from its checkpoint on the cluster.
+        done = wait_for(api, broken, timeout=300)
+        assert done["status"] == "succeeded", done["error"]
+        assert done["attempt"] == 2
+        resumed = [e for e in _events(api, broken) if e["type"] == "resumed"]
+        assert resumed
+        assert resumed[0]["data"]["step"] > 0
+        _one_node_down(api, cluster)
+
+
+def _distributed_job_and_more(api: httpx.Client, cluster: RayCluster) -> str:
+    """Run jobs across both nodes; leave one running with a checkpoint and return its id."""
+    described = api.get("/api/v1/executor").json()
+    assert described["executor"] == "ray"
+    nodes = {n["id"] for n in _alive_nodes(api)}
+    assert len(nodes) == 2
+
+    # A data-parallel job over both nodes, one rank each.
+    body = train_body(
+        epochs=4,
+        output_model="digits-ray",
+        distributed={"strategy": "ddp", "workers": 1, "nodes": 2},
+    )
+    job = api.post("/api/v1/jobs", json=body)
+    assert job.status_code == 201, job.text
+    done = wait_for(api, job.json()["id"], timeout=300)
+    assert done["status"] == "succeeded", done["error"]
+    events = _events(api, done["id"])
+    placed = next(e for e in events if e["type"] == "placed")
+    assert {p["node"] for p in placed["data"]["nodes"]} == nodes
+    workers = next(e for e in events if e["type"] == "workers")
+    assert {w["node"] for w in workers["data"]["workers"]} == nodes
+    model = done["result"]["model"]
+    version = api.get(f"/api/v1/models/{model}/versions/1").json()
+    assert version["params"]["distributed"]["nodes"] == 2
+    assert version["metrics"]["train_accuracy"] > 0.8
+
+    # The version it registered (in S3, from whichever node held rank 0) is servable.
+    reply = api.post("/api/v1/deployments", json={"name": "ray-mlp", "model": model})
+    assert reply.status_code == 201, reply.text
+    assert reply.json()["status"] == "ready"
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = digits.data[:200].astype(np.float32)
+    predicted = api.post("/api/v1/deployments/ray-mlp/predict", json={"inputs": x.tolist()})
+    assert predicted.status_code == 200, predicted.text
+    labels = np.asarray(predicted.json()["outputs"]["output"]).argmax(axis=1)
+    assert (labels == digits.target[:200]).mean() > 0.8
+
+    # A plain job is a Ray task too; cancelling it stops it as locally.
+    long = api.post("/api/v1/jobs", json=train_body(epochs=500)).json()
+    wait_for(api, long["id"], statuses=("running",))
+    deadline = time.monotonic() + 120
+    while not any(e["type"] == "step" for e in _events(api, long["id"])):
+        assert time.monotonic() < deadline, "the job never made a step"
+        time.sleep(0.2)
+    api.post(f"/api/v1/jobs/{long['id']}/cancel")
+    assert wait_for(api, long["id"])["status"] == "cancelled"
+
+    # A job no node can ever hold fails at once, saying so.
+    gpu = api.post("/api/v1/jobs", json=train_body(resources={"gpus": 1})).json()
+    refused = wait_for(api, gpu["id"])
+    assert refused["status"] == "failed"
+    assert "no node of the Ray cluster has 1 CPUs and 1 GPUs" in refused["error"]
+
+    # A job in the middle of training, with a checkpoint written, for the caller to break.
+    broken = api.post(
+        "/api/v1/jobs", json=train_body(epochs=60, batch_size=32, checkpoint_every_steps=40)
+    ).json()
+    wait_event(api, broken["id"], "checkpoint", timeout=180)
+    return str(broken["id"])
+
+
+def _one_node_down(api: httpx.Client, cluster: RayCluster) -> None:
+    # With one node down, a job that needs two waits, says so, and fails naming why.
+    cluster.nodes[1].kill()
+    _wait_alive(api, 1)
+    body = train_body(distributed={"strategy": "ddp", "workers": 1, "nodes": 2})
+    stuck = api.post("/api/v1/jobs", json=body).json()
+    failed = wait_for(api, stuck["id"], timeout=180)
+    assert failed["status"] == "failed"
+    assert "2 nodes" in failed["error"]
+    assert "1 nodes alive" in failed["error"]
+    waiting = [e for e in _events(api, stuck["id"]) if e["type"] == "waiting"]
+    assert waiting
+    assert waiting[0]["data"]["alive_nodes"] == 1
