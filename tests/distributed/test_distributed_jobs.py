@@ -61,3 +61,14 @@ def test_a_killed_ddp_worker_restarts_from_the_checkpoint_and_the_job_succeeds(
     version = api.get(f"/api/v1/models/{done['result']['model']}/versions/1").json()
     assert version["params"]["distributed"]["workers"] == 2
     assert version["metrics"]["train_accuracy"] > 0.9
+
+
+def test_a_parameter_server_job_trains_and_registers_a_version(api: httpx.Client) -> None:  # noqa: F811
+    body = train_body(epochs=3, distributed={"strategy": "parameter_server", "workers": 2})
+    done = wait_for(api, api.post("/api/v1/jobs", json=body).json()["id"])
+    assert done["status"] == "succeeded", done["error"]
+    workers = next(e for e in _events(api, done["id"]) if e["type"] == "workers")
+    assert workers["data"]["workers"] == 2  # type: ignore[index]
+    version = api.get(f"/api/v1/models/{done['result']['model']}/versions/1").json()
+    assert version["params"]["distributed"]["strategy"] == "parameter_server"
+    assert version["metrics"]["train_accuracy"] > 0.5

@@ -144,6 +144,16 @@ def _distributed_job_and_more(api: httpx.Client, cluster: RayCluster) -> str:
     labels = np.asarray(predicted.json()["outputs"]["output"]).argmax(axis=1)
     assert (labels == digits.target[:200]).mean() > 0.8
 
+    # A parameter-server job: its server rank and worker rank together in one node's bundle.
+    ps = api.post(
+        "/api/v1/jobs",
+        json=train_body(epochs=3, distributed={"strategy": "parameter_server", "workers": 1}),
+    ).json()
+    ps_done = wait_for(api, ps["id"], timeout=300)
+    assert ps_done["status"] == "succeeded", ps_done["error"]
+    ps_placed = next(e for e in _events(api, ps["id"]) if e["type"] == "placed")
+    assert ps_placed["data"]["bundle"] == {"CPU": 2.0}
+
     # A plain job is a Ray task too; cancelling it stops it as locally.
     long = api.post("/api/v1/jobs", json=train_body(epochs=500)).json()
     wait_for(api, long["id"], statuses=("running",))
