@@ -31,7 +31,7 @@ from modelyard.db.engine import Database
 from modelyard.db.tables import Job
 from modelyard.errors import ModelyardError
 from modelyard.jobs.events import EventLog
-from modelyard.jobs.state import finish
+from modelyard.jobs.state import finish, requeue
 
 log = logging.getLogger("modelyard.executor")
 
@@ -271,14 +271,7 @@ class Executor(abc.ABC, Generic[Handle]):
                 self._requeue(job.id, job.attempt, "its worker was lost")
 
     def _requeue(self, job_id: str, attempt: int, why: str) -> None:
-        with self._db.session() as session:
-            changed = session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status == "running", Job.attempt == attempt)
-                .values(status="queued", runner=None)
-            ).rowcount  # type: ignore[attr-defined]
-        if changed:
-            self._events.append(job_id, "status", {"status": "queued", "reason": why})
+        if requeue(self._db, self._events, job_id, attempt, why):
             self._wake.set()
 
 

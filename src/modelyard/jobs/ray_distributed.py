@@ -10,9 +10,11 @@ it waited for.
 In each bundle a :class:`NodeAgent` actor fetches the data set from the blob store and
 runs PyTorch's elastic agent (:func:`modelyard.jobs.distributed_runner.run_node`). The
 agents meet at a c10d rendezvous served by the first one; a rank that dies restarts the
-whole group from the last checkpoint, across nodes, as on one machine. Rank 0, wherever
-it lands, writes checkpoints and the version through the blob store and the metadata
-store. Agents are owned by the coordinator, so a cancelled or killed job takes them along.
+whole group from the last checkpoint, across nodes, as on one machine. A lost node (its
+agent gone) puts the job back in the queue: the next attempt waits for room and resumes
+from the last checkpoint, up to ``max_restarts`` attempts. Rank 0, wherever it lands,
+writes checkpoints and the version through the blob store and the metadata store. Agents
+are owned by the coordinator, so a cancelled or killed job takes them along.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from modelyard.config import Settings
 from modelyard.errors import Unavailable
 from modelyard.jobs.distributed_runner import Rendezvous, run_node
 from modelyard.jobs.ray_executor import cluster_nodes, fits_somewhere, worker_resources
-from modelyard.jobs.worker import JobCancelled, JobContext, open_context
+from modelyard.jobs.worker import JobCancelled, JobContext, JobRequeued, open_context
 from modelyard.training.distributed import DistributedConfig
 
 # How often the coordinator looks at its agents and keeps the job's heartbeat.
@@ -120,7 +122,7 @@ def run_on_ray(ctx: JobContext, config: DistributedConfig) -> dict[int, Any]:
             )
             for index, agent in enumerate(agents)
         ]
-        return _gather(ctx, refs, places)
+        return _gather(ctx, config, refs, places)
     finally:
         for agent in agents:
             ray.kill(agent)
@@ -164,9 +166,20 @@ def _wait_for_room(ctx: JobContext, group: Any, nodes: int, bundle: dict[str, fl
             )
 
 
-def _gather(ctx: JobContext, refs: list[Any], places: list[dict[str, str]]) -> dict[int, Any]:
-    """Wait for every agent, keeping the heartbeat; a lost node fails the job naming it."""
+def _gather(
+    ctx: JobContext,
+    config: DistributedConfig,
+    refs: list[Any],
+    places: list[dict[str, str]],
+) -> dict[int, Any]:
+    """Wait for every agent, keeping the heartbeat.
+
+    An agent that vanished (its node or its process was lost) puts the job back in the
+    queue, to resume from its last checkpoint once the cluster has room again, up to
+    ``max_restarts`` times; an agent that failed otherwise fails the job, naming its node.
+    """
     import ray
+    from ray.exceptions import NodeDiedError, RayActorError
 
     pending = list(refs)
     while pending:
@@ -176,9 +189,16 @@ def _gather(ctx: JobContext, refs: list[Any], places: list[dict[str, str]]) -> d
                 ray.get(ref)
             except Exception as exc:
                 node = places[refs.index(ref)]
+                where = f"node {node['node'][:12]} ({node['ip']})"
+                lost = isinstance(exc, (RayActorError, NodeDiedError))
+                if lost and ctx.attempt <= config.max_restarts:
+                    raise JobRequeued(
+                        f"the job's agent on {where} was lost; the job goes back to the queue "
+                        "and resumes from its last checkpoint when the cluster has room"
+                    ) from None
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 raise Unavailable(
-                    f"the job's agent on node {node['node'][:12]} ({node['ip']}) failed: "
-                    f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+                    f"the job's agent on {where} failed: {type(exc).__name__}: {first}"
                 ) from None
         ctx.should_stop()  # the heartbeat; the ranks see a cancel themselves
     results: dict[int, Any] = {}

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from modelyard.db.engine import Database
 from modelyard.db.tables import Job
 from modelyard.jobs.events import EventLog
 
@@ -47,3 +48,21 @@ def finish(
         return bool(session.execute(query.values(**values)).rowcount)  # type: ignore[attr-defined]
 
     return events.transact(job_id, "status", data, change) is not None
+
+
+def requeue(db: Database, events: EventLog, job_id: str, attempt: int, why: str) -> bool:
+    """Put a running job back in the queue (its next attempt resumes from its checkpoint).
+
+    Only while it is still on ``attempt``; False if it no longer was.
+    """
+    with db.session() as session:
+        changed = bool(
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "running", Job.attempt == attempt)
+                .values(status="queued", runner=None)
+            ).rowcount  # type: ignore[attr-defined]
+        )
+    if changed:
+        events.append(job_id, "status", {"status": "queued", "reason": why})
+    return changed

@@ -33,7 +33,7 @@ from modelyard.db.engine import Database, create_database
 from modelyard.db.tables import Job
 from modelyard.errors import ModelyardError
 from modelyard.jobs.events import EventLog
-from modelyard.jobs.state import finish
+from modelyard.jobs.state import finish, requeue
 from modelyard.storage.base import BlobStore
 from modelyard.storage.factory import build_blob_store
 
@@ -45,6 +45,14 @@ POLL_INTERVAL_S = 0.5
 
 class JobCancelled(Exception):
     """Raised inside a job when it was cancelled or taken over by another attempt."""
+
+
+class JobRequeued(Exception):
+    """Raised inside a job that should run again from its last checkpoint (a lost node)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
 
 
 def _die_with_server(server_pid: int) -> None:
@@ -193,6 +201,9 @@ def run(settings: Settings, job_id: str, attempt: int, threads: int) -> None:
             cancelled = bool(current and current.cancel_requested)
         if cancelled:
             finish(events, job_id, "cancelled", attempt=attempt)
+    except JobRequeued as exc:
+        events.append(job_id, "log", {"message": exc.why})
+        requeue(db, events, job_id, attempt, exc.why)
     except ModelyardError as exc:
         events.append(job_id, "log", {"message": f"error: {exc.detail}"})
         finish(events, job_id, "failed", attempt=attempt, error=exc.detail)
