@@ -72,3 +72,19 @@ def test_a_parameter_server_job_trains_and_registers_a_version(api: httpx.Client
     version = api.get(f"/api/v1/models/{done['result']['model']}/versions/1").json()
     assert version["params"]["distributed"]["strategy"] == "parameter_server"
     assert version["metrics"]["train_accuracy"] > 0.5
+
+
+def test_a_cancelled_ddp_job_stops_every_rank_at_the_same_step(api: httpx.Client) -> None:  # noqa: F811
+    body = train_body(epochs=500, distributed={"strategy": "ddp", "workers": 2})
+    job = api.post("/api/v1/jobs", json=body).json()
+    deadline = time.monotonic() + 120
+    while not any(e["type"] == "step" for e in _events(api, job["id"])):
+        assert time.monotonic() < deadline, "the job never made a step"
+        time.sleep(0.2)
+    api.post(f"/api/v1/jobs/{job['id']}/cancel")
+    done = wait_for(api, job["id"])
+    assert done["status"] == "cancelled"
+    events = _events(api, job["id"])
+    # The ranks agreed to stop and rank 0 saved where they were, rather than being killed.
+    assert events[-2]["type"] == "checkpoint", [e["type"] for e in events[-4:]]
+    assert "killed" not in str(done["error"] or "")

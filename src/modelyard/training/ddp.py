@@ -13,7 +13,8 @@ It is the single-process loop (:func:`modelyard.training.train`) with three chan
   checkpoints (the other ranks only compute). A checkpoint carries the merged running
   metrics, so a group restarted from it reports what an uninterrupted one would have.
 
-A cancellation seen by rank 0 stops every rank at the same step.
+A cancellation seen by rank 0 stops every rank at the same step (ranks agree on it every
+:data:`STOP_CHECK_EVERY_STEPS` steps).
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ from modelyard.training.objective import Objective
 from modelyard.training.preprocess import ArrayLike
 from modelyard.training.result import TrainResult
 from modelyard.training.rng import isolated_rng, seed_everything
+
+# How often the ranks agree on whether to stop (a cancel takes at most this many steps).
+STOP_CHECK_EVERY_STEPS = 8
 
 
 def sampler_seed(seed: int) -> int:
@@ -161,6 +165,10 @@ class _DdpRun(_Run):
         return self._finish(cancelled=False)
 
     def _stop_requested(self) -> bool:
+        # Every rank takes part in the same checks, so they stop at the same step; not every
+        # step, since each check is a collective of its own on the step's critical path.
+        if self.global_step % STOP_CHECK_EVERY_STEPS:
+            return False
         local = 1.0 if self.callbacks.should_stop() else 0.0
         return _reduce([local], self.comm_device, dist.ReduceOp.MAX)[0] > 0
 
