@@ -57,6 +57,14 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         default=8 * 1024**3, gt=0, description="Largest accepted upload, in bytes (default 8 GiB)."
     )
+    max_dataset_bytes: int = Field(
+        default=32 * 1024**3,
+        gt=0,
+        description=(
+            "Largest array data an NPZ or IDX data set may expand to (default 32 GiB): a "
+            "compressed upload can declare far more than it carries."
+        ),
+    )
     encryption_key: SecretStr | None = Field(
         default=None,
         description=(

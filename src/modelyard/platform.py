@@ -57,7 +57,7 @@ class Platform:
         db = create_database(settings.resolved_database_url)
         upgrade_to_head(db.engine)
         blobs = build_blob_store(settings)
-        datasets = DatasetService(db, blobs, settings.tmp_dir)
+        datasets = DatasetService(db, blobs, settings.tmp_dir, settings.max_dataset_bytes)
         registry = ModelRegistry(db, blobs, settings.tmp_dir, settings.max_upload_bytes * 4)
         events = EventLog(db)
         executor: Executor[Any] = (

@@ -18,7 +18,8 @@ from tests.support.server import LiveServer, live_server
 
 @pytest.fixture
 def small_server(make_settings: Callable[..., object]) -> Iterator[LiveServer]:
-    with live_server(make_settings(max_upload_bytes=200_000)) as srv:  # type: ignore[arg-type]
+    settings = make_settings(max_upload_bytes=200_000, max_dataset_bytes=1_000_000)
+    with live_server(settings) as srv:  # type: ignore[arg-type]
         yield srv
 
 
@@ -52,7 +53,17 @@ def _truncated_npz(tmp: Path) -> bytes:
     return digits_npz(tmp / "d.npz").read_bytes()[:5000]
 
 
+def _npz_bomb(_tmp: Path) -> bytes:
+    """A compressed NPZ of a few KB whose arrays expand to 4 MB."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, x=np.zeros((2000, 512), np.float32), y=np.zeros(2000, np.int64))
+    return buf.getvalue()
+
+
 DATASET_CASES = [
+    ("npz-bomb", {"filename": "b.npz", "label": "y"}, _npz_bomb, 413, "expands to"),
     ("ragged-csv", {"filename": "r.csv"}, lambda _t: b"a,b,c\n1,2,3\n4,5\n", 422, "line 3"),
     ("truncated-npz", {"filename": "t.npz"}, _truncated_npz, 422, "npz"),
     (

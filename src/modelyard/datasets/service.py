@@ -30,10 +30,13 @@ IDX_PARTS = ("images", "labels")
 class DatasetService:
     """Owns the ``datasets`` table and the blobs behind it."""
 
-    def __init__(self, db: Database, blobs: BlobStore, tmp_dir: Path) -> None:
+    def __init__(
+        self, db: Database, blobs: BlobStore, tmp_dir: Path, max_bytes: int | None = None
+    ) -> None:
         self._db = db
         self._blobs = blobs
         self._tmp = tmp_dir
+        self._max_bytes = max_bytes
 
     def create(
         self,
@@ -64,6 +67,7 @@ class DatasetService:
                     fmt=fmt or ("idx" if len(uploads) == 2 else None),
                     filename=uploads[0].filename,
                     label=label,
+                    max_bytes=self._max_bytes,
                 )
                 return self._store(caller, name, description, uploads, parsed)
         finally:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from modelyard.errors import InvalidInput, UnsafeArtifact
+from modelyard.errors import InvalidInput, PayloadTooLarge, UnsafeArtifact
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -221,6 +221,20 @@ def read_exact(stream: Readable, size: int) -> bytes:
         parts.append(part)
         size -= len(part)
     return b"".join(parts)
+
+
+def check_expanded(headers: Sequence[ArrayHeader], max_bytes: int | None, what: str) -> None:
+    """Refuse arrays whose declared data exceeds ``max_bytes`` before any is written.
+
+    A compressed upload (a gzip IDX, a compressed NPZ) may declare far more data than it
+    carries; the canonical ``.npy`` files would hold all of it uncompressed.
+    """
+    total = sum(h.nbytes for h in headers)
+    if max_bytes is not None and total > max_bytes:
+        raise PayloadTooLarge(
+            f"the {what} expands to {total} bytes of array data, more than this server "
+            f"accepts ({max_bytes} bytes, MODELYARD_MAX_DATASET_BYTES)"
+        )
 
 
 def copy_array(stream: Readable, header: ArrayHeader, path: Path, what: str) -> None:

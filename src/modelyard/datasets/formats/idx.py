@@ -21,6 +21,7 @@ from modelyard.datasets.formats.canonical import (
     ParsedDataset,
     Readable,
     arrays_result,
+    check_expanded,
     check_label,
     check_same_rows,
     copy_array,
@@ -46,7 +47,9 @@ def looks_like_idx(head: bytes) -> bool:
     return len(head) >= 4 and head[:2] == b"\0\0" and head[2] in IDX_TYPES and head[3] > 0
 
 
-def ingest_idx(sources: Sequence[Path], out_dir: Path, label: str | None) -> ParsedDataset:
+def ingest_idx(
+    sources: Sequence[Path], out_dir: Path, label: str | None, max_bytes: int | None = None
+) -> ParsedDataset:
     """Parse IDX ``sources`` (images, then optional labels) into ``x.npy`` and ``y.npy``."""
     if not 1 <= len(sources) <= 2:
         raise InvalidInput(f"IDX takes an images file and a labels file, got {len(sources)} files")
@@ -63,6 +66,7 @@ def ingest_idx(sources: Sequence[Path], out_dir: Path, label: str | None) -> Par
     if label is None and len(headers) == 2:
         label = "y"
     check_label(label, [h.name for h in headers], "array")
+    check_expanded(headers, max_bytes, "IDX data set")
     for path, header, (_, what) in zip(sources, headers, roles, strict=True):
         _copy(path, header, out_dir / f"{header.name}.npy", what)
     return arrays_result("idx", headers, out_dir, label)

@@ -15,9 +15,9 @@ from modelyard.datasets.formats.npz import ingest_npz
 from modelyard.datasets.formats.parquet import ingest_parquet
 from modelyard.errors import InvalidInput, ModelyardError, UnsupportedFormat
 
-_SINGLE_FILE: dict[str, Callable[[Path, Path, str | None], ParsedDataset]] = {
+# Tables: their canonical form is compressed Parquet, written as they stream in.
+_TABLES: dict[str, Callable[[Path, Path, str | None], ParsedDataset]] = {
     "csv": ingest_csv,
-    "npz": ingest_npz,
     "parquet": ingest_parquet,
     "jsonl": ingest_jsonl,
 }
@@ -30,13 +30,16 @@ def ingest(
     fmt: str | None = None,
     filename: str | None = None,
     label: str | None = None,
+    max_bytes: int | None = None,
 ) -> ParsedDataset:
     """Parse and validate ``sources``, writing the canonical form into ``out_dir``.
 
     ``sources`` is one file, or for IDX the images file and optionally the labels file.
     The format is ``fmt`` when given, else detected from ``filename`` (by default the first
     source's name) and its first bytes.
-    ``out_dir`` must be empty or absent; on any error it is left empty.
+    ``out_dir`` must be empty or absent; on any error it is left empty. Arrays (NPZ, IDX)
+    whose declared data exceeds ``max_bytes`` are refused (PayloadTooLarge) before any is
+    written: a compressed upload may expand far beyond its own size.
 
     Raises UnsupportedFormat for an unknown format and InvalidInput for a malformed file
     or a ``label`` that names no column or array.
@@ -53,8 +56,10 @@ def ingest(
         resolved = _resolve_format(fmt, filename, paths)
         _check_sources(resolved, paths)
         if resolved == "idx":
-            return ingest_idx(paths, out_dir, label)
-        return _SINGLE_FILE[resolved](paths[0], out_dir, label)
+            return ingest_idx(paths, out_dir, label, max_bytes)
+        if resolved == "npz":
+            return ingest_npz(paths[0], out_dir, label, max_bytes)
+        return _TABLES[resolved](paths[0], out_dir, label)
     except BaseException:
         _clear(out_dir)
         raise

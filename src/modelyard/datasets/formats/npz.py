@@ -21,6 +21,7 @@ from modelyard.datasets.formats.canonical import (
     ParsedDataset,
     arrays_result,
     check_array_name,
+    check_expanded,
     check_label,
     check_same_rows,
     check_unique,
@@ -33,7 +34,9 @@ _CORRUPT = "truncated or corrupt NPZ"
 _MEMBER_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
 
 
-def ingest_npz(path: Path, out_dir: Path, label: str | None) -> ParsedDataset:
+def ingest_npz(
+    path: Path, out_dir: Path, label: str | None, max_bytes: int | None = None
+) -> ParsedDataset:
     """Validate the NPZ at ``path`` and write each array to ``out_dir/<name>.npy``."""
     with path.open("rb") as f:
         magic = f.read(4)
@@ -50,6 +53,7 @@ def ingest_npz(path: Path, out_dir: Path, label: str | None) -> ParsedDataset:
         headers = [_read_header(archive.zip, info, name) for name, info in members]
         check_same_rows(headers, "NPZ array")
         check_label(label, [h.name for h in headers], "array")
+        check_expanded(headers, max_bytes, "NPZ archive")
         for header in headers:
             _copy(archive, archive.zip, header, out_dir / f"{header.name}.npy")
     return arrays_result("npz", headers, out_dir, label)
