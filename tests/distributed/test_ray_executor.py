@@ -8,6 +8,9 @@ is a real ``python -m modelyard serve`` with ``MODELYARD_EXECUTOR=ray``.
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +24,7 @@ from tests.jobs.conftest import train_body, upload_digits, wait_event, wait_for
 from tests.support.moto import FAKE_CREDENTIALS, REGION, moto_server, s3_client
 from tests.support.process import ServerProcess, server_process
 from tests.support.ray_cluster import RayCluster, ray_cluster
-from tests.support.server import ADMIN_KEY
+from tests.support.server import ADMIN_KEY, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -218,3 +221,29 @@ def _one_node_down(api: httpx.Client, cluster: RayCluster) -> None:
     waiting = [e for e in _events(api, stuck["id"]) if e["type"] == "waiting"]
     assert waiting
     assert waiting[0]["data"]["alive_nodes"] == 1
+
+
+def test_a_server_pointed_at_no_ray_cluster_says_so_and_exits(tmp_path: Path) -> None:
+    silent = free_port()  # nothing listens there
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modelyard",
+            "serve",
+            "--port",
+            str(free_port()),
+            "--executor",
+            "ray",
+            "--ray-address",
+            f"127.0.0.1:{silent}",
+        ],
+        env={**os.environ, "MODELYARD_DATA_DIR": str(tmp_path / "data")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert f"cannot reach the Ray cluster at 127.0.0.1:{silent}" in done.stderr
+    assert "MODELYARD_RAY_ADDRESS" in done.stderr

@@ -9,6 +9,7 @@ import uvicorn
 
 from modelyard.api.app import create_app
 from modelyard.config import Settings
+from modelyard.errors import ModelyardError
 from modelyard.platform import Platform
 
 log = logging.getLogger("modelyard.server")
@@ -42,6 +43,12 @@ def serve(settings: Settings) -> None:
     """Run the server in the foreground until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     platform = build(settings)
+    try:
+        platform.executor.preflight()
+    except ModelyardError as exc:
+        platform.close()
+        print(f"Modelyard cannot start: {exc.detail}", file=sys.stderr)
+        raise SystemExit(1) from None
     app = create_app(platform, own_platform=True)
     log.info("Modelyard listening on http://%s:%d", settings.host, settings.port)
     uvicorn.run(

@@ -89,6 +89,9 @@ class Executor(abc.ABC, Generic[Handle]):
         self.runner = runner_name()
 
     # -- what a subclass provides ----------------------------------------------------
+    def preflight(self) -> None:
+        """Fail fast, with a message naming the setting to fix, if jobs cannot run."""
+
     def _prepare(self) -> None:
         """Get ready to run jobs (called once by :meth:`start`)."""
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from typing import TYPE_CHECKING, Any
 
 from modelyard.config import Settings
@@ -79,6 +80,25 @@ def connect(settings: Settings) -> None:
         ray.init(include_dashboard=False, **options)
 
 
+def probe(address: str | None, timeout: float = 5.0) -> None:
+    """Unavailable, naming the address, if nothing listens at a ``host:port`` address.
+
+    Ray itself retries an unreachable head for minutes before it gives up.
+    """
+    if not address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "://" in host:
+        return  # "auto" or a scheme Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise Unavailable(
+            f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); start its "
+            f"head with 'ray start --head --port={port}' or fix MODELYARD_RAY_ADDRESS"
+        ) from None
+
+
 def cluster_nodes() -> list[dict[str, Any]]:
     """The cluster's nodes: id, address, whether alive, and their total resources."""
     import ray
@@ -113,9 +133,13 @@ class RayExecutor(Executor["ObjectRef[None]"]):
         super().__init__(settings, db, events, settings.executor_slots)
         self._task: Any = None
 
+    def preflight(self) -> None:
+        probe(self._settings.ray_address)
+
     def _prepare(self) -> None:
         import ray
 
+        probe(self._settings.ray_address)
         connect(self._settings)
         self._task = ray.remote(max_retries=0)(run_job)
         nodes = cluster_nodes()
