@@ -90,7 +90,8 @@ def _start(cluster: RayCluster, name: str, *, head: bool, cpus: int) -> RayNode:
     ]
     if head:
         command += [f"--port={cluster.address.rsplit(':', 1)[1]}", "--head"]
-        command += ["--include-dashboard=false"]
+        # The head runs a headless dashboard process even so, by default on port 8265.
+        command += ["--include-dashboard=false", f"--dashboard-port={free_port()}"]
     else:
         command.append(f"--address={cluster.address}")
     with log.open("ab") as out:
