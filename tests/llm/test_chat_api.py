@@ -170,3 +170,54 @@ def test_a_model_without_chat_template_is_refused_on_chat(
     assert refused.value.code == "model_not_supported"
     reply = client.completions.create(model="plain", prompt="hello", max_tokens=3)
     assert reply.usage is not None and reply.usage.completion_tokens >= 1
+
+
+def _samples(server: LiveServer, name: str, **labels: str) -> float:
+    """The sum of the Prometheus samples called ``name`` whose labels include ``labels``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{server.url}/metrics").text
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                total += sample.value
+    return total
+
+
+def test_generation_is_metered_per_deployment(
+    client: openai.OpenAI, llm_server: LiveServer
+) -> None:
+    where = {"deployment": "tiny", "version": "1"}
+    before = {
+        "length": _samples(
+            llm_server, "modelyard_llm_requests_total", finish_reason="length", **where
+        ),
+        "tokens": _samples(llm_server, "modelyard_llm_generation_tokens_total", **where),
+        "prompt": _samples(llm_server, "modelyard_llm_prompt_tokens_total", **where),
+        "ttft": _samples(llm_server, "modelyard_llm_time_to_first_token_seconds_count", **where),
+    }
+    reply = client.completions.create(
+        model="tiny",
+        prompt="the capital of mars is",
+        max_tokens=5,
+        temperature=0,
+        n=2,
+        stop=None,
+    )
+    assert reply.usage is not None
+    assert reply.usage.completion_tokens == 10
+    after_length = _samples(
+        llm_server, "modelyard_llm_requests_total", finish_reason="length", **where
+    )
+    # Each choice is a sequence of its own; both ran to max_tokens.
+    assert after_length - before["length"] == 2
+    tokens = _samples(llm_server, "modelyard_llm_generation_tokens_total", **where)
+    assert tokens - before["tokens"] == 10
+    prompt = _samples(llm_server, "modelyard_llm_prompt_tokens_total", **where)
+    assert prompt - before["prompt"] == 2 * reply.usage.prompt_tokens
+    ttft = _samples(llm_server, "modelyard_llm_time_to_first_token_seconds_count", **where)
+    assert ttft - before["ttft"] == 2
+    # Nothing is left in the engine once the answer is in.
+    assert _samples(llm_server, "modelyard_llm_requests_running", **where) == 0
+    assert _samples(llm_server, "modelyard_llm_requests_waiting", **where) == 0

@@ -136,3 +136,57 @@ def test_sampling_with_a_seed_repeats(lm: LanguageModel, tmp_path: Path) -> None
 
     assert asyncio.run(run(3)) == asyncio.run(run(3))
     assert len({asyncio.run(run(s)) for s in range(5)}) > 1
+
+
+class _Recorder:
+    """An engine observer that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.finished: list[tuple[str, int, int]] = []
+        self.first_tokens = 0
+        self.admitted = 0
+        self.rejected = 0
+
+    def on_reject(self) -> None:
+        self.rejected += 1
+
+    def on_admitted(self, queue_s: float) -> None:
+        assert queue_s >= 0
+        self.admitted += 1
+
+    def on_first_token(self, ttft_s: float) -> None:
+        assert ttft_s > 0
+        self.first_tokens += 1
+
+    def on_finished(
+        self, reason: str, prompt_tokens: int, completion_tokens: int, latency_s: float
+    ) -> None:
+        assert latency_s > 0
+        self.finished.append((reason, prompt_tokens, completion_tokens))
+
+
+def test_the_observer_hears_how_every_sequence_ended(lm: LanguageModel) -> None:
+    recorder = _Recorder()
+    lm.engine.observer = recorder
+    prompt = lm.encode("hello there")
+
+    async def run() -> None:
+        done = await lm.generate(prompt, lm.sampling(max_tokens=3, temperature=0)).text()
+        assert done == reference(lm, "hello there", 3)
+        left = lm.generate(prompt, lm.sampling(max_tokens=100, temperature=0))
+        async for _delta in left:
+            break  # the client goes away
+        for _ in range(200):
+            if len(recorder.finished) == 2:
+                break
+            await asyncio.sleep(0.01)
+
+    try:
+        asyncio.run(run())
+    finally:
+        lm.engine.observer = None
+    assert recorder.finished[0] == ("length", len(prompt), 3)
+    assert recorder.finished[1][0] == "abort"
+    assert 1 <= recorder.finished[1][2] < 100
+    assert recorder.admitted == recorder.first_tokens == 2
+    assert recorder.rejected == 0

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from modelyard.errors import (
     DeadlineExceeded,
@@ -67,6 +67,24 @@ class EngineConfig:
     """Label for logs and the thread's name."""
 
 
+class EngineObserver(Protocol):
+    """What an engine reports as it works (called on its decoding thread; keep it cheap)."""
+
+    def on_reject(self) -> None:
+        """A request was refused because the queue was full."""
+
+    def on_admitted(self, queue_s: float) -> None:
+        """A sequence left the queue after ``queue_s`` seconds and had its prompt run."""
+
+    def on_first_token(self, ttft_s: float) -> None:
+        """A sequence's first token, ``ttft_s`` seconds after it was submitted."""
+
+    def on_finished(
+        self, reason: str, prompt_tokens: int, completion_tokens: int, latency_s: float
+    ) -> None:
+        """A sequence ended: ``stop``, ``length``, ``abort``, ``deadline`` or ``error``."""
+
+
 @dataclass(frozen=True)
 class Delta:
     """What one decoding step added to a sequence."""
@@ -88,6 +106,7 @@ class _Sequence:
     generator: torch.Generator | None = None
     generated: list[int] = field(default_factory=list)
     aborted: bool = False
+    submitted: float = field(default_factory=time.monotonic)
 
 
 class GenerationStream:
@@ -155,6 +174,7 @@ class LLMEngine:
         self._thread: threading.Thread | None = None
         self.steps = 0
         self.max_batch_seen = 0
+        self.observer: EngineObserver | None = None
 
     @property
     def device(self) -> torch.device:
@@ -221,6 +241,8 @@ class LLMEngine:
             if self._stopped:
                 raise Unavailable(f"the model '{self.config.name}' is unloaded")
             if len(self._waiting) >= self.config.max_queue:
+                if self.observer is not None:
+                    self.observer.on_reject()
                 raise TooManyRequests(
                     f"the model '{self.config.name}' has {len(self._waiting)} requests waiting",
                     retry_after=1,
@@ -259,6 +281,9 @@ class LLMEngine:
     def _drop_aborted(self) -> None:
         keep = [row for row, seq in enumerate(self._running) if not seq.aborted]
         if len(keep) != len(self._running):
+            for seq in self._running:
+                if seq.aborted:
+                    self._finished(seq, "abort")
             self._batch.keep(keep)
             self._running = [self._running[row] for row in keep]
 
@@ -268,11 +293,15 @@ class LLMEngine:
         ready = []
         for seq in admitted:
             if seq.aborted:
+                self._finished(seq, "abort")
                 continue
             if seq.deadline is not None and now > seq.deadline:
                 seq.deliver(DeadlineExceeded("the request waited past its deadline"))
+                self._finished(seq, "deadline")
                 continue
             ready.append(seq)
+            if self.observer is not None:
+                self.observer.on_admitted(now - seq.submitted)
         if not ready:
             return
         try:
@@ -290,6 +319,7 @@ class LLMEngine:
             log.exception("prefill failed in %s", self.config.name)
             for seq in ready:
                 seq.deliver(_as_error(exc))
+                self._finished(seq, "error")
             return
         rows = [row for row, seq in enumerate(ready) if not self._accept(seq, tokens[row])]
         if not rows:
@@ -316,6 +346,7 @@ class LLMEngine:
             error = _as_error(exc)
             for seq in running:
                 seq.deliver(error)
+                self._finished(seq, "error")
             self._running, self._batch = [], RunningBatch()
             return
         self.steps += 1
@@ -328,8 +359,11 @@ class LLMEngine:
     def _accept(self, seq: _Sequence, token: int) -> bool:
         """Record a sampled token, tell the client, and say whether the sequence is done."""
         if seq.aborted:
+            self._finished(seq, "abort")
             return True
         seq.generated.append(token)
+        if len(seq.generated) == 1 and self.observer is not None:
+            self.observer.on_first_token(time.monotonic() - seq.submitted)
         params = seq.params
         finish: str | None = None
         if token in params.stop_token_ids:
@@ -344,7 +378,15 @@ class LLMEngine:
             ):
                 text, finish = text + seq.decoder.flush(seq.generated), "length"
         seq.deliver(Delta(text, len(seq.generated), finish))
+        if finish is not None:
+            self._finished(seq, finish)
         return finish is not None
+
+    def _finished(self, seq: _Sequence, reason: str) -> None:
+        if self.observer is not None:
+            self.observer.on_finished(
+                reason, len(seq.prompt_ids), len(seq.generated), time.monotonic() - seq.submitted
+            )
 
 
 def _as_error(exc: Exception) -> ModelyardError:
@@ -353,4 +395,4 @@ def _as_error(exc: Exception) -> ModelyardError:
     return ModelyardError(f"generation failed: {type(exc).__name__}: {exc}")
 
 
-__all__ = ["Delta", "EngineConfig", "GenerationStream", "LLMEngine"]
+__all__ = ["Delta", "EngineConfig", "EngineObserver", "GenerationStream", "LLMEngine"]

@@ -238,6 +238,13 @@ class DeploymentManager:
         if version.format == "hf":
             runtime = await asyncio.to_thread(self._load_hf, name, spec, version)
             if runtime.kind == "causal_lm":
+                engine = runtime.engine
+                engine.observer = self.metrics.llm.observer(
+                    name,
+                    str(version.version),
+                    running=lambda: engine.running,
+                    waiting=lambda: engine.queue_depth,
+                )
                 return Served(version=version, runtime=runtime, batcher=None)
         else:
             runtime = await asyncio.to_thread(self._load_runtime, spec, version)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from modelyard.serving.llm_metrics import LlmCollectors
+
 LATENCY_BUCKETS = (
     0.0005,
     0.001,
@@ -99,6 +101,7 @@ class ServingMetrics:
             labels,
             registry=r,
         )
+        self.llm = LlmCollectors(r)
 
     def version_stats(self, deployment: str, version: str) -> VersionStats:
         with self._lock:
@@ -111,6 +114,7 @@ class ServingMetrics:
         with self._lock:
             for key in [k for k in self.stats if k[0] == deployment]:
                 del self.stats[key]
+        self.llm.forget(deployment)
 
 
 @dataclass

@@ -1,0 +1,148 @@
+"""Prometheus metrics of language models served by the engine, per deployment and version.
+
+The names follow what operators of vLLM and TGI watch: requests by finish reason, prompt and
+generated tokens, time to first token, end-to-end latency, queue time, and the running and
+waiting sequences of each engine.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Seconds: a generation takes from milliseconds (a token) to minutes (a long answer).
+LLM_LATENCY_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+)
+
+
+class LlmCollectors:
+    """The collectors, registered once in the server's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ["deployment", "version"]
+        self.requests = Counter(
+            "modelyard_llm_requests_total",
+            "Generated sequences by how they ended (stop, length, abort, deadline, error).",
+            [*labels, "finish_reason"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "modelyard_llm_requests_rejected_total",
+            "Requests refused because the engine's queue was full (429).",
+            labels,
+            registry=registry,
+        )
+        self.prompt_tokens = Counter(
+            "modelyard_llm_prompt_tokens_total",
+            "Prompt tokens of finished sequences (each of n choices runs its prompt).",
+            labels,
+            registry=registry,
+        )
+        self.generation_tokens = Counter(
+            "modelyard_llm_generation_tokens_total",
+            "Generated tokens of finished sequences.",
+            labels,
+            registry=registry,
+        )
+        self.ttft = Histogram(
+            "modelyard_llm_time_to_first_token_seconds",
+            "From submission to the first generated token.",
+            labels,
+            buckets=LLM_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "modelyard_llm_request_latency_seconds",
+            "From submission to the sequence's end.",
+            labels,
+            buckets=LLM_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.queue_time = Histogram(
+            "modelyard_llm_queue_seconds",
+            "Time a sequence waited before its prompt ran.",
+            labels,
+            buckets=LLM_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.running = Gauge(
+            "modelyard_llm_requests_running",
+            "Sequences in the engine's decoding batch.",
+            labels,
+            registry=registry,
+        )
+        self.waiting = Gauge(
+            "modelyard_llm_requests_waiting",
+            "Sequences waiting to join the engine's batch.",
+            labels,
+            registry=registry,
+        )
+        self._live: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def observer(
+        self,
+        deployment: str,
+        version: str,
+        running: Callable[[], float],
+        waiting: Callable[[], float],
+    ) -> EngineMetrics:
+        """The observer of one engine; its gauges read ``running()`` and ``waiting()``."""
+        self.running.labels(deployment, version).set_function(running)
+        self.waiting.labels(deployment, version).set_function(waiting)
+        with self._lock:
+            self._live.add((deployment, version))
+        return EngineMetrics(self, deployment, version)
+
+    def forget(self, deployment: str) -> None:
+        """Drop the gauges of a deployment's engines (they read engines being unloaded)."""
+        with self._lock:
+            gone = [key for key in self._live if key[0] == deployment]
+            self._live.difference_update(gone)
+        for key in gone:
+            self.running.remove(*key)
+            self.waiting.remove(*key)
+
+
+@dataclass
+class EngineMetrics:
+    """What one deployment version's engine reports (its observer)."""
+
+    collectors: LlmCollectors
+    deployment: str
+    version: str
+
+    def on_reject(self) -> None:
+        self.collectors.rejected.labels(self.deployment, self.version).inc()
+
+    def on_admitted(self, queue_s: float) -> None:
+        self.collectors.queue_time.labels(self.deployment, self.version).observe(queue_s)
+
+    def on_first_token(self, ttft_s: float) -> None:
+        self.collectors.ttft.labels(self.deployment, self.version).observe(ttft_s)
+
+    def on_finished(
+        self, reason: str, prompt_tokens: int, completion_tokens: int, latency_s: float
+    ) -> None:
+        c, labels = self.collectors, (self.deployment, self.version)
+        c.requests.labels(*labels, reason).inc()
+        c.prompt_tokens.labels(*labels).inc(prompt_tokens)
+        c.generation_tokens.labels(*labels).inc(completion_tokens)
+        c.latency.labels(*labels).observe(latency_s)
