@@ -13,23 +13,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-# Seconds: a generation takes from milliseconds (a token) to minutes (a long answer).
-LLM_LATENCY_BUCKETS = (
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-    120.0,
-)
+from modelyard.serving.buckets import LLM_LATENCY_BUCKETS
 
 
 class LlmCollectors:
