@@ -30,19 +30,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, DistributedSampler
 
 from modelyard.errors import InvalidInput
-from modelyard.nn.catalog import ArchSpec, build_model, head_name, parse_spec
+from modelyard.nn.catalog import ArchSpec
 from modelyard.training.callbacks import BaseCallbacks, TrainCallbacks
-from modelyard.training.config import TrainConfig, parse_config
-from modelyard.training.data import check_fit
-from modelyard.training.dataset import prepare_data
+from modelyard.training.config import TrainConfig
 from modelyard.training.distributed import rank_device
-from modelyard.training.finetune import freeze, load_initial_weights
-from modelyard.training.loop import _check_resumable, _Run
+from modelyard.training.loop import _Run, build_parts, check_inputs
 from modelyard.training.metrics import MetricTracker
 from modelyard.training.objective import Objective
 from modelyard.training.preprocess import ArrayLike
 from modelyard.training.result import TrainResult
-from modelyard.training.rng import isolated_rng, seed_everything
+from modelyard.training.rng import isolated_rng
 
 # How often the ranks agree on whether to stop (a cancel takes at most this many steps).
 STOP_CHECK_EVERY_STEPS = 8
@@ -210,29 +207,22 @@ def train_ddp(
     """
     if not dist.is_initialized():
         raise RuntimeError("train_ddp: join a process group first (training.distributed)")
-    parsed = parse_spec(spec)
-    cfg = parse_config(config)
-    objective = Objective.resolve(parsed, cfg)
-    check_fit(parsed, cfg, tuple(x_train.shape), x_train.dtype, y_train)
-    if (x_val is None) != (y_val is None):
-        raise InvalidInput("validation: give both x_val and y_val, or neither")
-    device = rank_device(cfg.device)
-    if resume is not None:
-        _check_resumable(resume, parsed, cfg)
+    parts = check_inputs(spec, config, x_train, y_train, x_val, y_val, resume)
+    device = rank_device(parts.config.device)
     chosen = callbacks if callbacks is not None and dist.get_rank() == 0 else BaseCallbacks()
     with isolated_rng():
-        seed_everything(cfg.seed)
-        recorded = resume["preprocessing"] if resume is not None else None
-        data = prepare_data(parsed, cfg, objective, x_train, y_train, x_val, y_val, recorded)
-        model = build_model(parsed)
-        if init_weights is not None and resume is None:
-            load_initial_weights(model, parsed, init_weights, replace_head=cfg.replace_head)
-            scaler = data.scaler
-            if scaler is not None and not cfg.replace_head:
-                scaler.unfold_from(getattr(model, head_name(parsed)))
-        frozen = freeze(model, cfg.freeze)
-        model.to(device)
-        run = _DdpRun(parsed, cfg, objective, data, model, frozen, chosen, device)
+        build_parts(parts, x_train, y_train, x_val, y_val, init_weights, resume)
+        parts.model.to(device)
+        run = _DdpRun(
+            parts.spec,
+            parts.config,
+            parts.objective,
+            parts.data,
+            parts.model,
+            parts.frozen,
+            chosen,
+            device,
+        )
         if resume is not None:
             run.load(resume)
         return run.execute()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -87,6 +88,48 @@ def train(
     ...                {"epochs": 20, "optimizer": {"name": "adam", "lr": 0.01}}, x, y)
     ...                                                  # doctest: +SKIP
     """
+    parts = check_inputs(spec, config, x_train, y_train, x_val, y_val, resume)
+    device = resolve_device(parts.config.device)
+    with isolated_rng():
+        build_parts(parts, x_train, y_train, x_val, y_val, init_weights, resume)
+        parts.model.to(device)
+        run = _Run(
+            parts.spec,
+            parts.config,
+            parts.objective,
+            parts.data,
+            parts.model,
+            parts.frozen,
+            callbacks or BaseCallbacks(),
+            device,
+        )
+        if resume is not None:
+            run.load(resume)
+        return run.execute()
+
+
+@dataclass
+class RunParts:
+    """What a training run is made of: checked inputs, then (built) data and model."""
+
+    spec: ArchSpec
+    config: TrainConfig
+    objective: Objective
+    data: PreparedData = field(init=False)
+    model: nn.Module = field(init=False)
+    frozen: list[nn.Module] = field(init=False)
+
+
+def check_inputs(
+    spec: ArchSpec | Mapping[str, Any],
+    config: TrainConfig | Mapping[str, Any],
+    x_train: ArrayLike,
+    y_train: ArrayLike,
+    x_val: ArrayLike | None,
+    y_val: ArrayLike | None,
+    resume: Mapping[str, Any] | None,
+) -> RunParts:
+    """Parse the spec and config and check that the data (and ``resume``) fit them."""
     parsed = parse_spec(spec)
     cfg = parse_config(config)
     objective = Objective.resolve(parsed, cfg)
@@ -95,28 +138,36 @@ def train(
         raise InvalidInput("validation: give both x_val and y_val, or neither")
     if x_val is not None and y_val is not None:
         check_fit(parsed, cfg, tuple(x_val.shape), x_val.dtype, y_val, split="validation")
-    device = resolve_device(cfg.device)
     if resume is not None:
         _check_resumable(resume, parsed, cfg)
-    with isolated_rng():
-        seed_everything(cfg.seed)
-        recorded = resume["preprocessing"] if resume is not None else None
-        data = prepare_data(parsed, cfg, objective, x_train, y_train, x_val, y_val, recorded)
-        model = build_model(parsed)
-        if init_weights is not None and resume is None:
-            load_initial_weights(model, parsed, init_weights, replace_head=cfg.replace_head)
-            scaler = data.scaler
-            if scaler is not None and not cfg.replace_head:
-                # A regression model was saved predicting in the data's units.
-                scaler.unfold_from(getattr(model, head_name(parsed)))
-        frozen = freeze(model, cfg.freeze)
-        model.to(device)
-        run = _Run(
-            parsed, cfg, objective, data, model, frozen, callbacks or BaseCallbacks(), device
-        )
-        if resume is not None:
-            run.load(resume)
-        return run.execute()
+    return RunParts(parsed, cfg, objective)
+
+
+def build_parts(
+    parts: RunParts,
+    x_train: ArrayLike,
+    y_train: ArrayLike,
+    x_val: ArrayLike | None,
+    y_val: ArrayLike | None,
+    init_weights: Mapping[str, torch.Tensor] | None,
+    resume: Mapping[str, Any] | None,
+) -> None:
+    """Seed, prepare the data and build the model (on the CPU) of ``parts``.
+
+    Call it inside :func:`isolated_rng`: it seeds every generator from ``config.seed``.
+    """
+    parsed, cfg = parts.spec, parts.config
+    seed_everything(cfg.seed)
+    recorded = resume["preprocessing"] if resume is not None else None
+    data = prepare_data(parsed, cfg, parts.objective, x_train, y_train, x_val, y_val, recorded)
+    model = build_model(parsed)
+    if init_weights is not None and resume is None:
+        load_initial_weights(model, parsed, init_weights, replace_head=cfg.replace_head)
+        scaler = data.scaler
+        if scaler is not None and not cfg.replace_head:
+            # A regression model was saved predicting in the data's units.
+            scaler.unfold_from(getattr(model, head_name(parsed)))
+    parts.data, parts.model, parts.frozen = data, model, freeze(model, cfg.freeze)
 
 
 def _check_resumable(resume: Mapping[str, Any], spec: ArchSpec, config: TrainConfig) -> None:

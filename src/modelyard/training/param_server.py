@@ -25,18 +25,18 @@ import torch
 import torch.distributed.rpc as rpc
 from torch.utils.data import DistributedSampler
 
-from modelyard.nn.catalog import ArchSpec, build_model, head_name, parse_spec
+from modelyard.nn.catalog import ArchSpec, head_name
 from modelyard.training.callbacks import BaseCallbacks, TrainCallbacks
-from modelyard.training.config import TrainConfig, parse_config
-from modelyard.training.data import check_fit
-from modelyard.training.dataset import PreparedData, prepare_data
+from modelyard.training.config import TrainConfig
+from modelyard.training.dataset import PreparedData
 from modelyard.training.ddp import _ByIndex, sampler_seed
+from modelyard.training.loop import build_parts, check_inputs
 from modelyard.training.metrics import run_eval
 from modelyard.training.objective import Objective
 from modelyard.training.optim import build_optimizer
 from modelyard.training.preprocess import ArrayLike
 from modelyard.training.result import TrainResult
-from modelyard.training.rng import isolated_rng, seed_everything
+from modelyard.training.rng import isolated_rng
 
 SERVER = "ps"
 
@@ -136,13 +136,9 @@ def _prepare(
     x_val: ArrayLike | None,
     y_val: ArrayLike | None,
 ) -> tuple[ArchSpec, TrainConfig, Objective, PreparedData, torch.nn.Module]:
-    parsed = parse_spec(spec)
-    cfg = parse_config(config)
-    objective = Objective.resolve(parsed, cfg)
-    check_fit(parsed, cfg, tuple(x_train.shape), x_train.dtype, y_train)
-    seed_everything(cfg.seed)
-    data = prepare_data(parsed, cfg, objective, x_train, y_train, x_val, y_val)
-    return parsed, cfg, objective, data, build_model(parsed)
+    parts = check_inputs(spec, config, x_train, y_train, x_val, y_val, None)
+    build_parts(parts, x_train, y_train, x_val, y_val, None, None)
+    return parts.spec, parts.config, parts.objective, parts.data, parts.model
 
 
 def _steps_per_worker(rows: int, workers: int, batch: int | None) -> int:
