@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import uuid
 from pathlib import Path
 
 from fastapi import Request
@@ -53,7 +54,7 @@ async def stage_request(
         for part in parts:
             item = form.get(part)
             if isinstance(item, UploadFile):
-                out[part] = _stage_part(item, platform)
+                out[part] = stage_part(item, platform)
         unknown = [k for k, v in form.multi_items() if isinstance(v, UploadFile) and k not in parts]
         if unknown:
             raise InvalidInput(f"unexpected file fields {unknown}; expected {list(parts)}")
@@ -68,11 +69,12 @@ async def stage_request(
         await form.close()
 
 
-def _stage_part(item: UploadFile, platform: Platform) -> StagedFile:
+def stage_part(item: UploadFile, platform: Platform) -> StagedFile:
+    """A multipart file field staged (hashed, size-checked) like any upload; keeps its name."""
     settings = platform.settings
     spool = Path(settings.tmp_dir) / "spool"
     spool.mkdir(parents=True, exist_ok=True)
-    target = spool / f"part-{id(item)}"
+    target = spool / f"part-{uuid.uuid4().hex}"
     try:
         with target.open("wb") as out:
             shutil.copyfileobj(item.file, out, 1024 * 1024)

@@ -8,9 +8,7 @@ JSONL data set named by its id (``file-…``), so it has an owner, an ACL and a 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import uuid
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -18,12 +16,13 @@ from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
 
 from modelyard.api.deps import CallerDep, PlatformDep
+from modelyard.api.uploads import stage_part
 from modelyard.auth.access import Caller
 from modelyard.db.tables import Dataset
 from modelyard.errors import InvalidInput, NotFound, PayloadTooLarge
 from modelyard.llm.data import parse_examples
 from modelyard.platform import Platform
-from modelyard.storage.staging import StagedFile, stage_file
+from modelyard.storage.staging import StagedFile
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 FILE_PREFIX = "file-"
@@ -62,21 +61,6 @@ def get_file(platform: Platform, caller: Caller, file_id: str, param: str = "fil
     return row
 
 
-def _stage(item: UploadFile, platform: Platform) -> StagedFile:
-    settings = platform.settings
-    spool = Path(settings.tmp_dir) / "spool"
-    spool.mkdir(parents=True, exist_ok=True)
-    target = spool / f"openai-{uuid.uuid4().hex}"
-    try:
-        with target.open("wb") as out:
-            shutil.copyfileobj(item.file, out, 1024 * 1024)
-        staged = stage_file(target, settings.tmp_dir, settings.max_upload_bytes)
-    finally:
-        target.unlink(missing_ok=True)
-    staged.filename = item.filename
-    return staged
-
-
 def _store(platform: Platform, caller: Caller, staged: StagedFile, purpose: str) -> Dataset:
     try:
         parse_examples(staged.path.read_bytes())
@@ -111,7 +95,7 @@ async def upload_file(request: Request, platform: PlatformDep, caller: CallerDep
             )
         if not isinstance(item, UploadFile):
             raise InvalidInput("file: the multipart body has no file field", param="file")
-        staged = await asyncio.to_thread(_stage, item, platform)
+        staged = await asyncio.to_thread(stage_part, item, platform)
     finally:
         await form.close()
     try:
