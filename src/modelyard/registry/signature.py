@@ -22,23 +22,6 @@ if TYPE_CHECKING:
     import torch
     from torch.export import ExportedProgram
 
-# Keyed by the dtype's name so that this table needs no torch import.
-_TORCH_TO_OIP = {
-    "float32": "FP32",
-    "float16": "FP16",
-    "bfloat16": "BF16",
-    "float64": "FP64",
-    "int8": "INT8",
-    "int16": "INT16",
-    "int32": "INT32",
-    "int64": "INT64",
-    "uint8": "UINT8",
-    "uint16": "UINT16",
-    "uint32": "UINT32",
-    "uint64": "UINT64",
-    "bool": "BOOL",
-}
-
 # onnx.TensorProto.DataType numbers; fixed by the ONNX standard.
 _ONNX_TO_OIP = {
     1: "FP32",
@@ -65,13 +48,15 @@ def tensor_entry(name: str, datatype: str | None, shape: list[int] | None) -> di
 
 def torch_datatype(dtype: torch.dtype, where: str) -> str:
     """The Open Inference Protocol name of a torch dtype, e.g. ``torch.float32`` → ``FP32``."""
+    from modelyard.runtimes.tensors import torch_datatype_name
+
     name = str(dtype).removeprefix("torch.")
-    try:
-        return _TORCH_TO_OIP[name]
-    except KeyError:
+    datatype = torch_datatype_name(name)
+    if datatype is None:
         raise InvalidInput(
             f"{where} has element type {name}, which the Open Inference Protocol cannot carry"
-        ) from None
+        )
+    return datatype
 
 
 def exported_program_signature(program: ExportedProgram) -> dict[str, Any]:
