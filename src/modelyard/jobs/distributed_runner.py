@@ -184,35 +184,27 @@ def ddp_rank(job: RankJob) -> dict[str, Any] | None:
     """One DDP rank of the job; rank 0 returns the job's result, the others None."""
     import torch
     import torch.distributed as dist
-    from safetensors.torch import load_file
 
-    from modelyard.jobs.train_runner import JobCallbacks, dataset_row, register_result
+    from modelyard.jobs.train_runner import (
+        JobCallbacks,
+        dataset_row,
+        register_result,
+        start_state,
+    )
     from modelyard.registry.service import ModelRegistry
-    from modelyard.training import checkpoint_from_bytes
     from modelyard.training.ddp import train_ddp
     from modelyard.training.distributed import init_group, rank_device
 
     torch.set_num_threads(job.threads)
     spec = job.spec
-    config = dict(spec["config"])
-    init_group(rank_device(str(config.get("device", "auto"))))
+    init_group(rank_device(str(spec["config"].get("device", "auto"))))
     rank = dist.get_rank()
     ctx = rank_context(job)
     scratch = Path(job.work) / f"rank-{rank}-restart-{restart_count()}"
     scratch.mkdir(parents=True, exist_ok=True)
     try:
         x, y, x_val, y_val = _load(job)
-        init = spec.get("init")
-        init_weights = None
-        if init:
-            weights = ctx.blobs.fetch_to(init["sha256"], scratch / "init.safetensors")
-            init_weights = load_file(str(weights))
-            if init.get("replace_head"):
-                config["replace_head"] = True
-        resume = None
-        if ctx.checkpoint_sha:
-            data = ctx.blobs.fetch_to(ctx.checkpoint_sha, scratch / "resume.bin").read_bytes()
-            resume = checkpoint_from_bytes(data)
+        config, init_weights, resume = start_state(ctx, scratch)
         pids: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(
             pids, {"pid": os.getpid(), "host": socket.gethostname(), "node": job.node}

@@ -93,6 +93,33 @@ def dataset_row(ctx: JobContext, *, dataset_id: str | None, name: str | None) ->
     return row
 
 
+def start_state(
+    ctx: JobContext, work: Path
+) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
+    """The job's training config, its initial weights (fine-tuning) and its checkpoint.
+
+    Weights and checkpoint are fetched from the blob store into ``work``; each is None when
+    the job starts from scratch or has not checkpointed yet.
+    """
+    from safetensors.torch import load_file
+
+    from modelyard.training import checkpoint_from_bytes
+
+    config = dict(ctx.spec["config"])
+    init_weights = None
+    init = ctx.spec.get("init")
+    if init:
+        weights = ctx.blobs.fetch_to(init["sha256"], work / "init.safetensors")
+        init_weights = dict(load_file(str(weights)))
+        if init.get("replace_head"):
+            config["replace_head"] = True
+    resume = None
+    if ctx.checkpoint_sha:
+        data = ctx.blobs.fetch_to(ctx.checkpoint_sha, work / "resume.bin").read_bytes()
+        resume = checkpoint_from_bytes(data)
+    return config, init_weights, resume
+
+
 def run_train(ctx: JobContext) -> dict[str, Any]:
     """Train as the job's plan says; returns the job's result."""
     if ctx.spec.get("distributed"):
@@ -100,9 +127,7 @@ def run_train(ctx: JobContext) -> dict[str, Any]:
 
         return run_distributed_train(ctx)
 
-    from safetensors.torch import load_file
-
-    from modelyard.training import checkpoint_from_bytes, load_xy, train
+    from modelyard.training import load_xy, train
 
     spec = ctx.spec
     settings = ctx.settings
@@ -119,20 +144,8 @@ def run_train(ctx: JobContext) -> dict[str, Any]:
             val_files = datasets.canonical_files(val_row, work / "val")
             x_val, y_val = load_xy(val_files, val_row.kind, spec["label"], spec["features"])  # type: ignore[arg-type]
 
-        init_weights = None
-        init = spec.get("init")
-        config = dict(spec["config"])
-        if init:
-            weights = ctx.blobs.fetch_to(init["sha256"], work / "init.safetensors")
-            init_weights = load_file(str(weights))
-            if init.get("replace_head"):
-                config["replace_head"] = True
-
-        resume = None
-        if ctx.checkpoint_sha:
-            resume = checkpoint_from_bytes(
-                ctx.blobs.fetch_to(ctx.checkpoint_sha, work / "resume.bin").read_bytes()
-            )
+        config, init_weights, resume = start_state(ctx, work)
+        if resume is not None:
             ctx.emit("resumed", {"step": ctx.checkpoint_step, "attempt": ctx.attempt})
             ctx.log(f"resuming from the checkpoint at step {ctx.checkpoint_step}")
         ctx.log(
