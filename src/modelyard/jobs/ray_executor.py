@@ -30,7 +30,7 @@ from modelyard.db.tables import Job
 from modelyard.errors import Unavailable
 from modelyard.jobs.events import EventLog
 from modelyard.jobs.executor import Executor, Exit
-from modelyard.jobs.resources import wants_gpu
+from modelyard.jobs.resources import stored_resources, wants_gpu
 
 if TYPE_CHECKING:
     from ray import ObjectRef
@@ -55,12 +55,12 @@ def task_resources(settings: Settings, spec: dict[str, Any]) -> tuple[float, flo
 
 def worker_resources(settings: Settings, spec: dict[str, Any]) -> tuple[float, float]:
     """CPUs and GPUs of one worker of the job (every rank of a distributed one)."""
-    resources = spec.get("resources") or {}
-    cpus = float(resources.get("cpus") or settings.ray_job_cpus)
-    gpus = resources.get("gpus")
+    resources = stored_resources(spec)
+    cpus = resources.cpus or settings.ray_job_cpus
+    gpus = resources.gpus
     if gpus is None:
         gpus = max(settings.ray_job_gpus, 1.0 if wants_gpu(spec) else 0.0)
-    return cpus, float(gpus)
+    return cpus, gpus
 
 
 def connect(settings: Settings) -> None:
@@ -139,7 +139,6 @@ class RayExecutor(Executor["ObjectRef[None]"]):
     def _prepare(self) -> None:
         import ray
 
-        probe(self._settings.ray_address)
         connect(self._settings)
         self._task = ray.remote(max_retries=0)(run_job)
         nodes = cluster_nodes()

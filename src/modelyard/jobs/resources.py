@@ -39,6 +39,11 @@ def parse_resources(raw: Any) -> JobResources:
         raise InvalidInput(f"resources.{field}: {first['msg']}" if field else "resources") from None
 
 
+def stored_resources(spec: Mapping[str, Any]) -> JobResources:
+    """The resources kept in a job's spec (checked when it was submitted)."""
+    return JobResources.model_validate(spec.get("resources") or {})
+
+
 def wants_gpu(spec: Mapping[str, Any]) -> bool:
     """Whether a job's training config asks for CUDA explicitly."""
     config = spec.get("config")

@@ -102,6 +102,7 @@ class JobContext:
     spec: dict[str, Any]
     checkpoint_sha: str | None
     checkpoint_step: int | None
+    job_type: str = "train"
     _last_poll: float = field(default=0.0)
     _stop: bool = field(default=False)
 
@@ -175,13 +176,15 @@ def open_context(settings: Settings, job_id: str, attempt: int) -> JobContext:
             spec=dict(job.spec),
             checkpoint_sha=job.checkpoint_sha,
             checkpoint_step=job.checkpoint_step,
+            job_type=job.type,
         )
 
 
 def job_threads(spec: dict[str, Any], default: int) -> int:
     """CPU threads of a job: its ``resources.cpus`` when it gives them, else ``default``."""
-    resources = spec.get("resources") or {}
-    cpus = resources.get("cpus")
+    from modelyard.jobs.resources import stored_resources
+
+    cpus = stored_resources(spec).cpus
     return max(1, int(cpus)) if cpus else default
 
 
@@ -191,9 +194,7 @@ def run(settings: Settings, job_id: str, attempt: int, threads: int) -> None:
     db, events = ctx.db, ctx.events
     torch.set_num_threads(job_threads(ctx.spec, threads))
     try:
-        with db.session() as session:
-            job_type = session.get_one(Job, job_id).type
-        result = runner_for(job_type)(ctx)
+        result = runner_for(ctx.job_type)(ctx)
         finish(events, job_id, "succeeded", attempt=attempt, result=result)
     except JobCancelled:
         with db.session() as session:
