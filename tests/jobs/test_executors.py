@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from modelyard.config import Settings
+from modelyard.jobs.executor import LOST_WORKER_ATTEMPTS, Executor, Exit, _Running
 from modelyard.jobs.ray_executor import fits_somewhere, task_resources, worker_resources
 from tests.jobs.conftest import api, server, train_body  # noqa: F401
 
@@ -83,3 +84,58 @@ def test_the_executor_is_described_to_admins(api: httpx.Client) -> None:  # noqa
     described = api.get("/api/v1/executor").json()
     assert described["executor"] == "local"
     assert described["slots"] == 2
+
+
+class _Scripted(Executor[Exit]):
+    """An executor whose workers have already ended as scripted (their handle is the end)."""
+
+    kind = "scripted"
+
+    def _spawn(self, job_id: str, attempt: int) -> tuple[Exit, str]:
+        raise AssertionError("nothing is spawned here")
+
+    def _exit(self, handle: Exit) -> Exit | None:
+        return handle
+
+    def _kill(self, handle: Exit) -> None:
+        """Nothing runs."""
+
+
+def test_a_job_whose_worker_was_lost_with_its_machine_goes_back_to_the_queue(
+    make_settings: Callable[..., Settings],
+) -> None:
+    from sqlalchemy import select
+
+    from modelyard.db.tables import Job, Principal
+    from modelyard.platform import Platform
+
+    platform = Platform.build(make_settings())
+    try:
+        platform.auth.bootstrap(None)
+        with platform.db.session() as session:
+            owner = session.scalars(select(Principal)).one().id
+            attempts = (1, LOST_WORKER_ATTEMPTS, 1)
+            jobs = [
+                Job(type="train", owner_id=owner, spec={}, status="running", attempt=attempt)
+                for attempt in attempts
+            ]
+            session.add_all(jobs)
+            session.flush()
+            ids = [job.id for job in jobs]
+        executor = _Scripted(platform.settings, platform.db, platform.events, slots=3)
+        lost = Exit(ok=False, why="the job's Ray task was lost (NodeDiedError)", lost=True)
+        crashed = Exit(ok=False, why="the job's Ray task failed (ValueError)")
+        ends = (lost, lost, crashed)
+        for job_id, attempt, end in zip(ids, attempts, ends, strict=True):
+            executor._running[job_id] = _Running(end, attempt)
+        executor._reap()
+        with platform.db.session() as session:
+            rows = {job.id: job for job in session.scalars(select(Job))}
+            assert rows[ids[0]].status == "queued"  # resumes from its checkpoint
+            assert rows[ids[1]].status == "failed"  # out of attempts
+            assert rows[ids[1]].error == lost.why
+            assert rows[ids[2]].status == "failed"  # a failure, not a loss
+        requeued = [e for e in platform.events.after(ids[0], 0, 10) if e.type == "status"]
+        assert requeued[-1].data == {"status": "queued", "reason": lost.why}
+    finally:
+        platform.close()

@@ -37,6 +37,8 @@ log = logging.getLogger("modelyard.executor")
 
 # How long a cancelled worker gets to stop by itself before it is killed.
 CANCEL_GRACE_S = 5.0
+# How many attempts a job whose worker was lost with its machine gets before it fails.
+LOST_WORKER_ATTEMPTS = 3
 
 
 def runner_name() -> str:
@@ -66,10 +68,15 @@ class _Running(Generic[Handle]):
 
 @dataclass(frozen=True)
 class Exit:
-    """How a job's worker ended: ``ok`` when it recorded the outcome itself."""
+    """How a job's worker ended: ``ok`` when it recorded the outcome itself.
+
+    ``lost``: the worker vanished with its machine rather than failing; the job goes back
+    to the queue and resumes from its checkpoint (up to :data:`LOST_WORKER_ATTEMPTS`).
+    """
 
     ok: bool
     why: str = ""
+    lost: bool = False
 
 
 class Executor(abc.ABC, Generic[Handle]):
@@ -224,6 +231,8 @@ class Executor(abc.ABC, Generic[Handle]):
                 continue
             if cancel:
                 finish(self._events, job_id, "cancelled", attempt=running.attempt)
+            elif ended.lost and running.attempt < LOST_WORKER_ATTEMPTS:
+                self._requeue(job_id, running.attempt, ended.why)
             else:
                 finish(self._events, job_id, "failed", attempt=running.attempt, error=ended.why)
 

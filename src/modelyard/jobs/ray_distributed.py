@@ -26,7 +26,12 @@ from typing import Any
 from modelyard.config import Settings
 from modelyard.errors import Unavailable
 from modelyard.jobs.distributed_runner import Rendezvous, run_node
-from modelyard.jobs.ray_executor import cluster_nodes, fits_somewhere, worker_resources
+from modelyard.jobs.ray_executor import (
+    cluster_nodes,
+    first_line,
+    fits_somewhere,
+    worker_resources,
+)
 from modelyard.jobs.worker import JobCancelled, JobContext, JobRequeued, open_context
 from modelyard.training.distributed import DistributedConfig
 
@@ -196,9 +201,8 @@ def _gather(
                         f"the job's agent on {where} was lost; the job goes back to the queue "
                         "and resumes from its last checkpoint when the cluster has room"
                     ) from None
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 raise Unavailable(
-                    f"the job's agent on {where} failed: {type(exc).__name__}: {first}"
+                    f"the job's agent on {where} failed: {type(exc).__name__}: {first_line(exc)}"
                 ) from None
         ctx.should_stop()  # the heartbeat; the ranks see a cancel themselves
     results: dict[int, Any] = {}

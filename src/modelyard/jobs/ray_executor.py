@@ -124,6 +124,12 @@ def fits_somewhere(cpus: float, gpus: float, nodes: list[dict[str, Any]], count:
     return len(able) >= count
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (Ray's carry whole tracebacks)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
 class RayExecutor(Executor["ObjectRef[None]"]):
     """Runs queued jobs as tasks on a Ray cluster."""
 
@@ -177,11 +183,25 @@ class RayExecutor(Executor["ObjectRef[None]"]):
         ready, _ = ray.wait([handle], timeout=0)
         if not ready:
             return None
+        from ray.exceptions import (
+            LocalRayletDiedError,
+            NodeDiedError,
+            OwnerDiedError,
+            WorkerCrashedError,
+        )
+
         try:
             ray.get(handle)
+        except (NodeDiedError, LocalRayletDiedError, WorkerCrashedError, OwnerDiedError) as exc:
+            return Exit(
+                ok=False,
+                why=f"the job's Ray task was lost ({type(exc).__name__}: {first_line(exc)})",
+                lost=True,
+            )
         except Exception as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            return Exit(ok=False, why=f"the job's Ray task failed ({type(exc).__name__}) {reason}")
+            return Exit(
+                ok=False, why=f"the job's Ray task failed ({type(exc).__name__}) {first_line(exc)}"
+            )
         return Exit(ok=True)
 
     def _kill(self, handle: ObjectRef[None]) -> None:
