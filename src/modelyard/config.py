@@ -61,8 +61,75 @@ class Settings(BaseSettings):
         default=32 * 1024**3,
         gt=0,
         description=(
-            "Largest array data an NPZ or IDX data set may expand to (default 32 GiB): a "
-            "compressed upload can declare far more than it carries."
+            "Largest size a data set may expand to (default 32 GiB): the decompressed text of "
+            "a CSV or JSONL file, the decoded values of a Parquet file, the array data of an "
+            "NPZ or IDX data set. A compressed upload can carry far less than it expands to."
+        ),
+    )
+    max_dataset_expansion: float = Field(
+        default=200.0,
+        gt=1,
+        description=(
+            "Largest ratio of a data set's expanded size to its upload's size (default 200), "
+            "enforced beyond the first 64 MiB: decompression bombs expand about 1000 times."
+        ),
+    )
+    max_dataset_rows: int = Field(
+        default=1_000_000_000,
+        gt=0,
+        description="Most rows of a table, or first dimension of arrays (default 1e9).",
+    )
+    max_dataset_columns: int = Field(
+        default=10_000,
+        gt=0,
+        description=(
+            "Most columns of a table, or arrays of an NPZ archive (default 10,000; reading a "
+            "CSV costs about 20 KB of memory per column)."
+        ),
+    )
+    max_dataset_line_bytes: int = Field(
+        default=8 * 1024**2,
+        gt=0,
+        description="Longest line of a JSON Lines data set, in bytes (default 8 MiB).",
+    )
+    max_dataset_json_depth: int = Field(
+        default=64,
+        ge=1,
+        le=500,
+        description=(
+            "Deepest nesting of arrays and objects in a JSON Lines value (default 64; at most "
+            "500, below Python's recursion limit)."
+        ),
+    )
+    dataset_intake_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description=(
+            "Wall-clock seconds the server spends taking in one data set upload (default 600; "
+            "a CSV is read at about 100 MB/s, twice): slower intakes are refused."
+        ),
+    )
+    max_json_bytes: int = Field(
+        default=4 * 1024**2,
+        gt=0,
+        description=(
+            "Largest JSON request body (jobs, deployments, keys, chat and completions), in "
+            "bytes (default 4 MiB); a longer body is cut off with 413 as it arrives."
+        ),
+    )
+    max_infer_bytes: int = Field(
+        default=64 * 1024**2,
+        gt=0,
+        description=(
+            "Largest inference request body (/v2 infer, predict), in bytes (default 64 MiB); "
+            "it is held in memory while its tensors are decoded."
+        ),
+    )
+    metrics_require_key: bool = Field(
+        default=False,
+        description=(
+            "Serve /metrics only to keys with the 'metrics' scope. When false, /metrics is "
+            "open but names only public deployments unless the key has the 'metrics' scope."
         ),
     )
     encryption_key: SecretStr | None = Field(
@@ -70,6 +137,22 @@ class Settings(BaseSettings):
         description=(
             "Master key for encryption at rest: 32 bytes, base64 or hex. When set, every blob "
             "is stored AES-256-GCM encrypted under its own data key wrapped by this key."
+        ),
+    )
+    collect_interval_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description=(
+            "Seconds between collection passes, which delete blobs no record references and "
+            "working files no live process owns; a pass also runs at start (0: only then)."
+        ),
+    )
+    collect_grace_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description=(
+            "An unreferenced blob is collected only once it has not been written for this "
+            "long, so a blob stored by an upload that has not yet recorded it survives."
         ),
     )
     bootstrap_key: SecretStr | None = Field(

@@ -84,7 +84,7 @@ def test_registry_round_trip(any_db_server: LiveServer, tmp_path: Path) -> None:
         alice = admin.principals.create("alice")
         assert (alice.name, alice.kind, alice.is_admin) == ("alice", "user", False)
         assert "alice" in [p.name for p in admin.principals.list()]
-        created = admin.keys.create("laptop", ["read", "write"], principal="alice")
+        created = admin.keys.create("laptop", ["read", "write", "keys"], principal="alice")
         assert created.key.startswith("my_")
         assert created.principal is not None and created.principal.name == "alice"
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import cast
 
 from fastapi import FastAPI
 
 from modelyard import __version__
-from modelyard.api import problems
+from modelyard.api import gate, problems
 from modelyard.api.metrics import HttpMetrics, MetricsMiddleware
 from modelyard.api.routes import (
     auth,
@@ -21,6 +22,8 @@ from modelyard.api.routes import (
     models,
 )
 from modelyard.api.routes import openai as openai_routes
+from modelyard.api.routes.openai import errors as openai_errors
+from modelyard.errors import ModelyardError
 from modelyard.platform import Platform
 
 DESCRIPTION = """
@@ -28,20 +31,6 @@ Modelyard is a self-hosted Model-as-a-Service platform: upload data sets, train 
 models, and serve them. Every route except the health probes, `/metrics` and these docs needs
 an API key: `Authorization: Bearer my_...`. Errors are RFC 9457 problem+json documents.
 """
-
-OPEN_PATHS = frozenset(
-    {
-        "/healthz",
-        "/readyz",
-        "/metrics",
-        "/openapi.json",
-        "/docs",
-        "/docs/oauth2-redirect",
-        "/redoc",
-        "/v2/health/live",
-        "/v2/health/ready",
-    }
-)
 
 
 def create_app(platform: Platform, *, own_platform: bool = False) -> FastAPI:
@@ -73,9 +62,23 @@ def create_app(platform: Platform, *, own_platform: bool = False) -> FastAPI:
     app.state.metrics = HttpMetrics(platform.metrics_registry)
     problems.install(app)
     # The inference routes come first: routes are matched in order, and they are the hot path.
-    for module in (inference, health, auth, datasets, models, jobs, executor, deployments):
-        app.include_router(module.router)
-    app.include_router(inference.health_router)
-    openai_routes.install(app)
+    routers = [
+        module.router
+        for module in (inference, health, auth, datasets, models, jobs, executor, deployments)
+    ]
+    routers += [inference.health_router, *openai_routes.routers()]
+    for router in routers:
+        app.include_router(router)
+    openai_errors.install(app)
+    routes = gate.entries([*app.router.routes, *(r for router in routers for r in router.routes)])
+    missing = gate.missing_rules(routes)
+    if missing:
+        raise RuntimeError(f"routes without an access rule in api/policy.py: {missing}")
+    app.add_middleware(
+        gate.Gate,
+        platform=platform,
+        routes=routes,
+        on_error=cast("gate.ErrorHandler", app.exception_handlers[ModelyardError]),
+    )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

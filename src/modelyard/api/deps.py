@@ -8,9 +8,12 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from modelyard.api.gate import CALLER_KEY
 from modelyard.auth.access import Caller
+from modelyard.errors import Unauthenticated
 from modelyard.platform import Platform
 
+# Declares the scheme in the OpenAPI document; the gate checks the key.
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer my_...`")
 
 
@@ -24,24 +27,21 @@ PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 
 async def get_caller(
-    platform: PlatformDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    request: Request,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Caller:
-    """The principal behind the request's API key (401 without a valid one).
-
-    A recently seen key is answered from memory on the event loop; only a miss goes to the
-    database, in the thread pool.
-    """
-    key = credentials.credentials if credentials else None
-    caller = platform.auth.cached(key)
-    if caller is not None:
-        return caller
-    return await run_in_threadpool(platform.auth.authenticate, key)
+    """The principal behind the request's API key, as the gate authenticated it (before the
+    body was read; see :mod:`modelyard.api.gate`)."""
+    caller: Caller | None = request.scope.get(CALLER_KEY)
+    if caller is None:
+        raise Unauthenticated("an API key is required: send 'Authorization: Bearer <key>'")
+    return caller
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
+INT64_MAX = 2**63 - 1
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
-Offset = Annotated[int, Query(ge=0, description="Items to skip.")]
+Offset = Annotated[int, Query(ge=0, le=INT64_MAX, description="Items to skip.")]
 
 
 async def authorize_inference(platform: Platform, caller: Caller, deployment: str) -> None:

@@ -9,7 +9,9 @@ resources do not leak through errors.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, or_, select, true
@@ -20,12 +22,27 @@ from modelyard.errors import Forbidden, NotFound
 
 
 class Scope(StrEnum):
-    """What a key may do."""
+    """What a key may do.
+
+    ``keys`` lets a key manage its own principal's keys (never with more scopes or a later
+    expiry than itself); ``metrics`` lets it read every deployment's series on ``/metrics``.
+    ``write`` implies ``read``, and ``admin`` every other scope.
+    """
 
     READ = "read"
     WRITE = "write"
     INFER = "infer"
+    KEYS = "keys"
+    METRICS = "metrics"
     ADMIN = "admin"
+
+
+def expand_scopes(scopes: frozenset[str]) -> frozenset[Scope]:
+    """The scopes a key's listed ``scopes`` amount to (``write`` brings ``read``)."""
+    found = {Scope(s) for s in scopes if s in Scope._value2member_map_}
+    if Scope.WRITE in found:
+        found.add(Scope.READ)
+    return frozenset(found)
 
 
 class Permission(StrEnum):
@@ -44,10 +61,22 @@ class Caller:
     is_admin: bool
     scopes: frozenset[str]
     key_id: str
+    key_expires_at: datetime | None = None
+
+    def has(self, scope: Scope) -> bool:
+        """Whether the key carries ``scope`` (an admin key of an admin carries them all)."""
+        return scope in self.granted
+
+    @cached_property
+    def granted(self) -> frozenset[Scope]:
+        """Every scope the key amounts to (all of them for an admin's admin key)."""
+        if self.acts_as_admin:
+            return frozenset(Scope)
+        return expand_scopes(self.scopes) - {Scope.ADMIN}
 
     def require(self, scope: Scope) -> None:
         """Raise 403 unless the key carries ``scope`` (an admin key carries them all)."""
-        if scope.value not in self.scopes and Scope.ADMIN.value not in self.scopes:
+        if not self.has(scope):
             raise Forbidden(f"this API key lacks the '{scope.value}' scope")
 
     def require_admin(self) -> None:

@@ -123,8 +123,9 @@ class AuthService:
                 is_admin=principal.is_admin,
                 scopes=frozenset(key.scopes),
                 key_id=key.id,
+                key_expires_at=_as_utc(key.expires_at) if key.expires_at else None,
             )
-            expires_at = _as_utc(key.expires_at) if key.expires_at else None
+            expires_at = caller.key_expires_at
         if self._cache_ttl > 0:
             with self._cache_lock:
                 if len(self._cache) > 10_000:
@@ -170,15 +171,33 @@ class AuthService:
         expires_at: datetime | None = None,
         principal: str | None = None,
     ) -> NewKey:
-        """Issue a key for the caller (or, for an admin, for any principal)."""
+        """Issue a key for the caller's principal (or, with an admin key, for any principal).
+
+        The calling key needs the ``keys`` scope (an admin key has it). A new key never gets a
+        scope its creator lacks nor outlives it: without ``expires_at`` it expires with the
+        creating key.
+        """
+        caller.require(Scope.KEYS)
         wanted = sorted(set(scopes))
         unknown = [s for s in wanted if s not in ALL_SCOPES]
         if unknown or not wanted:
             raise InvalidInput(
                 f"scopes must be a non-empty subset of {list(ALL_SCOPES)}; got {wanted}"
             )
-        if expires_at is not None and _as_utc(expires_at) <= datetime.now(UTC):
+        missing = [s for s in wanted if not caller.has(Scope(s))]
+        if missing:
+            raise Forbidden(f"a key cannot grant scopes it lacks: {missing}")
+        now = datetime.now(UTC)
+        if expires_at is not None and _as_utc(expires_at) <= now:
             raise InvalidInput("expires_at must be in the future")
+        limit = caller.key_expires_at
+        if limit is not None:
+            if expires_at is None:
+                expires_at = limit
+            elif _as_utc(expires_at) > limit:
+                raise Forbidden(
+                    f"a key cannot outlive the key that creates it (expires {limit.isoformat()})"
+                )
         with self._db.session() as session:
             if principal is not None and principal != caller.name:
                 caller.require_admin()
@@ -189,9 +208,6 @@ class AuthService:
                 owner = session.get(Principal, caller.principal_id)
                 if owner is None:
                     raise Unauthenticated("the calling principal no longer exists")
-                missing = [s for s in wanted if s not in caller.scopes]
-                if missing and not caller.acts_as_admin:
-                    raise Forbidden(f"a key cannot grant scopes it lacks: {missing}")
             if Scope.ADMIN.value in wanted and not owner.is_admin:
                 raise InvalidInput("the 'admin' scope can only be given to an admin principal")
             secret = generate_key()
@@ -215,6 +231,8 @@ class AuthService:
             return session.get_one(ApiKey, caller.key_id)
 
     def list_keys(self, caller: Caller) -> Sequence[ApiKey]:
+        """The caller's own keys (every key, for an admin key); needs the ``keys`` scope."""
+        caller.require(Scope.KEYS)
         with self._db.session() as session:
             query = select(ApiKey).order_by(ApiKey.created_at)
             if not caller.acts_as_admin:
@@ -222,6 +240,8 @@ class AuthService:
             return session.scalars(query).all()
 
     def revoke_key(self, caller: Caller, key_id: str) -> None:
+        """Revoke one of the caller's keys (any key, for an admin key); needs ``keys``."""
+        caller.require(Scope.KEYS)
         with self._db.session() as session:
             key = session.get(ApiKey, key_id)
             if key is None or (

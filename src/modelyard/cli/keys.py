@@ -20,7 +20,9 @@ def create(
     name: Annotated[str, typer.Argument(help="A label for the key, e.g. 'laptop'.")],
     scope: Annotated[
         list[str],
-        typer.Option("--scope", "-s", help="A scope to grant: read, write, infer, admin."),
+        typer.Option(
+            "--scope", "-s", help="A scope to grant: read, write, infer, keys, metrics, admin."
+        ),
     ],
     expires_in_days: Annotated[
         int | None, typer.Option(min=1, help="Expire the key after this many days.")

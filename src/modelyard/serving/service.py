@@ -33,13 +33,14 @@ class DeploymentService:
     def __init__(self, db: Database, registry: ModelRegistry, cache_ttl_s: float = 5.0) -> None:
         self._db = db
         self._registry = registry
-        # Inference checks access on every request; remember recent answers briefly.
+        # Inference checks access on every request; remember recent answers briefly, per key:
+        # another key of the same principal may lack the 'infer' scope.
         self._ttl = cache_ttl_s
         self._allowed: dict[tuple[str, str], float] = {}
 
     def may_infer_cached(self, caller: Caller, name: str) -> bool:
         """True if this caller was recently allowed to call this deployment."""
-        until = self._allowed.get((caller.principal_id, name))
+        until = self._allowed.get((caller.key_id, name))
         return until is not None and time.monotonic() < until
 
     def check_infer(self, caller: Caller, name: str) -> None:
@@ -48,7 +49,7 @@ class DeploymentService:
         self.check(caller, name, Permission.READ)
         if len(self._allowed) > 10_000:
             self._allowed.clear()
-        self._allowed[(caller.principal_id, name)] = time.monotonic() + self._ttl
+        self._allowed[(caller.key_id, name)] = time.monotonic() + self._ttl
 
     def _forget_access(self, name: str) -> None:
         self._allowed = {k: v for k, v in self._allowed.items() if k[1] != name}

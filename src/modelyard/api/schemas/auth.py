@@ -28,7 +28,13 @@ class PrincipalOut(Schema):
 
 class KeyCreate(Schema):
     name: str = Field(min_length=1, max_length=128)
-    scopes: list[Literal["read", "write", "infer", "admin"]] = Field(min_length=1)
+    scopes: list[Literal["read", "write", "infer", "keys", "metrics", "admin"]] = Field(
+        min_length=1,
+        description=(
+            "What the key may do: read, write, infer, keys (manage its principal's keys), "
+            "metrics (every deployment on /metrics), admin (everything)."
+        ),
+    )
     expires_at: UtcDatetime | None = Field(default=None, description="When the key stops working.")
     principal: str | None = Field(
         default=None, description="Issue the key for this principal (admins only)."

@@ -22,7 +22,8 @@ class Keys:
         expires_at: datetime | None = None,
         principal: str | None = None,
     ) -> CreatedKey:
-        """Create a key with ``scopes`` (``read``, ``write``, ``infer``, ``admin``).
+        """Create a key with ``scopes``: ``read``, ``write``, ``infer``, ``keys``, ``metrics``,
+        ``admin``.
 
         ``expires_at`` without a time zone is taken as UTC. ``principal`` (a name; admin
         only) makes the key for someone else. The secret is in ``.key`` and cannot be read
