@@ -146,6 +146,18 @@ class DeploymentService:
             ).all()
             return rows, total or 0
 
+    def visible_names(self, caller: Caller | None) -> set[str]:
+        """Names of the deployments ``caller`` may read (without a caller: the public ones)."""
+        where = (
+            Deployment.public.is_(True)
+            if caller is None
+            else visible_clause(
+                caller, RESOURCE, Deployment.id, Deployment.owner_id, Deployment.public
+            )
+        )
+        with self._db.session() as session:
+            return set(session.scalars(select(Deployment.name).where(where)))
+
     def all(self) -> list[Deployment]:
         """Every deployment (for the manager, which serves them all)."""
         with self._db.session() as session:
