@@ -34,6 +34,26 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+def read_reply(sock: socket.socket) -> bytes:
+    """One whole HTTP response (head and a Content-Length body) from ``sock``."""
+    reply = b""
+    with contextlib.suppress(ConnectionResetError):
+        while True:
+            head, sep, rest = reply.partition(b"\r\n\r\n")
+            if sep:
+                lengths = [
+                    int(line.split(b":", 1)[1])
+                    for line in head.lower().split(b"\r\n")
+                    if line.startswith(b"content-length:")
+                ]
+                if len(rest) >= (lengths[0] if lengths else 0):
+                    return reply
+            data = sock.recv(65536)
+            if not data:
+                return reply
+            reply += data
+
+
 @dataclass
 class Sent:
     status: int
@@ -80,7 +100,6 @@ def send_body(
         head.append(f"Authorization: Bearer {key}")
     head.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {total}")
     sent = 0
-    reply = b""
     pid = server.process.pid
     with rss_peak(pid) as sample, socket.create_connection((host, int(port)), timeout=60) as sock:
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
@@ -100,12 +119,7 @@ def send_body(
             with contextlib.suppress(OSError):
                 sock.sendall(b"0\r\n\r\n")
         sock.settimeout(60)
-        with contextlib.suppress(ConnectionResetError):
-            while b"\r\n\r\n" not in reply or len(reply) < reply.index(b"\r\n\r\n") + 4 + 1:
-                data = sock.recv(65536)
-                if not data:
-                    break
-                reply += data
+        reply = read_reply(sock)
     status = int(reply.split(b" ", 2)[1]) if reply else 0
     return Sent(status, reply.partition(b"\r\n\r\n")[2], sent, sample[1] - sample[0])
 
@@ -194,5 +208,27 @@ def test_a_content_length_that_is_not_ascii_digits_is_a_400(server: ServerProces
                 f"Authorization: Bearer {ADMIN_KEY}\r\nContent-Length: 1e3\r\n\r\n"
             ).encode()
         )
-        reply = sock.recv(65536)
+        reply = read_reply(sock)
     assert reply.split(b" ", 2)[1] in (b"400", b"422"), reply
+
+
+@pytest.mark.parametrize("value", ["¹", "٣", "-1", "1e3"])
+def test_an_inference_header_length_that_is_not_ascii_digits_is_a_422(
+    server: ServerProcess, value: str
+) -> None:
+    body = b'{"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": []}]}'
+    host, port = server.url.removeprefix("http://").split(":")
+    head = (
+        (
+            f"POST /v2/models/m/infer HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Bearer {ADMIN_KEY}\r\nContent-Length: {len(body)}\r\n"
+        ).encode()
+        + b"Inference-Header-Content-Length: "
+        + value.encode()
+        + b"\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head + body)
+        reply = read_reply(sock)
+    assert reply.split(b" ", 2)[1] == b"422", reply
+    assert b"Inference-Header-Content-Length" in reply

@@ -63,7 +63,19 @@ def test_registry_story(admin: CLI, as_user: Callable[[str], CLI], tmp_path: Pat
     assert sorted(p["name"] for p in listed) == ["admin", "alice"]
 
     secret = ok(
-        admin("keys", "create", "laptop", "-s", "read", "-s", "write", "--principal", "alice")
+        admin(
+            "keys",
+            "create",
+            "laptop",
+            "-s",
+            "read",
+            "-s",
+            "write",
+            "-s",
+            "keys",
+            "--principal",
+            "alice",
+        )
     )
     key = secret.stdout.strip()
     assert key.startswith("my_") and "\n" not in key
