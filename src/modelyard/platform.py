@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from modelyard.auth.service import AuthService
 from modelyard.config import Settings
+from modelyard.datasets.formats import IntakeLimits
 from modelyard.datasets.service import DatasetService
 from modelyard.db.engine import Database, create_database
 from modelyard.db.migrate import upgrade_to_head
@@ -57,7 +58,7 @@ class Platform:
         db = create_database(settings.resolved_database_url)
         upgrade_to_head(db.engine)
         blobs = build_blob_store(settings)
-        datasets = DatasetService(db, blobs, settings.tmp_dir, settings.max_dataset_bytes)
+        datasets = DatasetService(db, blobs, settings.tmp_dir, IntakeLimits.from_settings(settings))
         registry = ModelRegistry(db, blobs, settings.tmp_dir, settings.max_upload_bytes * 4)
         events = EventLog(db)
         executor: Executor[Any] = (

@@ -1,4 +1,4 @@
-"""Real data (scikit-learn's iris and digits) and writers for the formats intake accepts."""
+"""Real data (scikit-learn's iris and digits), writers for the formats intake accepts, bombs."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 from sklearn.datasets import load_digits, load_iris
 
 IDX_CODES = {"u1": 0x08, "i1": 0x09, "i2": 0x0B, "i4": 0x0C, "f4": 0x0D, "f8": 0x0E}
+MiB = 1024 * 1024
 
 
 @pytest.fixture(scope="session")
@@ -106,3 +107,20 @@ def files(tmp_path: Path) -> DataFiles:
     root = tmp_path / "inputs"
     root.mkdir()
     return DataFiles(root)
+
+
+def gzip_of(*parts: tuple[bytes, int]) -> bytes:
+    """A gzip stream of each ``unit`` repeated ``times``, built from repeated members.
+
+    gzip readers take concatenated members as one stream, so a stream that expands to a
+    GiB is built from one compressed MiB, at once and in little memory.
+    """
+    out = bytearray()
+    for unit, times in parts:
+        per_member = max(1, MiB // len(unit))
+        members, rest = divmod(times, per_member)
+        if members:
+            out += gzip.compress(unit * per_member) * members
+        if rest:
+            out += gzip.compress(unit * rest)
+    return bytes(out)

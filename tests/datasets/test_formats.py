@@ -44,7 +44,13 @@ def digits_table(digits: Any, pixel_type: pa.DataType, target_type: pa.DataType)
 
 
 def test_public_api_is_exported() -> None:
-    assert set(formats.__all__) == {"FORMATS", "ParsedDataset", "detect_format", "ingest"}
+    assert set(formats.__all__) == {
+        "FORMATS",
+        "IntakeLimits",
+        "ParsedDataset",
+        "detect_format",
+        "ingest",
+    }
     assert all(hasattr(formats, name) for name in formats.__all__)
     assert FORMATS == ("csv", "npz", "parquet", "jsonl", "idx")
 

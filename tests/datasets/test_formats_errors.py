@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from modelyard.datasets.formats import ingest
+from modelyard.datasets.formats.limits import IntakeLimits
 from modelyard.errors import (
     InvalidInput,
     ModelyardError,
@@ -352,10 +353,12 @@ def test_arrays_that_expand_beyond_the_cap_are_refused_before_any_is_written(
     zeros = np.zeros((1000, 256), np.float32)  # 1 MB of data, a few KB compressed
     npz = files.npz("bomb.npz", compressed=True, x=zeros, y=np.zeros(1000, np.int64))
     assert npz.stat().st_size < 50_000
-    message = refused([npz], out_dir, PayloadTooLarge, label="y", max_bytes=500_000)
+    capped = IntakeLimits(max_bytes=500_000)
+    message = refused([npz], out_dir, PayloadTooLarge, label="y", limits=capped)
     assert "NPZ archive expands to 1032000 bytes" in message
     idx = files.idx("images-idx3-ubyte.gz", np.zeros((1000, 28, 28), np.uint8), gz=True)
-    message = refused([idx], out_dir, PayloadTooLarge, fmt="idx", max_bytes=500_000)
+    message = refused([idx], out_dir, PayloadTooLarge, fmt="idx", limits=capped)
     assert "IDX data set expands to 784000 bytes" in message
     # Under the cap the same files go in.
-    assert ingest([npz], out_dir, label="y", max_bytes=2_000_000).num_rows == 1000
+    roomy = IntakeLimits(max_bytes=2_000_000)
+    assert ingest([npz], out_dir, label="y", limits=roomy).num_rows == 1000

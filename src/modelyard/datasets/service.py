@@ -31,12 +31,16 @@ class DatasetService:
     """Owns the ``datasets`` table and the blobs behind it."""
 
     def __init__(
-        self, db: Database, blobs: BlobStore, tmp_dir: Path, max_bytes: int | None = None
+        self,
+        db: Database,
+        blobs: BlobStore,
+        tmp_dir: Path,
+        limits: formats.IntakeLimits | None = None,
     ) -> None:
         self._db = db
         self._blobs = blobs
         self._tmp = tmp_dir
-        self._max_bytes = max_bytes
+        self._limits = limits or formats.IntakeLimits()
 
     def create(
         self,
@@ -50,11 +54,11 @@ class DatasetService:
     ) -> Dataset:
         """Validate ``uploads``, store original and canonical form, record the data set.
 
-        The staged files are consumed. On any error nothing is stored.
+        The staged files are consumed, whatever happens. On any error nothing is stored.
         """
-        caller.require(Scope.WRITE)
-        check_name(name, "data set name")
         try:
+            caller.require(Scope.WRITE)
+            check_name(name, "data set name")
             self._ensure_free(name)
             if fmt is not None and fmt not in formats.FORMATS:
                 raise InvalidInput(f"format must be one of {list(formats.FORMATS)}, got '{fmt}'")
@@ -67,7 +71,7 @@ class DatasetService:
                     fmt=fmt or ("idx" if len(uploads) == 2 else None),
                     filename=uploads[0].filename,
                     label=label,
-                    max_bytes=self._max_bytes,
+                    limits=self._limits,
                 )
                 return self._store(caller, name, description, uploads, parsed)
         finally:

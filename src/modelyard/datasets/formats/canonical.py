@@ -1,8 +1,9 @@
 """The result of intake and the canonical files it writes.
 
 Tables become one Parquet file, written batch by batch in row groups of at most
-:data:`ROW_GROUP_ROWS` rows; arrays become one ``.npy`` file each, filled chunk by chunk
-through a memory map. Either form can be read later without loading it whole.
+:data:`ROW_GROUP_ROWS` rows (fewer for wide tables); arrays become one ``.npy`` file each,
+filled chunk by chunk through a memory map. Either form can be read later without loading
+it whole, and neither is ever held whole in memory while it is written.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from modelyard.errors import InvalidInput, PayloadTooLarge, UnsafeArtifact
+from modelyard.datasets.formats.limits import IntakeGuard
+from modelyard.errors import InvalidInput, UnsafeArtifact
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -25,6 +27,10 @@ if TYPE_CHECKING:
 FORMATS = ("csv", "npz", "parquet", "jsonl", "idx")
 TABLE_FILE = "data.parquet"
 ROW_GROUP_ROWS = 65_536
+# Values held back per row group (rows times columns), and bytes: a wide table or one of
+# long strings gets shorter row groups instead of a row group that fills the memory.
+ROW_GROUP_VALUES = 4 * 1024 * 1024
+ROW_GROUP_BYTES = 64 * 1024 * 1024
 # Bytes read per step when copying array data; bounds intake memory whatever the array size.
 COPY_CHUNK_BYTES = 8 * 1024 * 1024
 _ARRAY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -94,12 +100,18 @@ def table_schema(schema: pa.Schema) -> dict[str, Any]:
     return {"columns": [{"name": f.name, "dtype": dtype_name(f.type)} for f in schema]}
 
 
+def batch_rows(num_columns: int) -> int:
+    """Rows per row group (and per read batch) of a table with ``num_columns`` columns."""
+    return max(1, min(ROW_GROUP_ROWS, ROW_GROUP_VALUES // max(1, num_columns)))
+
+
 class TableSink:
-    """Writes record batches to ``data.parquet`` in row groups of :data:`ROW_GROUP_ROWS`.
+    """Writes record batches to ``data.parquet`` in row groups of :func:`batch_rows` rows.
 
     Small batches are held back until a full row group is ready, so the file's row groups
-    do not follow the reader's block size. Use as a context manager; :attr:`num_rows`
-    counts the rows written.
+    do not follow the reader's block size; once :data:`ROW_GROUP_BYTES` are held back they
+    are written as they are. Use as a context manager; :attr:`num_rows` counts the rows
+    written.
     """
 
     def __init__(self, out_dir: Path, schema: pa.Schema) -> None:
@@ -108,8 +120,10 @@ class TableSink:
         self.path = out_dir / TABLE_FILE
         self.schema = schema
         self.num_rows = 0
+        self.group_rows = batch_rows(len(schema))
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
+        self._pending_bytes = 0
         self._writer = pq.ParquetWriter(str(self.path), schema, compression="zstd")
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -118,20 +132,25 @@ class TableSink:
             return
         self._pending.append(batch)
         self._pending_rows += batch.num_rows
+        self._pending_bytes += batch.nbytes
         self.num_rows += batch.num_rows
-        if self._pending_rows >= ROW_GROUP_ROWS:
+        if self._pending_bytes >= ROW_GROUP_BYTES:
+            self._flush(final=True)
+        elif self._pending_rows >= self.group_rows:
             self._flush(final=False)
 
     def _flush(self, *, final: bool) -> None:
         import pyarrow as pa
 
         table = pa.Table.from_batches(self._pending, schema=self.schema)
-        ready = table.num_rows if final else table.num_rows - table.num_rows % ROW_GROUP_ROWS
+        size = self.group_rows
+        ready = table.num_rows if final else table.num_rows - table.num_rows % size
         if ready:
-            self._writer.write_table(table.slice(0, ready), row_group_size=ROW_GROUP_ROWS)
+            self._writer.write_table(table.slice(0, ready), row_group_size=size)
         rest = table.slice(ready)
         self._pending = rest.to_batches()
         self._pending_rows = rest.num_rows
+        self._pending_bytes = rest.nbytes
 
     def __enter__(self) -> TableSink:
         return self
@@ -223,37 +242,41 @@ def read_exact(stream: Readable, size: int) -> bytes:
     return b"".join(parts)
 
 
-def check_expanded(headers: Sequence[ArrayHeader], max_bytes: int | None, what: str) -> None:
-    """Refuse arrays whose declared data exceeds ``max_bytes`` before any is written.
+def check_declared_arrays(headers: Sequence[ArrayHeader], guard: IntakeGuard, what: str) -> None:
+    """Refuse arrays whose declared data passes ``guard``'s limits before any is written.
 
     A compressed upload (a gzip IDX, a compressed NPZ) may declare far more data than it
     carries; the canonical ``.npy`` files would hold all of it uncompressed.
     """
-    total = sum(h.nbytes for h in headers)
-    if max_bytes is not None and total > max_bytes:
-        raise PayloadTooLarge(
-            f"the {what} expands to {total} bytes of array data, more than this server "
-            f"accepts ({max_bytes} bytes, MODELYARD_MAX_DATASET_BYTES)"
-        )
+    guard.check_rows(headers[0].shape[0], f"the {what}")
+    guard.check_declared(sum(h.nbytes for h in headers), f"the {what}")
 
 
-def copy_array(stream: Readable, header: ArrayHeader, path: Path, what: str) -> None:
-    """Copy the raw C-order data of ``header`` from ``stream`` into a ``.npy`` at ``path``.
+def copy_array(
+    stream: Readable,
+    header: ArrayHeader,
+    path: Path,
+    what: str,
+    guard: IntakeGuard,
+    *,
+    fortran: bool = False,
+) -> None:
+    """Copy the raw data of ``header`` from ``stream`` into a C-order ``.npy`` at ``path``.
 
-    The stream must hold exactly the declared bytes: a short or long stream raises
-    InvalidInput naming ``what``. Values are stored in native byte order.
+    The data is in C order, or in Fortran order when ``fortran``. The stream must hold
+    exactly the declared bytes: a short or long stream raises InvalidInput naming ``what``.
+    Values are stored in native byte order.
     """
     native = header.dtype.newbyteorder("=")
     total = header.nbytes
     if total == 0:
         np.save(path, np.empty(header.shape, dtype=native), allow_pickle=False)
+    elif fortran and len(header.shape) > 1:
+        _copy_fortran(stream, header, path, what, guard)
     else:
+        target = _open_array(path, header, what)
         try:
-            target = np.lib.format.open_memmap(path, mode="w+", dtype=native, shape=header.shape)
-        except (ValueError, OSError, OverflowError) as exc:
-            raise InvalidInput(f"{what}: cannot hold an array of shape {header.shape}") from exc
-        try:
-            _fill(target.reshape(-1), stream, header, what)
+            _fill(target.reshape(-1), stream, header, what, guard)
             target.flush()
         finally:
             # Unmaps the file now rather than when a traceback holding it is collected.
@@ -265,11 +288,57 @@ def copy_array(stream: Readable, header: ArrayHeader, path: Path, what: str) -> 
         )
 
 
-def _fill(flat: np.ndarray[Any, Any], stream: Readable, header: ArrayHeader, what: str) -> None:
+def _open_array(
+    path: Path, header: ArrayHeader, what: str, *, fortran: bool = False
+) -> np.memmap[Any, Any]:
+    try:
+        return np.lib.format.open_memmap(
+            path,
+            mode="w+",
+            dtype=header.dtype.newbyteorder("="),
+            shape=header.shape,
+            fortran_order=fortran,
+        )
+    except (ValueError, OSError, OverflowError) as exc:
+        raise InvalidInput(f"{what}: cannot hold an array of shape {header.shape}") from exc
+
+
+def _copy_fortran(
+    stream: Readable, header: ArrayHeader, path: Path, what: str, guard: IntakeGuard
+) -> None:
+    """Fortran-ordered data, through a Fortran-ordered scratch file, into C order.
+
+    Both files are memory maps and the copy goes a slab of rows at a time, so memory stays
+    bounded however large the array.
+    """
+    scratch = path.with_name(f".{path.name}.fortran")
+    try:
+        source = _open_array(scratch, header, what, fortran=True)
+        try:
+            _fill(source.reshape(-1, order="F"), stream, header, what, guard)
+            target = _open_array(path, header, what)
+            try:
+                step = max(1, COPY_CHUNK_BYTES // (header.nbytes // header.shape[0]))
+                for start in range(0, header.shape[0], step):
+                    target[start : start + step] = source[start : start + step]
+                    guard.check_time()
+                target.flush()
+            finally:
+                del target
+        finally:
+            del source
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
+def _fill(
+    flat: np.ndarray[Any, Any], stream: Readable, header: ArrayHeader, what: str, guard: IntakeGuard
+) -> None:
     itemsize = header.dtype.itemsize
     step = max(1, COPY_CHUNK_BYTES // itemsize)
     done = 0
     while done < flat.size:
+        guard.check_time()
         want = min(step, flat.size - done)
         chunk = read_exact(stream, want * itemsize)
         if len(chunk) < want * itemsize:

@@ -25,16 +25,6 @@ def open_binary(path: Path) -> io.BufferedIOBase:
     return path.open("rb")
 
 
-def open_text(path: Path) -> io.TextIOWrapper:
-    """The file as UTF-8 text (a BOM dropped, bad bytes replaced), gzip or not.
-
-    Newlines are passed through untranslated, as the csv module requires.
-    """
-    if is_gzip(path):
-        return gzip.open(path, "rt", encoding="utf-8-sig", errors="replace", newline="")
-    return path.open(encoding="utf-8-sig", errors="replace", newline="")
-
-
 def gunzip_prefix(head: bytes, size: int = 64) -> bytes:
     """The first ``size`` decompressed bytes of a gzip prefix, or b"" if it is not one."""
     try:

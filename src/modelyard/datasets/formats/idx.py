@@ -21,13 +21,14 @@ from modelyard.datasets.formats.canonical import (
     ParsedDataset,
     Readable,
     arrays_result,
-    check_expanded,
+    check_declared_arrays,
     check_label,
     check_same_rows,
     copy_array,
     read_exact,
 )
 from modelyard.datasets.formats.compression import GZIP_ERRORS, is_gzip, open_binary
+from modelyard.datasets.formats.limits import IntakeGuard
 from modelyard.errors import InvalidInput
 
 # Type codes of the IDX format and the (big-endian) values they stand for.
@@ -48,9 +49,12 @@ def looks_like_idx(head: bytes) -> bool:
 
 
 def ingest_idx(
-    sources: Sequence[Path], out_dir: Path, label: str | None, max_bytes: int | None = None
+    sources: Sequence[Path], out_dir: Path, label: str | None, guard: IntakeGuard
 ) -> ParsedDataset:
-    """Parse IDX ``sources`` (images, then optional labels) into ``x.npy`` and ``y.npy``."""
+    """Parse IDX ``sources`` (images, then optional labels) into ``x.npy`` and ``y.npy``.
+
+    What the headers declare is checked against ``guard`` before any data is read.
+    """
     if not 1 <= len(sources) <= 2:
         raise InvalidInput(f"IDX takes an images file and a labels file, got {len(sources)} files")
     roles = _ROLES[: len(sources)]
@@ -66,9 +70,9 @@ def ingest_idx(
     if label is None and len(headers) == 2:
         label = "y"
     check_label(label, [h.name for h in headers], "array")
-    check_expanded(headers, max_bytes, "IDX data set")
+    check_declared_arrays(headers, guard, "IDX data set")
     for path, header, (_, what) in zip(sources, headers, roles, strict=True):
-        _copy(path, header, out_dir / f"{header.name}.npy", what)
+        _copy(path, header, out_dir / f"{header.name}.npy", what, guard)
     return arrays_result("idx", headers, out_dir, label)
 
 
@@ -104,10 +108,10 @@ def _parse_header(stream: Readable, name: str, what: str) -> tuple[ArrayHeader, 
     return ArrayHeader(name=name, dtype=IDX_TYPES[magic[2]], shape=shape), 4 + 4 * ndims
 
 
-def _copy(path: Path, header: ArrayHeader, target: Path, what: str) -> None:
+def _copy(path: Path, header: ArrayHeader, target: Path, what: str, guard: IntakeGuard) -> None:
     with _reading(what), open_binary(path) as stream:
         _parse_header(stream, header.name, what)
-        copy_array(stream, header, target, f"the {what}")
+        copy_array(stream, header, target, f"the {what}", guard)
 
 
 @contextmanager

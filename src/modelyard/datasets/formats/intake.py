@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -11,12 +12,13 @@ from modelyard.datasets.formats.csvfile import ingest_csv
 from modelyard.datasets.formats.detect import HEAD_BYTES, detect_format
 from modelyard.datasets.formats.idx import ingest_idx
 from modelyard.datasets.formats.jsonl import ingest_jsonl
+from modelyard.datasets.formats.limits import IntakeGuard, IntakeLimits
 from modelyard.datasets.formats.npz import ingest_npz
 from modelyard.datasets.formats.parquet import ingest_parquet
 from modelyard.errors import InvalidInput, ModelyardError, UnsupportedFormat
 
 # Tables: their canonical form is compressed Parquet, written as they stream in.
-_TABLES: dict[str, Callable[[Path, Path, str | None], ParsedDataset]] = {
+_TABLES: dict[str, Callable[[Path, Path, str | None, IntakeGuard], ParsedDataset]] = {
     "csv": ingest_csv,
     "parquet": ingest_parquet,
     "jsonl": ingest_jsonl,
@@ -30,19 +32,21 @@ def ingest(
     fmt: str | None = None,
     filename: str | None = None,
     label: str | None = None,
-    max_bytes: int | None = None,
+    limits: IntakeLimits | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> ParsedDataset:
     """Parse and validate ``sources``, writing the canonical form into ``out_dir``.
 
     ``sources`` is one file, or for IDX the images file and optionally the labels file.
     The format is ``fmt`` when given, else detected from ``filename`` (by default the first
     source's name) and its first bytes.
-    ``out_dir`` must be empty or absent; on any error it is left empty. Arrays (NPZ, IDX)
-    whose declared data exceeds ``max_bytes`` are refused (PayloadTooLarge) before any is
-    written: a compressed upload may expand far beyond its own size.
+    ``out_dir`` must be empty or absent; on any error it is left empty. An upload that
+    goes beyond ``limits`` (none by default) is refused with PayloadTooLarge as soon as
+    that is known, while it is read: a compressed upload may expand far beyond its own
+    size. ``clock`` measures the time budget, in seconds.
 
     Raises UnsupportedFormat for an unknown format and InvalidInput for a malformed file
-    or a ``label`` that names no column or array.
+    or a ``label`` that names no column or array. No error names the sources' paths.
 
     >>> parsed = ingest([Path("iris.csv")], Path("out"), label="target")  # doctest: +SKIP
     >>> parsed.kind, parsed.num_rows, sorted(parsed.canonical)  # doctest: +SKIP
@@ -55,11 +59,18 @@ def ingest(
     try:
         resolved = _resolve_format(fmt, filename, paths)
         _check_sources(resolved, paths)
+        guard = IntakeGuard(limits or IntakeLimits(), sum(p.stat().st_size for p in paths), clock)
         if resolved == "idx":
-            return ingest_idx(paths, out_dir, label, max_bytes)
+            return ingest_idx(paths, out_dir, label, guard)
         if resolved == "npz":
-            return ingest_npz(paths[0], out_dir, label, max_bytes)
-        return _TABLES[resolved](paths[0], out_dir, label)
+            return ingest_npz(paths[0], out_dir, label, guard)
+        return _TABLES[resolved](paths[0], out_dir, label, guard)
+    except ModelyardError as exc:
+        _clear(out_dir)
+        told = _without_paths(exc, paths, out_dir)
+        if told is exc:
+            raise
+        raise told from None
     except BaseException:
         _clear(out_dir)
         raise
@@ -77,12 +88,13 @@ def _resolve_format(fmt: str | None, filename: str | None, paths: Sequence[Path]
         head = f.read(HEAD_BYTES)
     if not head:
         raise InvalidInput("the file is empty")
-    # Without a client-side name, the source's own name may still carry an extension.
-    name = filename or paths[0].name
-    detected = detect_format(name, head)
+    # Without a client-side name, the source's own name may still carry an extension;
+    # it is not shown, as on a server it is a staging file's.
+    detected = detect_format(filename or paths[0].name, head)
     if detected is None:
+        shown = repr(filename) if filename else "the upload"
         raise UnsupportedFormat(
-            f"cannot tell the format of {name!r} (first bytes {head[:8]!r}); "
+            f"cannot tell the format of {shown} (first bytes {head[:8]!r}); "
             f"accepted: {accepted}; name the format explicitly"
         )
     return detected
@@ -99,6 +111,22 @@ def _check_sources(fmt: str, paths: Sequence[Path]) -> None:
     for path, role in zip(paths, roles, strict=False):
         if path.stat().st_size == 0:
             raise InvalidInput(f"the {role} is empty")
+
+
+def _without_paths(error: ModelyardError, paths: Sequence[Path], out_dir: Path) -> ModelyardError:
+    """``error``, or a copy whose detail speaks of "the upload" where it named a path.
+
+    A library's message (an OSError's, pyarrow's) may quote the file it was reading; on a
+    server that is a staging file or a scratch folder, which are nobody's business.
+    """
+    detail = error.detail
+    for path in paths:
+        detail = detail.replace(str(path), "the upload")
+    for folder in {str(out_dir), *(str(p.parent) for p in paths)}:
+        detail = detail.replace(folder, "the server's scratch space")
+    if detail == error.detail:
+        return error
+    return type(error)(detail, **error.extra)
 
 
 def _clear(out_dir: Path) -> None:

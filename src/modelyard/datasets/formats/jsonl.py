@@ -5,14 +5,22 @@ columns (in order of first appearance) and their types; the second builds bounde
 and writes them. Keys missing from a row are null. A column whose values mix kinds that
 have no common number type (say numbers and strings) is kept as strings; nested objects and
 arrays are kept as their JSON text.
+
+Lines are read with a bounded ``readline``, so a line longer than the limit is refused
+without ever being held whole, and a line's nesting depth is checked before it is parsed
+(json's parser recurses once per level).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from modelyard.datasets.formats.canonical import (
     ParsedDataset,
@@ -22,71 +30,136 @@ from modelyard.datasets.formats.canonical import (
     table_result,
 )
 from modelyard.datasets.formats.compression import GZIP_ERRORS, open_binary
-from modelyard.errors import InvalidInput
+from modelyard.datasets.formats.limits import IntakeGuard, guarded
+from modelyard.errors import InvalidInput, PayloadTooLarge
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
+_WHAT = "the JSONL file"
 # Python objects held per batch (rows times columns): bounds memory on wide rows too.
 _VALUES_PER_BATCH = 1_000_000
+# Line bytes held per batch: bounds memory on long rows.
+_BYTES_PER_BATCH = 32 * 1024 * 1024
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# A JSON string, escapes included; removed before brackets are counted.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_OPENING = (ord("["), ord("{"))
+_DEPTH_CHUNK = 1024 * 1024
 
 
-def ingest_jsonl(path: Path, out_dir: Path, label: str | None) -> ParsedDataset:
+def ingest_jsonl(path: Path, out_dir: Path, label: str | None, guard: IntakeGuard) -> ParsedDataset:
     """Parse the JSON Lines file at ``path`` into ``out_dir/data.parquet``."""
     import pyarrow as pa
 
     kinds: dict[str, str] = {}
     rows = 0
-    for row in _rows(path):
+    for row, _ in _rows(path, guard, count=True):
         rows += 1
+        guard.check_rows(rows, _WHAT)
         for key, value in row.items():
             kinds[key] = _join(kinds.get(key, "null"), _kind(value))
-    require_rows(rows, "the JSONL file")
+        guard.check_columns(len(kinds), _WHAT)
+    require_rows(rows, _WHAT)
     names = list(kinds)
     if not names:
         raise InvalidInput("every object in the JSONL file is empty: there are no columns")
     check_label(label, names, "column")
     schema = pa.schema([pa.field(n, _arrow_type(kinds[n])) for n in names])
-    batch_rows = max(1, _VALUES_PER_BATCH // max(1, len(names)))
+    batch_rows = max(1, _VALUES_PER_BATCH // len(names))
     with TableSink(out_dir, schema) as sink:
         batch: list[dict[str, Any]] = []
-        for row in _rows(path):
+        held = 0
+        for row, size in _rows(path, guard, count=False):
             batch.append(row)
-            if len(batch) == batch_rows:
+            held += size
+            if len(batch) == batch_rows or held >= _BYTES_PER_BATCH:
                 sink.write(_to_batch(batch, schema, kinds))
-                batch = []
+                batch, held = [], 0
         if batch:
             sink.write(_to_batch(batch, schema, kinds))
     return table_result("jsonl", sink, label)
 
 
-def _rows(path: Path) -> Iterator[dict[str, Any]]:
-    """The object on each non-blank line; InvalidInput naming the first bad line."""
+def _rows(path: Path, guard: IntakeGuard, *, count: bool) -> Iterator[tuple[dict[str, Any], int]]:
+    """The object on each non-blank line and the line's length; InvalidInput naming the
+    first bad line.
+
+    With ``count``, the bytes read are counted against ``guard``'s size limits.
+    """
+    max_line = guard.limits.max_line_bytes
     number = 0
     try:
-        with open_binary(path) as f:
-            for number, raw in enumerate(f, start=1):
+        with guarded(open_binary(path), guard, _WHAT, count=count) as f:
+            while raw := f.readline(-1 if max_line is None else max_line + 1):
+                number += 1
+                if max_line is not None and len(raw) > max_line:
+                    raise PayloadTooLarge(
+                        f"JSONL line {number} is longer than {max_line} bytes, the most this "
+                        "server accepts (MODELYARD_MAX_DATASET_LINE_BYTES)"
+                    )
                 line = raw.removeprefix(b"\xef\xbb\xbf") if number == 1 else raw
                 if not line.strip():
                     continue
-                try:
-                    value = json.loads(line.decode("utf-8"))
-                except UnicodeDecodeError:
-                    raise InvalidInput(f"JSONL line {number} is not valid UTF-8") from None
-                except json.JSONDecodeError as exc:
-                    raise InvalidInput(
-                        f"JSONL line {number}: invalid JSON: {exc.msg} (column {exc.colno})"
-                    ) from None
-                if not isinstance(value, dict):
-                    raise InvalidInput(
-                        f"JSONL line {number}: expected a JSON object, got {_json_type(value)}"
-                    )
-                yield value
+                yield _parse(line, number, guard.limits.max_json_depth), len(raw)
     except (*GZIP_ERRORS, OSError) as exc:
+        where = f" after line {number}" if number else ""
         raise InvalidInput(
-            f"cannot read the JSONL file after line {number} (corrupt compression?): {exc}"
+            f"cannot read the JSONL file{where} (corrupt compression?): {exc}"
         ) from None
+
+
+def _parse(line: bytes, number: int, max_depth: int | None) -> dict[str, Any]:
+    """The object on JSONL line ``number``."""
+    if max_depth is not None and _nests_deeper(line, max_depth):
+        raise _too_deep(number, max_depth)
+    try:
+        value = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidInput(f"JSONL line {number} is not valid UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"JSONL line {number}: invalid JSON: {exc.msg} (column {exc.colno})"
+        ) from None
+    except ValueError:
+        # The one other ValueError json raises: an integer too long to convert.
+        raise InvalidInput(
+            f"JSONL line {number}: a number has more than {sys.get_int_max_str_digits()} digits"
+        ) from None
+    except RecursionError:
+        raise _too_deep(number, max_depth) from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"JSONL line {number}: expected a JSON object, got {_json_type(value)}")
+    return value
+
+
+def _too_deep(number: int, max_depth: int | None) -> InvalidInput:
+    if max_depth is None:
+        return InvalidInput(f"JSONL line {number}: values nest too deep to parse")
+    return InvalidInput(
+        f"JSONL line {number}: values nest more than {max_depth} deep, the most this server "
+        "accepts (MODELYARD_MAX_DATASET_JSON_DEPTH)"
+    )
+
+
+def _nests_deeper(line: bytes, limit: int) -> bool:
+    """Whether the JSON text ``line`` nests arrays and objects more than ``limit`` deep.
+
+    Brackets inside strings do not count. Only a line with more than ``limit`` opening
+    brackets can nest that deep, so most lines are settled by counting.
+    """
+    if line.count(b"[") + line.count(b"{") <= limit:
+        return False
+    brackets = _STRING.sub(b"", line).translate(None, _NOT_BRACKETS)
+    depth = 0
+    for start in range(0, len(brackets), _DEPTH_CHUNK):
+        chunk = np.frombuffer(brackets[start : start + _DEPTH_CHUNK], dtype=np.uint8)
+        levels = depth + np.cumsum(np.where(np.isin(chunk, _OPENING), 1, -1))
+        if int(levels.max()) > limit:
+            return True
+        depth = int(levels[-1])
+    return False
 
 
 def _json_type(value: Any) -> str:
