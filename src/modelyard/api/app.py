@@ -20,6 +20,7 @@ from modelyard.api.routes import (
     inference,
     jobs,
     models,
+    train_model,
 )
 from modelyard.api.routes import openai as openai_routes
 from modelyard.api.routes.openai import errors as openai_errors
@@ -64,7 +65,17 @@ def create_app(platform: Platform, *, own_platform: bool = False) -> FastAPI:
     # The inference routes come first: routes are matched in order, and they are the hot path.
     routers = [
         module.router
-        for module in (inference, health, auth, datasets, models, jobs, executor, deployments)
+        for module in (
+            inference,
+            health,
+            auth,
+            datasets,
+            models,
+            jobs,
+            train_model,
+            executor,
+            deployments,
+        )
     ]
     routers += [inference.health_router, *openai_routes.routers()]
     for router in routers:

@@ -103,6 +103,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("PUT", "/api/v1/models/{name}/acl"): needs(WRITE),
     # -- jobs ------------------------------------------------------------------------------
     ("POST", "/api/v1/jobs"): needs(WRITE),
+    ("POST", "/train_model"): needs(WRITE),
     ("GET", "/api/v1/jobs"): needs(READ),
     ("GET", "/api/v1/jobs/{job_id}"): needs(READ),
     ("POST", "/api/v1/jobs/{job_id}/cancel"): needs(WRITE),

@@ -27,7 +27,7 @@ def plan_train(
     from modelyard.training import check_fit, load_xy, parse_config
     from modelyard.training.distributed import parse_distributed
 
-    request = normalize_request(body)
+    request = normalize_request(body, lambda name: _model_exists(caller, registry, name))
     raw_distributed = request.pop("distributed", None)
     plan, raw_config = split_request(request)
     raw_config.pop("type", None)
@@ -100,6 +100,14 @@ def plan_train(
         "distributed": distributed.model_dump(mode="json") if distributed else None,
         "request": dict(body),
     }
+
+
+def _model_exists(caller: Caller, registry: ModelRegistry, name: str) -> bool:
+    try:
+        registry.get_model(caller, name)
+    except NotFound:
+        return False
+    return True
 
 
 def _dataset(caller: Caller, datasets: DatasetService, name: Any, field: str) -> Dataset:

@@ -6,7 +6,7 @@ fit the data set is refused with a 422 naming the field before anything is queue
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from modelyard.errors import InvalidInput
@@ -23,10 +23,21 @@ PLAN_KEYS = {
     "num_outputs",
 }
 CATALOG = ("mlp", "cnn", "rnn", "transformer")
+# What the flat form trains when it names an architecture: a model with hidden layers (the
+# catalog's bare MLP is linear) and a validation split, so a first model is a useful one.
+FLAT_ARCH_DEFAULTS: dict[str, dict[str, Any]] = {"mlp": {"hidden": [128, 64]}}
+FLAT_VALIDATION = {"fraction": 0.2, "seed": 0}
 
 
-def normalize_request(body: Mapping[str, Any]) -> dict[str, Any]:
-    """Map the flat form onto the structured one; the structured form passes through."""
+def normalize_request(
+    body: Mapping[str, Any], model_exists: Callable[[str], bool] = lambda _name: False
+) -> dict[str, Any]:
+    """Map the flat form onto the structured one; the structured form passes through.
+
+    The flat form's ``model_name`` is an architecture of the catalog (any case: a new model,
+    with :data:`FLAT_ARCH_DEFAULTS`) or a model the caller has (``model_exists``: its latest
+    version is trained further into a new version of it).
+    """
     if not FLAT_KEYS & set(body):
         return dict(body)
     out = {k: v for k, v in body.items() if k not in ("model_name", "data", "learning_rate")}
@@ -41,7 +52,20 @@ def normalize_request(body: Mapping[str, Any]) -> dict[str, Any]:
             raise InvalidInput("model_name: give either 'model_name' or 'model', not both")
         if not isinstance(name, str):
             raise InvalidInput("model_name: must be a string")
-        out["model"] = {"arch": name} if name in CATALOG else {"from": name}
+        if name.lower() in CATALOG:
+            arch = name.lower()
+            out["model"] = {"arch": arch, **FLAT_ARCH_DEFAULTS.get(arch, {})}
+            out.setdefault("validation", dict(FLAT_VALIDATION))
+        elif model_exists(name):
+            out["model"] = {"from": name}
+            out.setdefault("output_model", name)
+        else:
+            raise InvalidInput(
+                f"model_name: there is no model named '{name}' that you can use, and it is not "
+                f"an architecture Modelyard trains; name one of {', '.join(CATALOG)} to train "
+                "a new model, or one of your models to train it further",
+                field="model_name",
+            )
     if "learning_rate" in body:
         optimizer = body.get("optimizer", "adam")
         if isinstance(optimizer, str):

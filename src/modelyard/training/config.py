@@ -52,9 +52,13 @@ class LossConfig(_Section):
 
 
 class OptimizerConfig(_Section):
-    """The optimizer and its hyper-parameters; fields another optimizer uses must stay unset."""
+    """The optimizer and its hyper-parameters; fields another optimizer uses must stay unset.
 
-    name: Literal["sgd", "adam", "adamw", "rmsprop"] = Field(default="adam")
+    Names are case-insensitive (``"Adam"`` is ``adam``); ``gd`` is full-batch gradient descent:
+    plain SGD over the whole data set at every step.
+    """
+
+    name: Literal["gd", "sgd", "adam", "adamw", "rmsprop"] = Field(default="adam")
     lr: float = Field(default=1e-3, gt=0.0, description="Peak learning rate.")
     momentum: Fraction = Field(default=0.0, description="sgd and rmsprop.")
     nesterov: bool = Field(default=False, description="sgd with momentum > 0.")
@@ -63,10 +67,17 @@ class OptimizerConfig(_Section):
     eps: float = Field(default=1e-8, gt=0.0, description="adam, adamw, rmsprop.")
     alpha: float = Field(default=0.99, gt=0.0, lt=1.0, description="rmsprop smoothing.")
 
+    @field_validator("name", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _fields_fit_optimizer(self) -> OptimizerConfig:
         if self.nesterov and (self.name != "sgd" or self.momentum <= 0):
             raise ValueError("nesterov: needs optimizer sgd with momentum > 0")
+        if self.momentum and self.name == "gd":
+            raise ValueError("momentum: gd is plain gradient descent; use sgd for momentum")
         if self.momentum and self.name in ("adam", "adamw"):
             raise ValueError(f"momentum: {self.name} does not use it; set betas instead")
         return self
@@ -179,6 +190,22 @@ class TrainConfig(_Section):
     @classmethod
     def _section_by_name(cls, value: Any) -> Any:
         return _named(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gd_is_full_batch(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        optimizer = _named(data.get("optimizer"))
+        name = optimizer.get("name") if isinstance(optimizer, Mapping) else None
+        if not (isinstance(name, str) and name.strip().lower() == "gd"):
+            return data
+        if data.get("batch_size") is not None:
+            raise ValueError(
+                "batch_size: optimizer gd takes the whole data set at every step; drop "
+                "batch_size, or use sgd for mini-batches"
+            )
+        return {**data, "batch_size": None}
 
     @field_validator("device")
     @classmethod

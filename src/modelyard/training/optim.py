@@ -14,10 +14,10 @@ def build_optimizer(
 ) -> torch.optim.Optimizer:
     """The optimizer over ``params``.
 
-    ``sgd`` on a batch as large as the data set is full-batch gradient descent.
+    ``gd`` is ``sgd`` on a batch as large as the data set (the config makes it full-batch).
     """
     params = list(params)
-    if config.name == "sgd":
+    if config.name in ("gd", "sgd"):
         return torch.optim.SGD(
             params,
             lr=config.lr,
