@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelyard.auth.access import Caller, Permission
 from modelyard.datasets.service import DatasetService
@@ -13,6 +13,9 @@ from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.jobs.train_spec import infer_arch_defaults, normalize_request, split_request
 from modelyard.naming import check_name
 from modelyard.registry.service import ModelRegistry
+
+if TYPE_CHECKING:
+    from modelyard.training.config import TrainConfig
 
 
 def plan_train(
@@ -57,7 +60,8 @@ def plan_train(
         raise InvalidInput("model: give {'spec': {...}} or {'from': '<model>', 'version': ...}")
     init: dict[str, Any] | None = None
     if "from" in model:
-        init, arch = _fine_tune_source(caller, registry, model)
+        init, arch, parent_config = _fine_tune_source(caller, registry, model)
+        config = _inherit_preprocessing(config, raw_config, parent_config, model["from"])
         num_outputs = plan.get("num_outputs", model.get("num_outputs"))
         if num_outputs is not None:
             arch = {**arch, "num_outputs": num_outputs}
@@ -121,7 +125,8 @@ def _dataset(caller: Caller, datasets: DatasetService, name: Any, field: str) ->
 
 def _fine_tune_source(
     caller: Caller, registry: ModelRegistry, model: Mapping[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The parent version's reference, architecture and training config."""
     name = model["from"]
     ref = str(model.get("version", "latest"))
     if not isinstance(name, str):
@@ -145,7 +150,36 @@ def _fine_tune_source(
     return (
         {"model": name, "version": version.version, "sha256": version.sha256},
         dict(version.spec),
+        dict((version.params or {}).get("config") or {}),
     )
+
+
+def _inherit_preprocessing(
+    config: TrainConfig,
+    raw_config: Mapping[str, Any],
+    parent_config: Mapping[str, Any],
+    parent: str,
+) -> TrainConfig:
+    """A fine-tune transforms its inputs as its parent did: the model's weights expect it, and
+    a deployment following the model must not see its input scale change."""
+    from modelyard.training import parse_config  # the training package loads torch
+
+    inherited = parent_config.get("preprocessing")
+    if not isinstance(inherited, Mapping):
+        return config
+    given = raw_config.get("preprocessing")
+    if given is None:
+        return parse_config({**raw_config, "preprocessing": dict(inherited)}, where="")
+    wanted = config.preprocessing
+    for name in ("scale", "standardize"):
+        if getattr(wanted, name) != inherited.get(name, getattr(wanted, name)):
+            raise InvalidInput(
+                f"preprocessing.{name}: '{parent}' was trained with {name}="
+                f"{inherited.get(name)}; a fine-tune keeps its parent's input transform "
+                f"(leave preprocessing out to inherit it)",
+                field=f"preprocessing.{name}",
+            )
+    return config
 
 
 def _ensure_output_model(caller: Caller, registry: ModelRegistry, name: str, arch: str) -> None:
