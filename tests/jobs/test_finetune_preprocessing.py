@@ -34,3 +34,28 @@ def test_a_fine_tune_inherits_its_parents_preprocessing(api: httpx.Client) -> No
     refused = api.post("/api/v1/jobs", json=other)
     assert refused.status_code == 422
     assert "preprocessing.scale" in refused.json()["detail"]
+
+
+def test_freeze_counts_where_the_docs_write_it_and_unknown_fields_are_refused(
+    api: httpx.Client,
+) -> None:
+    base = api.post("/api/v1/jobs", json=train_body(output_model="frozen")).json()
+    assert wait_for(api, base["id"])["status"] == "succeeded"
+    # freeze inside model, as docs/api.md shows it, is the same as freeze beside it.
+    inside = train_body(model={"from": "frozen", "freeze": ["layers.0"]}, output_model="frozen")
+    reply = api.post("/api/v1/jobs", json=inside)
+    assert reply.status_code == 201, reply.text
+    assert reply.json()["spec"]["config"]["freeze"] == ["layers.0"]
+    api.post(f"/api/v1/jobs/{reply.json()['id']}/cancel")
+    # An unknown field in model is named, not dropped.
+    bogus = api.post("/api/v1/jobs", json=train_body(model={"from": "frozen", "bogus": 1}))
+    assert bogus.status_code == 422 and "model.bogus" in bogus.json()["detail"]
+    spec_bogus = train_body(model={"spec": {"arch": "mlp"}, "bogus": 1})
+    reply = api.post("/api/v1/jobs", json=spec_bogus)
+    assert reply.status_code == 422 and "model.bogus" in reply.json()["detail"]
+    # A prefix that matches no parameter is refused before anything is queued.
+    before = api.get("/api/v1/jobs").json()["total"]
+    nothing = train_body(model={"from": "frozen", "freeze": ["encoder"]}, output_model="frozen")
+    reply = api.post("/api/v1/jobs", json=nothing)
+    assert reply.status_code == 422 and "encoder" in reply.json()["detail"]
+    assert api.get("/api/v1/jobs").json()["total"] == before

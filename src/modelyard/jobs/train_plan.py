@@ -34,6 +34,10 @@ def plan_train(
     raw_distributed = request.pop("distributed", None)
     plan, raw_config = split_request(request)
     raw_config.pop("type", None)
+    model = plan.get("model")
+    if not isinstance(model, Mapping):
+        raise InvalidInput("model: give {'spec': {...}} or {'from': '<model>', 'version': ...}")
+    model, raw_config = _model_section(model, raw_config)
     config = parse_config(raw_config, where="")
     distributed = None
     if raw_distributed is not None:
@@ -55,9 +59,6 @@ def plan_train(
     files = datasets.canonical_files(dataset, work / "train")
     x, y = load_xy(files, dataset.kind, label, features)  # type: ignore[arg-type]
 
-    model = plan.get("model")
-    if not isinstance(model, Mapping):
-        raise InvalidInput("model: give {'spec': {...}} or {'from': '<model>', 'version': ...}")
     init: dict[str, Any] | None = None
     if "from" in model:
         init, arch, parent_config = _fine_tune_source(caller, registry, model)
@@ -77,6 +78,7 @@ def plan_train(
         )
     spec = parse_spec(arch, where="model.spec")
     check_fit(spec, config, tuple(x.shape), x.dtype, y)
+    _check_freeze(spec, config.freeze)
 
     validation = plan.get("validation_dataset")
     if validation is not None:
@@ -104,6 +106,45 @@ def plan_train(
         "distributed": distributed.model_dump(mode="json") if distributed else None,
         "request": dict(body),
     }
+
+
+MODEL_FIELDS = {
+    "from": ("from", "version", "num_outputs", "freeze"),
+    "spec": ("spec", "freeze"),
+}
+
+
+def _model_section(
+    model: Mapping[str, Any], raw_config: dict[str, Any]
+) -> tuple[Mapping[str, Any], dict[str, Any]]:
+    """Refuse unknown fields of ``model``; a ``freeze`` written there (as docs/api.md shows it)
+    counts exactly as one beside it: it moves into the training config."""
+    form = "from" if "from" in model else "spec" if "spec" in model else None
+    if form is None:
+        return model, raw_config  # a bare catalog spec, which parse_spec checks field by field
+    unknown = sorted(set(model) - set(MODEL_FIELDS[form]))
+    if unknown:
+        raise InvalidInput(
+            f"model.{unknown[0]}: unknown field; model {{'{form}': ...}} takes "
+            f"{', '.join(MODEL_FIELDS[form])}",
+            field=f"model.{unknown[0]}",
+        )
+    if "freeze" not in model:
+        return model, raw_config
+    if "freeze" in raw_config:
+        raise InvalidInput("model.freeze: give freeze once, in model or beside it")
+    rest = {k: v for k, v in model.items() if k != "freeze"}
+    return rest, {**raw_config, "freeze": model["freeze"]}
+
+
+def _check_freeze(spec: Any, prefixes: list[str]) -> None:
+    """Every frozen prefix names parameters of the model, or the job is refused now."""
+    if not prefixes:
+        return
+    from modelyard.nn import build_model
+    from modelyard.training import freeze
+
+    freeze(build_model(spec), prefixes)
 
 
 def _model_exists(caller: Caller, registry: ModelRegistry, name: str) -> bool:
