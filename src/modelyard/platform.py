@@ -27,8 +27,9 @@ from modelyard.serving.manager import DeploymentManager
 from modelyard.serving.metrics import ServingMetrics
 from modelyard.serving.service import DeploymentService
 from modelyard.storage.base import BlobStore
+from modelyard.storage.collector import CollectionReport, StorageCollector
 from modelyard.storage.factory import build_blob_store
-from modelyard.storage.staging import sweep_stale
+from modelyard.storage.workdirs import sweep
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Platform:
     executor: Executor[Any]
     deployments: DeploymentService
     serving: DeploymentManager
+    collector: StorageCollector
     metrics_registry: CollectorRegistry
     warm: threading.Event = field(default_factory=threading.Event)
 
@@ -54,7 +56,9 @@ class Platform:
         """Create directories, migrate the schema, and wire the services."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         settings.tmp_dir.mkdir(parents=True, exist_ok=True)
-        sweep_stale(settings.tmp_dir)
+        # Working files of processes that are gone (a crash, kill -9) go before anything else;
+        # unreferenced blobs go in the collector's first pass, once the server has started.
+        sweep(settings.tmp_dir)
         db = create_database(settings.resolved_database_url)
         upgrade_to_head(db.engine)
         blobs = build_blob_store(settings)
@@ -84,12 +88,15 @@ class Platform:
             executor=executor,
             deployments=deployments,
             serving=serving,
+            collector=StorageCollector(db, blobs, settings.tmp_dir, settings.collect_grace_s),
             metrics_registry=metrics_registry,
         )
 
     def start(self) -> None:
-        """Start background work (the job executor); jobs left running resume."""
+        """Start background work (the job executor, the collection passes); jobs left running
+        resume."""
         self.executor.start()
+        self.collector.start(self.settings.collect_interval_s)
         # Checking a job spec needs torch and the catalog; import them now, off the request
         # path, so the first submission is not seconds slower than the rest.
         threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
@@ -99,7 +106,13 @@ class Platform:
             importlib.import_module(module)
         self.warm.set()
 
+    def collect(self) -> CollectionReport:
+        """Run one collection pass now: delete blobs no record references (past the grace
+        period) and working files no live process owns."""
+        return self.collector.run_once()
+
     def close(self) -> None:
         """Stop background work and release connections."""
+        self.collector.stop()
         self.executor.stop()
         self.db.dispose()

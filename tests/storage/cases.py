@@ -30,6 +30,11 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def files_under(root: Path) -> list[Path]:
+    """Every file below ``root`` (working folders of live processes may remain, empty)."""
+    return [p for p in root.rglob("*") if not p.is_dir()]
+
+
 class Case(abc.ABC):
     """One backend, with or without encryption."""
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from modelyard.storage import LocalBlobStore
-from tests.storage.cases import MASTER_KEY, MIB, LocalCase, sample, sha256
+from tests.storage.cases import MASTER_KEY, MIB, LocalCase, files_under, sample, sha256
 
 
 @pytest.fixture(params=[None, MASTER_KEY], ids=["plain", "encrypted"])
@@ -25,7 +25,7 @@ def test_blobs_are_sharded_by_their_address(local: LocalCase) -> None:
 
     sha = info.sha256
     assert (local.root / sha[:2] / sha[2:4] / sha).is_file()
-    assert list(local.tmp_dir.iterdir()) == []
+    assert files_under(local.tmp_dir) == []
 
 
 def test_local_path_is_the_plaintext_file_only_when_unencrypted(local: LocalCase) -> None:
@@ -59,7 +59,7 @@ def test_file_staged_on_another_file_system_is_stored(local: LocalCase) -> None:
 
     assert not staged.exists()
     assert b"".join(local.store.open_stream(info.sha256)) == data
-    assert list(local.tmp_dir.iterdir()) == []
+    assert files_under(local.tmp_dir) == []
 
 
 def test_master_key_must_be_32_bytes(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 from modelyard.errors import Unavailable
 from modelyard.storage import S3BlobStore
 from modelyard.storage.crypto import HEADER_SIZE, TAG_SIZE
-from tests.storage.cases import MASTER_KEY, MIB, sample
+from tests.storage.cases import MASTER_KEY, MIB, files_under, sample
 from tests.support.moto import FAKE_CREDENTIALS, s3_client
 
 
@@ -65,7 +65,7 @@ def test_large_blob_is_uploaded_in_parts(
     assert head["ContentLength"] == stored
     assert store.size(info.sha256) == len(data)
     assert b"".join(store.open_stream(info.sha256)) == data
-    assert [p.name for p in tmp_path.iterdir()] == []
+    assert files_under(tmp_path) == []
 
 
 @pytest.mark.parametrize("master_key", [None, MASTER_KEY], ids=["plain", "encrypted"])

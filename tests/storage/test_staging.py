@@ -1,17 +1,18 @@
-"""Staging uploads: limits, and the start-up sweep of what crashes left behind."""
+"""Staging uploads: hashing, limits, and where staged files live."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import os
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from modelyard.errors import InvalidInput, PayloadTooLarge
-from modelyard.storage.staging import stage_stream, sweep_stale
+from modelyard.storage.staging import scratch_dir, stage_fileobj, stage_stream
+from modelyard.storage.workdirs import process_dir
 
 
 async def _chunks(parts: list[bytes]) -> AsyncIterator[bytes]:
@@ -29,24 +30,28 @@ def test_stage_stream_hashes_and_counts(tmp_path: Path) -> None:
     assert staged.size == 3_500_000 and staged.filename == "x.bin"
 
 
+def _files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
 def test_oversized_and_empty_uploads_leave_nothing(tmp_path: Path) -> None:
     with pytest.raises(PayloadTooLarge):
         asyncio.run(stage_stream(_chunks([b"x" * 600_000] * 4), tmp_path, 1_000_000))
     with pytest.raises(InvalidInput):
         asyncio.run(stage_stream(_chunks([]), tmp_path, 1_000_000))
-    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(PayloadTooLarge):
+        stage_fileobj(io.BytesIO(b"y" * 2_000_000), tmp_path, 1_000_000)
+    assert _files(tmp_path) == []
 
 
-def test_sweep_removes_only_old_leftovers(tmp_path: Path) -> None:
-    old_file = tmp_path / "upload-old.part"
-    old_dir = tmp_path / "job-old"
-    fresh = tmp_path / "upload-new.part"
-    old_file.write_bytes(b"x")
-    old_dir.mkdir()
-    (old_dir / "checkpoint.bin").write_bytes(b"y")
-    fresh.write_bytes(b"z")
-    past = time.time() - 7200
-    for path in (old_file, old_dir):
-        os.utime(path, (past, past))
-    assert sweep_stale(tmp_path) == 2
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["upload-new.part"]
+def test_staged_files_and_scratch_folders_live_in_this_process_folder(tmp_path: Path) -> None:
+    own = process_dir(tmp_path)
+    staged = stage_fileobj(io.BytesIO(b"payload"), tmp_path, 1_000, "p.bin")
+    assert staged.path.parent == own and staged.path.read_bytes() == b"payload"
+    assert own.stat().st_mode & 0o777 == 0o700
+    with scratch_dir(tmp_path, "job-") as work:
+        assert work.parent == own
+        (work / "x.npy").write_bytes(b"data")
+    assert not work.exists()
+    staged.discard()
+    assert _files(tmp_path) == []

@@ -2,7 +2,9 @@
 
 The worker opens its own database connection and blob store, runs the job, and records the
 outcome itself. It dies with the server (``PR_SET_PDEATHSIG``), and stops on its own when
-the job is cancelled or handed to another attempt.
+the job is cancelled or handed to another attempt. Its working files (decrypted data,
+checkpoints and models in flight) live in its own working folder, which it removes when it
+ends; if it is killed, the next sweep does.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 # Imported here on purpose: the forkserver preloads this module, so every worker starts with
@@ -36,6 +39,7 @@ from modelyard.jobs.events import EventLog
 from modelyard.jobs.state import finish, requeue
 from modelyard.storage.base import BlobStore
 from modelyard.storage.factory import build_blob_store
+from modelyard.storage.workdirs import remove_process_dir
 
 log = logging.getLogger("modelyard.worker")
 PR_SET_PDEATHSIG = 1
@@ -55,13 +59,14 @@ class JobRequeued(Exception):
         self.why = why
 
 
-def _die_with_server(server_pid: int) -> None:
+def _die_with_server(server_pid: int, tmp_dir: Path) -> None:
     """Make sure this worker does not outlive the server that launched it.
 
     The worker is forked by multiprocessing's fork server, which passes it the pipe whose
     closing tells the fork server its clients are gone; closing our copy lets the fork server
     exit with the server, and PR_SET_PDEATHSIG then kills us with it. A watchdog on the
-    server's pid covers the rest (a server killed with SIGKILL runs no clean-up).
+    server's pid covers the rest (a server killed with SIGKILL runs no clean-up); it removes
+    the worker's working files on its way out.
     """
     from multiprocessing import forkserver
 
@@ -80,6 +85,7 @@ def _die_with_server(server_pid: int) -> None:
             try:
                 os.kill(server_pid, 0)
             except ProcessLookupError:
+                remove_process_dir(tmp_dir)
                 os._exit(75)
             except PermissionError:
                 pass
@@ -155,9 +161,12 @@ def worker_threads(settings: Settings) -> int:
 
 def main(settings_json: str, job_id: str, attempt: int, server_pid: int) -> None:
     """Run one attempt of one job (the target of the local executor's child process)."""
-    _die_with_server(server_pid)
     settings = Settings.model_validate_json(settings_json)
-    run(settings, job_id, attempt, worker_threads(settings))
+    _die_with_server(server_pid, settings.tmp_dir)
+    try:
+        run(settings, job_id, attempt, worker_threads(settings))
+    finally:
+        remove_process_dir(settings.tmp_dir)
 
 
 def open_context(settings: Settings, job_id: str, attempt: int) -> JobContext:

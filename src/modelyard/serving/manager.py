@@ -5,6 +5,11 @@ warms each up before routing to it, and keeps following the version references: 
 alias moves or a deployment is changed, the new version is loaded and warmed first, then
 requests switch to it, and the old one drains what it already accepted — a hot swap with no
 failed requests. Pipelines chain other deployments.
+
+A model is loaded from a private scratch folder in the server's working folder (the blob's
+plaintext, an ONNX export, an unpacked archive), which is removed as soon as the model is in
+memory and warmed up: with encryption at rest no decrypted copy stays on disk, and nothing
+is left to clean up when a deployment goes.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +36,7 @@ from modelyard.serving.metrics import ServingMetrics
 from modelyard.serving.service import DeploymentService
 from modelyard.serving.spec import DeploymentSpec
 from modelyard.storage.base import BlobStore
+from modelyard.storage.staging import scratch_dir
 
 log = logging.getLogger("modelyard.serving")
 
@@ -113,12 +120,14 @@ class DeploymentManager:
         self._locks: dict[str, asyncio.Lock] = {}
         self._task: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
-        self._cache = settings.data_dir / "serving-cache"
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         """Serve every stored deployment (they survive restarts), then keep them in sync."""
-        self._cache.mkdir(parents=True, exist_ok=True)
+        # Earlier releases kept plaintext copies of served models here, also of encrypted ones.
+        await asyncio.to_thread(
+            shutil.rmtree, self._settings.data_dir / "serving-cache", ignore_errors=True
+        )
         rows = await asyncio.to_thread(self._deployments.all)
         for row in sorted(rows, key=lambda r: bool(r.spec.get("pipeline"))):
             await self.sync(row.name)
@@ -267,50 +276,50 @@ class DeploymentManager:
     def _load_runtime(self, spec: DeploymentSpec, version: ModelVersion) -> Any:
         from modelyard.runtimes import VersionArtifact, load_runtime
 
-        path = self._artifact_path(version)
-        runtime = load_runtime(
-            VersionArtifact(
-                format=version.format,
-                path=path,
-                spec=version.spec,
-                signature=version.signature,
-                params=version.params,
-            ),
-            runtime=spec.runtime,
-            device=spec.device,
-            work_dir=self._cache / f"{version.sha256}-work",
-        )
-        sample = _sample_inputs(runtime)
-        if sample is not None:
-            runtime.infer(sample)  # warm-up: the first call pays for lazy set-up
+        with scratch_dir(self._settings.tmp_dir, "serve-") as work:
+            runtime = load_runtime(
+                VersionArtifact(
+                    format=version.format,
+                    path=self._artifact_path(version, work),
+                    spec=version.spec,
+                    signature=version.signature,
+                    params=version.params,
+                ),
+                runtime=spec.runtime,
+                device=spec.device,
+                work_dir=work / "derived",
+            )
+            sample = _sample_inputs(runtime)
+            if sample is not None:
+                runtime.infer(sample)  # warm-up: the first call pays for lazy set-up
         return runtime
 
     def _load_hf(self, name: str, spec: DeploymentSpec, version: ModelVersion) -> Any:
         from modelyard.llm import load_hf_model
         from modelyard.registry.hf import unpack_hf
 
-        folder = unpack_hf(
-            self._artifact_path(version),
-            self._cache / f"{version.sha256}-hf",
-            max_bytes=self._settings.max_upload_bytes * 4,
-        )
-        return load_hf_model(
-            folder,
-            kind=str((version.spec or {}).get("kind", "causal_lm")),
-            device=spec.device,
-            max_running=spec.max_batch_size,
-            max_queue=spec.max_queue,
-            name=f"{name}:{version.version}",
-        )
+        with scratch_dir(self._settings.tmp_dir, "serve-") as work:
+            folder = unpack_hf(
+                self._artifact_path(version, work),
+                work / "unpacked",
+                max_bytes=self._settings.max_upload_bytes * 4,
+            )
+            return load_hf_model(
+                folder,
+                kind=str((version.spec or {}).get("kind", "causal_lm")),
+                device=spec.device,
+                max_running=spec.max_batch_size,
+                max_queue=spec.max_queue,
+                name=f"{name}:{version.version}",
+            )
 
-    def _artifact_path(self, version: ModelVersion) -> Path:
-        target = self._cache / f"{version.sha256}{SUFFIX.get(version.format, '')}"
-        if target.exists():
-            return target
+    def _artifact_path(self, version: ModelVersion, work: Path) -> Path:
+        """The version's artifact as a file in ``work``: a link to a plaintext local blob,
+        else its plaintext fetched (decrypted) from the store."""
+        target = work / f"model{SUFFIX.get(version.format, '')}"
         local = self._blobs.local_path(version.sha256)
         if local is not None:
-            with contextlib.suppress(FileExistsError):
-                target.symlink_to(local)
+            target.symlink_to(local)
             return target
         return self._blobs.fetch_to(version.sha256, target)
 

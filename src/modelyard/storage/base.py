@@ -4,6 +4,12 @@ A blob is named by the sha256 of its plaintext. Writers stage bytes in a tempora
 (hashing as they go), then hand the file to :meth:`BlobStore.put_file`, which makes it
 visible atomically: a reader never sees a half-written blob, and a crash mid-upload leaves
 nothing behind but a temporary file.
+
+A blob is stored before the record that references it is written, so a crash in between
+leaves a blob nothing references. The collection pass
+(:class:`modelyard.storage.collector.BlobCollector`) deletes those once they have not been
+written for a grace period; :meth:`BlobStore.put_file` of content that is already stored
+counts as a write, so a blob an upload is about to reference again is never collected.
 """
 
 from __future__ import annotations
@@ -26,6 +32,14 @@ class BlobInfo:
     size: int
 
 
+@dataclass(frozen=True)
+class StoredBlob:
+    """A blob as listed by its store: its address and when it was last written (Unix time)."""
+
+    sha256: str
+    written_at: float
+
+
 class BlobStore(abc.ABC):
     """Where artifacts and data sets live (local directory or S3), optionally encrypted."""
 
@@ -36,7 +50,8 @@ class BlobStore(abc.ABC):
         ``sha256``, when given, is checked against the file's content; a mismatch raises
         :class:`modelyard.errors.InvalidInput` and stores nothing. With ``trusted`` the
         caller vouches for ``sha256`` (it hashed the bytes as it wrote them), which saves
-        reading a large file a second time.
+        reading a large file a second time. Content that is already stored is not written
+        again, but its write time is renewed (see :meth:`delete_if_written_before`).
         """
 
     @abc.abstractmethod
@@ -54,6 +69,18 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     def delete(self, sha256: str) -> None:
         """Remove the blob; deleting a missing blob is not an error."""
+
+    @abc.abstractmethod
+    def list_blobs(self) -> Iterator[StoredBlob]:
+        """Every stored blob with its last write time, in no particular order."""
+
+    @abc.abstractmethod
+    def delete_if_written_before(self, sha256: str, cutoff: float) -> bool:
+        """Delete the blob if it was last written before ``cutoff``; whether it was deleted.
+
+        A :meth:`put_file` of the same content that renews the write time while this runs
+        either keeps the blob or finds it gone and writes it again.
+        """
 
     def local_path(self, sha256: str) -> Path | None:
         """A plaintext file of the blob on this machine if one exists (for memory-mapping)."""

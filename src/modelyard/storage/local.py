@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import re
 import shutil
 import tempfile
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from modelyard.errors import InvalidInput, NotFound
-from modelyard.storage.base import CHUNK_SIZE, BlobInfo, BlobStore
+from modelyard.storage.base import CHUNK_SIZE, BlobInfo, BlobStore, StoredBlob
 from modelyard.storage.crypto import (
     HEADER_SIZE,
     KEY_SIZE,
@@ -22,6 +26,14 @@ from modelyard.storage.crypto import (
     plaintext_size,
     read_chunks,
 )
+from modelyard.storage.workdirs import process_dir
+
+_ADDRESS = re.compile(r"[0-9a-f]{64}")
+# A blob being collected is renamed to ``<sha256>.collecting-<random>`` first, so that a
+# concurrent reuse either renews it before the rename (and it is put back) or finds it gone.
+_COLLECTING = ".collecting-"
+# A rename marker older than this was left by a collector that died between two syscalls.
+_COLLECTING_LEFTOVER_S = 60.0
 
 
 class LocalBlobStore(BlobStore):
@@ -63,14 +75,14 @@ class LocalBlobStore(BlobStore):
         if sha256 is not None and check_sha256(sha256) != digest:
             raise InvalidInput(f"content has sha256 {digest}, not the declared {sha256}")
         dest = self._path(digest)
-        if dest.exists():
+        if _renew(dest):
             path.unlink()  # same address, same content: nothing to write
         elif self._master_key is None:
             dest.parent.mkdir(parents=True, exist_ok=True)
             self._move_into_place(path, dest)
         else:
             dest.parent.mkdir(parents=True, exist_ok=True)
-            with encrypted_copy(path, self.tmp_dir, self._master_key) as sealed:
+            with encrypted_copy(path, process_dir(self.tmp_dir), self._master_key) as sealed:
                 os.replace(sealed, dest)
             path.unlink()
         return BlobInfo(digest, size)
@@ -99,6 +111,40 @@ class LocalBlobStore(BlobStore):
     def delete(self, sha256: str) -> None:
         """Remove the blob; deleting a missing blob is not an error."""
         self._path(sha256).unlink(missing_ok=True)
+
+    def list_blobs(self) -> Iterator[StoredBlob]:
+        """Every stored blob with its last write time (the file's modification time)."""
+        if not self.root.is_dir():
+            return
+        for first in _subdirs(self.root):
+            for second in _subdirs(first):
+                with os.scandir(second) as entries:
+                    for entry in entries:
+                        if _ADDRESS.fullmatch(entry.name):
+                            with contextlib.suppress(FileNotFoundError):
+                                yield StoredBlob(entry.name, entry.stat().st_mtime)
+                        elif _COLLECTING in entry.name:
+                            _drop_leftover_marker(Path(entry.path))
+
+    def delete_if_written_before(self, sha256: str, cutoff: float) -> bool:
+        """Delete the blob's file if its modification time is before ``cutoff``."""
+        path = self._path(sha256)
+        try:
+            if path.stat().st_mtime >= cutoff:
+                return False
+            marker = path.with_name(f"{path.name}{_COLLECTING}{uuid.uuid4().hex}")
+            os.rename(path, marker)
+        except FileNotFoundError:
+            return False
+        if marker.stat().st_mtime >= cutoff:
+            # Reused between the check and the rename: put it back, unless the reuse
+            # already found it gone and wrote it again.
+            with contextlib.suppress(FileExistsError):
+                os.link(marker, path)
+            marker.unlink()
+            return False
+        marker.unlink()
+        return True
 
     def local_path(self, sha256: str) -> Path | None:
         """The blob's file when it is stored unencrypted, else None."""
@@ -134,7 +180,9 @@ class LocalBlobStore(BlobStore):
                 raise
             # Staged on another file system: copy into tmp_dir first, so the blob still
             # appears by one atomic rename.
-            fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix=".copying-", suffix=".part")
+            fd, name = tempfile.mkstemp(
+                dir=process_dir(self.tmp_dir), prefix=".copying-", suffix=".part"
+            )
             try:
                 with os.fdopen(fd, "wb") as out, path.open("rb") as src:
                     shutil.copyfileobj(src, out, CHUNK_SIZE)
@@ -143,6 +191,29 @@ class LocalBlobStore(BlobStore):
                 os.replace(name, dest)
             finally:
                 Path(name).unlink(missing_ok=True)
+            path.unlink()
+
+
+def _renew(path: Path) -> bool:
+    """Mark a stored blob as written now; False when it is not stored."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    except PermissionError:
+        pass  # written by another user sharing the directory: stored, but not renewable
+    return True
+
+
+def _subdirs(path: Path) -> Iterator[Path]:
+    with os.scandir(path) as entries:
+        return iter([Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)])
+
+
+def _drop_leftover_marker(path: Path) -> None:
+    # A rename sets the change time, so it tells how long the marker has existed.
+    with contextlib.suppress(FileNotFoundError):
+        if path.lstat().st_ctime < time.time() - _COLLECTING_LEFTOVER_S:
             path.unlink()
 
 

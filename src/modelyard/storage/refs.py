@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from modelyard.db.tables import BlobRef
+from modelyard.db.tables import BlobRef, Dataset, Job, ModelVersion
 from modelyard.storage.base import BlobStore
+
+_ADDRESS = re.compile(r"[0-9a-f]{64}")
+_UNFINISHED = ("queued", "running")
 
 
 def add_refs(session: Session, ref_type: str, ref_id: str, hashes: Iterable[str]) -> None:
@@ -33,3 +38,35 @@ def delete_unreferenced(session: Session, blobs: BlobStore, hashes: Iterable[str
         still = session.scalar(select(BlobRef.sha256).where(BlobRef.sha256 == sha).limit(1))
         if still is None:
             blobs.delete(sha)
+
+
+def referenced_digests(session: Session) -> set[str]:
+    """Every blob address some record uses.
+
+    ``blob_refs`` is the record of use; the columns that hold addresses are read as well
+    (versions, data sets' originals and canonical files, job checkpoints, and whatever an
+    unfinished job's spec names, such as the weights a fine-tune starts from), so a blob
+    whose reference row is missing is still kept.
+    """
+    found = set(session.scalars(select(BlobRef.sha256)))
+    found.update(session.scalars(select(ModelVersion.sha256)))
+    found.update(session.scalars(select(Job.checkpoint_sha).where(Job.checkpoint_sha.is_not(None))))
+    for originals, canonical in session.execute(select(Dataset.originals, Dataset.canonical)):
+        found.update(_addresses(originals))
+        found.update(_addresses(canonical))
+    for spec in session.scalars(select(Job.spec).where(Job.status.in_(_UNFINISHED))):
+        found.update(_addresses(spec))
+    return {sha for sha in found if sha}
+
+
+def _addresses(value: Any) -> Iterator[str]:
+    """Every sha256 hex string inside a JSON value."""
+    if isinstance(value, str):
+        if _ADDRESS.fullmatch(value):
+            yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _addresses(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _addresses(item)

@@ -6,6 +6,7 @@ Importing this module imports boto3; :mod:`modelyard.storage` imports it only on
 from __future__ import annotations
 
 import contextlib
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ from botocore.exceptions import (
 )
 
 from modelyard.errors import InvalidInput, NotFound, Unavailable
-from modelyard.storage.base import CHUNK_SIZE, BlobInfo, BlobStore
+from modelyard.storage.base import CHUNK_SIZE, BlobInfo, BlobStore, StoredBlob
 from modelyard.storage.crypto import (
     HEADER_SIZE,
     KEY_SIZE,
@@ -34,6 +35,7 @@ from modelyard.storage.crypto import (
     hash_file,
     plaintext_size,
 )
+from modelyard.storage.workdirs import process_dir
 
 if TYPE_CHECKING:
     from botocore.response import StreamingBody
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 
 SIZE_METADATA = "plaintext-size"
 _MISSING = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
+_ADDRESS = re.compile(r"[0-9a-f]{64}")
 
 
 class S3BlobStore(BlobStore):
@@ -49,8 +52,9 @@ class S3BlobStore(BlobStore):
 
     Uploads stream from the staged file (multipart above ``part_size``), so a blob appears
     whole or not at all. With a ``master_key`` (32 bytes) objects hold the encrypted form
-    (see :mod:`modelyard.storage.crypto`), staged in ``tmp_dir`` (default: the system's
-    temporary directory; it only ever holds ciphertext) before upload. Credentials
+    (see :mod:`modelyard.storage.crypto`), staged in this process's working folder under
+    ``tmp_dir`` (default: the system's temporary directory; it only ever holds ciphertext)
+    before upload. An object's last write time is its ``LastModified``. Credentials
     come from boto3's usual chain unless ``access_key_id``/``secret_access_key`` are given.
 
     Example::
@@ -116,11 +120,11 @@ class S3BlobStore(BlobStore):
             digest, size = hash_file(path)
         if sha256 is not None and check_sha256(sha256) != digest:
             raise InvalidInput(f"content has sha256 {digest}, not the declared {sha256}")
-        if not self.exists(digest):
+        if not self._renew(digest, size):
             if self._master_key is None:
                 self._upload(path, digest, size)
             else:
-                with encrypted_copy(path, self.tmp_dir, self._master_key) as sealed:
+                with encrypted_copy(path, process_dir(self.tmp_dir), self._master_key) as sealed:
                     self._upload(sealed, digest, size)
         path.unlink()
         return BlobInfo(digest, size)
@@ -160,6 +164,56 @@ class S3BlobStore(BlobStore):
         """Remove the blob; deleting a missing blob is not an error."""
         with _s3_errors(sha256):
             self._s3.delete_object(Bucket=self.bucket, Key=self._key(sha256))
+
+    def list_blobs(self) -> Iterator[StoredBlob]:
+        """Every object under the prefix named by a sha256, with its ``LastModified``."""
+        pages = self._s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.prefix
+        )
+        with _s3_errors():
+            for page in pages:
+                for item in page.get("Contents", []):
+                    name = item["Key"][len(self.prefix) :]
+                    if _ADDRESS.fullmatch(name):
+                        yield StoredBlob(name, item["LastModified"].timestamp())
+
+    def delete_if_written_before(self, sha256: str, cutoff: float) -> bool:
+        """Delete the object if its ``LastModified`` is before ``cutoff``.
+
+        S3 offers no atomic check-and-delete here: a reuse landing between the check and the
+        delete (two requests apart) loses the blob.
+        """
+        key = self._key(sha256)
+        try:
+            with _s3_errors(sha256):
+                head = self._s3.head_object(Bucket=self.bucket, Key=key)
+        except NotFound:
+            return False
+        if head["LastModified"].timestamp() >= cutoff:
+            return False
+        with _s3_errors(sha256):
+            self._s3.delete_object(Bucket=self.bucket, Key=key)
+        return True
+
+    def _renew(self, sha256: str, size: int) -> bool:
+        """Renew a stored object's ``LastModified`` (a copy onto itself); False if absent."""
+        key = self._key(sha256)
+        try:
+            with _s3_errors(sha256):
+                self._s3.copy(
+                    {"Bucket": self.bucket, "Key": key},
+                    self.bucket,
+                    key,
+                    ExtraArgs={
+                        "MetadataDirective": "REPLACE",
+                        "Metadata": {SIZE_METADATA: str(size)},
+                        "ContentType": "application/octet-stream",
+                    },
+                    Config=self._transfer,
+                )
+        except NotFound:
+            return False
+        return True
 
     def _key(self, sha256: str) -> str:
         return self.prefix + check_sha256(sha256)

@@ -1,7 +1,10 @@
 """Staging of uploads: stream bytes into a temporary file, hashing and counting as they come.
 
 Nothing is held whole in memory, and the size limit is enforced while reading, so an
-oversized upload is cut off early instead of filling the disk.
+oversized upload is cut off early instead of filling the disk. Staged files and scratch
+folders live in the working folder of the process that made them
+(:func:`modelyard.storage.workdirs.process_dir`), so what a killed process leaves behind is
+swept as soon as it is gone.
 """
 
 from __future__ import annotations
@@ -10,14 +13,14 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import shutil
 import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from modelyard.errors import InvalidInput, PayloadTooLarge
+from modelyard.storage.workdirs import process_dir
 
 SYNC_EVERY_BYTES = 64 * 1024 * 1024
 
@@ -45,8 +48,7 @@ class StagedFile:
 
 class _Writer:
     def __init__(self, tmp_dir: Path, max_bytes: int, filename: str | None) -> None:
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=tmp_dir)
+        fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=process_dir(tmp_dir))
         self.file = os.fdopen(fd, "wb")
         self.path = Path(name)
         self.digest = hashlib.sha256()
@@ -128,11 +130,18 @@ async def stage_stream(
 
 def stage_file(source: Path, tmp_dir: Path, max_bytes: int) -> StagedFile:
     """Copy a local file into staging (used for files made on the server, e.g. by jobs)."""
-    writer = _Writer(tmp_dir, max_bytes, source.name)
+    with source.open("rb") as f:
+        return stage_fileobj(f, tmp_dir, max_bytes, source.name)
+
+
+def stage_fileobj(
+    source: BinaryIO, tmp_dir: Path, max_bytes: int, filename: str | None = None
+) -> StagedFile:
+    """Copy the rest of an open file (a multipart part, a spooled upload) into staging."""
+    writer = _Writer(tmp_dir, max_bytes, filename)
     try:
-        with source.open("rb") as f:
-            for chunk in iter(lambda: f.read(1024 * 1024), b""):
-                writer.write(chunk)
+        for chunk in iter(lambda: source.read(BUFFER_BYTES), b""):
+            writer.write(chunk)
         return writer.finish()
     except BaseException:
         writer.abort()
@@ -141,30 +150,6 @@ def stage_file(source: Path, tmp_dir: Path, max_bytes: int) -> StagedFile:
 
 @contextlib.contextmanager
 def scratch_dir(tmp_dir: Path, prefix: str) -> Iterator[Path]:
-    """A private temporary directory under the server's tmp dir, removed afterwards."""
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=prefix, dir=tmp_dir) as name:
+    """A private temporary folder in this process's working folder, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=process_dir(tmp_dir)) as name:
         yield Path(name)
-
-
-def sweep_stale(tmp_dir: Path, older_than_s: float = 3600.0) -> int:
-    """Remove what crashed uploads and jobs left in ``tmp_dir``; returns how many entries.
-
-    Only entries untouched for ``older_than_s`` go, so work in flight is never removed.
-    """
-    if not tmp_dir.is_dir():
-        return 0
-    cutoff = time.time() - older_than_s
-    removed = 0
-    for entry in tmp_dir.iterdir():
-        try:
-            if entry.lstat().st_mtime >= cutoff:
-                continue
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
-            removed += 1
-        except OSError:
-            continue
-    return removed
