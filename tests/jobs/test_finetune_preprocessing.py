@@ -59,3 +59,34 @@ def test_freeze_counts_where_the_docs_write_it_and_unknown_fields_are_refused(
     reply = api.post("/api/v1/jobs", json=nothing)
     assert reply.status_code == 422 and "encoder" in reply.json()["detail"]
     assert api.get("/api/v1/jobs").json()["total"] == before
+
+
+def test_a_fine_tune_into_another_model_records_its_real_parent(api: httpx.Client) -> None:
+    base = api.post("/api/v1/jobs", json=train_body(output_model="source")).json()
+    assert wait_for(api, base["id"])["status"] == "succeeded"
+    # Into a new model name: it trains, registers, and names its parent in the source model.
+    into_new = train_body(model={"from": "source"}, output_model="brand-new-ft", epochs=1)
+    job = api.post("/api/v1/jobs", json=into_new).json()
+    done = wait_for(api, job["id"])
+    assert done["status"] == "succeeded", done["error"]
+    child = api.get("/api/v1/models/brand-new-ft/versions/1").json()
+    assert child["lineage"]["parent_model"] == "source"
+    assert child["lineage"]["parent_version"] == 1
+    assert child["params"]["preprocessing"]["scale"] == 0.0625
+    # Into an existing other model with versions of its own: the parent is still source v1.
+    other = api.post("/api/v1/jobs", json=train_body(output_model="other", epochs=1)).json()
+    assert wait_for(api, other["id"])["status"] == "succeeded"
+    job = api.post("/api/v1/jobs", json={**into_new, "output_model": "other"}).json()
+    assert wait_for(api, job["id"])["status"] == "succeeded"
+    second = api.get("/api/v1/models/other/versions/2").json()
+    assert (second["lineage"]["parent_model"], second["lineage"]["parent_version"]) == (
+        "source",
+        1,
+    )
+    # A version made within one model names that model as its parent's.
+    job = api.post(
+        "/api/v1/jobs", json={**into_new, "output_model": "source", "model": {"from": "source"}}
+    ).json()
+    assert wait_for(api, job["id"])["status"] == "succeeded"
+    own = api.get("/api/v1/models/source/versions/2").json()["lineage"]
+    assert (own["parent_model"], own["parent_version"]) == ("source", 1)

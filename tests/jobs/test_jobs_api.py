@@ -33,6 +33,7 @@ def test_structured_train_job_registers_a_version_with_lineage(api: httpx.Client
         "dataset": dataset["id"],
         "job": job["id"],
         "parent_version": None,
+        "parent_model": None,
     }
     assert version["params"]["dataset_sha256"] == dataset["sha256"]
     assert version["params"]["preprocessing"]["scale"] == 0.0625

@@ -252,11 +252,13 @@ class Model:
 
 @dataclass(frozen=True, kw_only=True)
 class Lineage:
-    """Where a version came from: the data set, the job and the parent version, if any."""
+    """Where a version came from: the data set, the job and the parent version, if any
+    (``parent_model`` names the parent's model, this one unless it is another)."""
 
     dataset: str | None = None
     job: str | None = None
     parent_version: int | None = None
+    parent_model: str | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> Lineage:
@@ -266,6 +268,7 @@ class Lineage:
             dataset=_ref_name(data.get("dataset")),
             job=_ref_name(data.get("job")),
             parent_version=_opt_int(data.get("parent_version")),
+            parent_model=data.get("parent_model"),
         )
 
 

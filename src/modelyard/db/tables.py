@@ -135,6 +135,8 @@ class ModelVersion(Base):
     dataset_id: Mapped[str | None] = mapped_column(String(32))
     job_id: Mapped[str | None] = mapped_column(String(32))
     parent_version: Mapped[int | None] = mapped_column(Integer)
+    # The model the parent version belongs to, by name as it was then; null: this model.
+    parent_model: Mapped[str | None] = mapped_column(String(128))
     created_by_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -149,7 +149,6 @@ class _Job:
         staged.filename = "model" + _SUFFIX[child.format]
         if child.compression is not None:
             params = {**params, "compression": child.compression}
-        same_model = spec["output_model"] == parent["model"]
         version = self.registry.push_version(
             self.owner,
             spec["output_model"],
@@ -160,7 +159,8 @@ class _Job:
                 metrics={**flat_metrics(report["child"]), "metric_delta": -report["metric_drop"]},
                 params=params,
                 description=spec.get("description") or f"made by job {self.ctx.job_id}",
-                parent_version=parent["version"] if same_model else None,
+                parent_version=parent["version"],
+                parent_model=parent["model"],
                 dataset_id=spec.get("fit_dataset_id"),
                 job_id=self.ctx.job_id,
             ),

@@ -156,6 +156,8 @@ def run_llm_finetune(ctx: JobContext) -> dict[str, Any]:
                 },
                 description=f"fine-tuned from {base['model']} v{base['version']} by job "
                 f"{ctx.job_id}",
+                parent_version=base["version"],
+                parent_model=base["model"],
                 dataset_id=spec.get("training_dataset_id"),
                 job_id=ctx.job_id,
             ),

@@ -208,6 +208,7 @@ def register_result(
             },
             description=f"trained by job {ctx.job_id}",
             parent_version=init["version"] if init else None,
+            parent_model=init["model"] if init else None,
             dataset_id=train_row.id,
             job_id=ctx.job_id,
         ),

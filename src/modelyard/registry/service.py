@@ -38,6 +38,7 @@ class VersionMeta:
     params: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     parent_version: int | None = None
+    parent_model: str | None = None  # the parent version's model, when it is another one
     dataset_id: str | None = None
     job_id: str | None = None
 
@@ -157,7 +158,7 @@ class ModelRegistry:
         try:
             model = self.get_model(caller, name, Permission.WRITE)
             if meta.parent_version is not None:
-                self.get_version(caller, name, str(meta.parent_version))
+                self.get_version(caller, meta.parent_model or name, str(meta.parent_version))
             with scratch_dir(self._tmp, "artifact-") as work:
                 info = inspect_artifact(
                     upload.path,
@@ -221,6 +222,7 @@ class ModelRegistry:
                     dataset_id=meta.dataset_id,
                     job_id=meta.job_id,
                     parent_version=meta.parent_version,
+                    parent_model=meta.parent_model if meta.parent_model != model.name else None,
                     created_by_id=caller.principal_id,
                 )
                 session.add(row)

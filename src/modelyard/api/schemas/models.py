@@ -54,7 +54,10 @@ class ModelOut(Schema):
 class Lineage(Schema):
     dataset: str | None = Field(description="Id of the data set it was trained on.")
     job: str | None = Field(description="Id of the job that made it.")
-    parent_version: int | None
+    parent_version: int | None = Field(description="The version it was made from.")
+    parent_model: str | None = Field(
+        description="The model of the parent version: this model unless another is named."
+    )
 
 
 class VersionOut(Schema):
@@ -88,7 +91,10 @@ class VersionOut(Schema):
             params=row.params,
             description=row.description,
             lineage=Lineage(
-                dataset=row.dataset_id, job=row.job_id, parent_version=row.parent_version
+                dataset=row.dataset_id,
+                job=row.job_id,
+                parent_version=row.parent_version,
+                parent_model=row.parent_model or (model_name if row.parent_version else None),
             ),
             created_by=PrincipalRef.of(row.created_by),
             created_at=row.created_at,
