@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.data import digits_npz, iris_csv, mlp_safetensors, spec_json
 from tests.support.process import wait_healthy
 from tests.support.server import ADMIN_KEY, free_port
 
@@ -56,16 +55,8 @@ def test_make_serve_then_the_quick_start(tmp_path: Path) -> None:
     )
     try:
         wait_healthy(url, server, timeout=300)
-        work = tmp_path / "work"
+        work = tmp_path / "work"  # empty: the quick start makes its own files
         work.mkdir()
-        iris_csv(work / "iris.csv")
-        mlp_safetensors(work / "model.safetensors")
-        (work / "spec.json").write_text(spec_json())
-        digits = digits_npz(work / "digits.npz")
-        import numpy as np
-
-        with np.load(digits) as arrays:
-            np.save(work / "sample.npy", arrays["x"][:3])
         shell_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
         lines = [
             line

@@ -10,6 +10,7 @@ from modelyard.cli import datasets, deployments, jobs, keys, llm, models, princi
 from modelyard.cli._context import CLIState
 from modelyard.cli.compress import compress, distill
 from modelyard.cli.demo import demo
+from modelyard.cli.examples import examples
 from modelyard.cli.predict import predict
 from modelyard.cli.serve import serve
 from modelyard.cli.train import train
@@ -36,6 +37,7 @@ app.command("chat")(llm.chat)
 app.command("complete")(llm.complete)
 app.command("embed")(llm.embed)
 app.command("demo")(demo)
+app.command("examples")(examples)
 app.command("serve")(serve)
 
 
