@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-import uuid
-from pathlib import Path
-
 from fastapi import Request
 from starlette.datastructures import UploadFile
 
 from modelyard.errors import InvalidInput, PayloadTooLarge
 from modelyard.platform import Platform
-from modelyard.storage.staging import StagedFile, stage_file, stage_stream
+from modelyard.storage.staging import StagedFile, stage_fileobj, stage_stream
 
 
 def _declared_length(request: Request, limit: int) -> int | None:
@@ -72,14 +68,4 @@ async def stage_request(
 def stage_part(item: UploadFile, platform: Platform) -> StagedFile:
     """A multipart file field staged (hashed, size-checked) like any upload; keeps its name."""
     settings = platform.settings
-    spool = Path(settings.tmp_dir) / "spool"
-    spool.mkdir(parents=True, exist_ok=True)
-    target = spool / f"part-{uuid.uuid4().hex}"
-    try:
-        with target.open("wb") as out:
-            shutil.copyfileobj(item.file, out, 1024 * 1024)
-        staged = stage_file(target, settings.tmp_dir, settings.max_upload_bytes)
-    finally:
-        target.unlink(missing_ok=True)
-    staged.filename = item.filename
-    return staged
+    return stage_fileobj(item.file, settings.tmp_dir, settings.max_upload_bytes, item.filename)
