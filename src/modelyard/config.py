@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -253,6 +254,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'modelyard.db').resolve()}"
+
+    def private_roots(self) -> tuple[str, ...]:
+        """Folders whose files callers are never told about: the data dir and the temp dir."""
+        return (str(self.data_dir.resolve()), str(self.data_dir), tempfile.gettempdir())
 
     @property
     def tmp_dir(self) -> Path:

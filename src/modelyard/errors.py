@@ -19,6 +19,8 @@ responses (RFC 9457 problem+json)::
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 
@@ -100,6 +102,19 @@ class Unavailable(ModelyardError):
     type_slug = "unavailable"
 
 
+# A path goes on until whitespace, a quote or a bracket: what libraries put around one.
+_PATH_TAIL = r"[^\s'\"()\[\]{}<>,;]*"
+
+
+def without_paths(text: str, roots: Iterable[str]) -> str:
+    """``text`` with every path under one of ``roots`` (the data dir, temp dirs) replaced by
+    ``<server file>``: libraries name the files they fail on, and those names are the
+    server's business, not the caller's."""
+    for root in sorted({r.rstrip("/") for r in roots if r and r.strip("/")}, key=len)[::-1]:
+        text = re.sub(re.escape(root) + _PATH_TAIL, "<server file>", text)
+    return text
+
+
 __all__ = [
     "Conflict",
     "DeadlineExceeded",
@@ -113,4 +128,5 @@ __all__ = [
     "Unavailable",
     "UnsafeArtifact",
     "UnsupportedFormat",
+    "without_paths",
 ]

@@ -46,3 +46,33 @@ def test_metrics_can_require_a_key(make_settings: Callable[..., object]) -> None
             assert reader.get("/metrics").status_code == 403
             watcher = user_client(api, "watcher", ["metrics"])
             assert "modelyard_http_requests_total" in watcher.get("/metrics").text
+
+
+def test_errors_never_name_the_servers_files(server: LiveServer, admin: httpx.Client) -> None:
+    import tempfile
+
+    assert admin.post("/api/v1/models", json={"name": "broken"}).status_code == 201
+    roots = [str(server.platform.settings.data_dir.resolve()), tempfile.gettempdir()]
+    for filename, body in [
+        ("model.onnx", b"\x08\x07\x12\x04fake" + b"\x00" * 64),  # a protobuf ORT cannot load
+        ("model.keras", b"PK\x03\x04" + b"\x00" * 64),
+        ("model.pt", b"PK\x03\x04not a torchscript zip"),
+        ("model.safetensors", b'\x10\x00\x00\x00\x00\x00\x00\x00{"a":1}'),
+    ]:
+        reply = admin.post(
+            "/api/v1/models/broken/versions", params={"filename": filename}, content=body
+        )
+        assert 400 <= reply.status_code < 500, (filename, reply.text)
+        detail = reply.json()["detail"]
+        assert not any(root in detail for root in roots), (filename, detail)
+        assert ".part" not in detail and "proc-" not in detail, (filename, detail)
+
+
+def test_paths_under_the_servers_folders_are_cut_from_messages() -> None:
+    from modelyard.errors import without_paths
+
+    text = "Load model from /srv/data/tmp/proc-1/artifact-x/model.onnx failed: '/tmp/a.part' (x)"
+    assert without_paths(text, ["/srv/data", "/tmp"]) == (
+        "Load model from <server file> failed: '<server file>' (x)"
+    )
+    assert without_paths("no path here /usr/lib", ["/srv/data"]) == "no path here /usr/lib"

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import cast
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 
 from modelyard import __version__
 from modelyard.api import gate, problems
@@ -24,7 +24,7 @@ from modelyard.api.routes import (
 )
 from modelyard.api.routes import openai as openai_routes
 from modelyard.api.routes.openai import errors as openai_errors
-from modelyard.errors import ModelyardError
+from modelyard.errors import ModelyardError, without_paths
 from modelyard.platform import Platform
 
 DESCRIPTION = """
@@ -32,6 +32,17 @@ Modelyard is a self-hosted Model-as-a-Service platform: upload data sets, train 
 models, and serve them. Every route except the health probes, `/metrics` and these docs needs
 an API key: `Authorization: Bearer my_...`. Errors are RFC 9457 problem+json documents.
 """
+
+
+def _without_paths(handler: gate.ErrorHandler, roots: tuple[str, ...]) -> gate.ErrorHandler:
+    """``handler`` answering with a detail that names no file of the server's own."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, ModelyardError):
+            exc.detail = without_paths(exc.detail, roots)
+        return await handler(request, exc)
+
+    return handle
 
 
 def create_app(platform: Platform, *, own_platform: bool = False) -> FastAPI:
@@ -81,6 +92,13 @@ def create_app(platform: Platform, *, own_platform: bool = False) -> FastAPI:
     for router in routers:
         app.include_router(router)
     openai_errors.install(app)
+    app.add_exception_handler(
+        ModelyardError,
+        _without_paths(
+            cast("gate.ErrorHandler", app.exception_handlers[ModelyardError]),
+            platform.settings.private_roots(),
+        ),
+    )
     routes = gate.entries([*app.router.routes, *(r for router in routers for r in router.routes)])
     missing = gate.missing_rules(routes)
     if missing:

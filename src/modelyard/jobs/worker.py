@@ -34,7 +34,7 @@ from modelyard import training  # noqa: F401
 from modelyard.config import Settings
 from modelyard.db.engine import Database, create_database
 from modelyard.db.tables import Job
-from modelyard.errors import ModelyardError
+from modelyard.errors import ModelyardError, without_paths
 from modelyard.jobs.events import EventLog
 from modelyard.jobs.state import finish, requeue
 from modelyard.storage.base import BlobStore
@@ -215,10 +215,13 @@ def run(settings: Settings, job_id: str, attempt: int, threads: int) -> None:
         events.append(job_id, "log", {"message": exc.why})
         requeue(db, events, job_id, attempt, exc.why)
     except ModelyardError as exc:
-        events.append(job_id, "log", {"message": f"error: {exc.detail}"})
-        finish(events, job_id, "failed", attempt=attempt, error=exc.detail)
+        detail = without_paths(exc.detail, settings.private_roots())
+        events.append(job_id, "log", {"message": f"error: {detail}"})
+        finish(events, job_id, "failed", attempt=attempt, error=detail)
     except Exception as exc:
-        events.append(job_id, "log", {"message": traceback.format_exc()})
-        finish(events, job_id, "failed", attempt=attempt, error=f"{type(exc).__name__}: {exc}")
+        roots = settings.private_roots()
+        events.append(job_id, "log", {"message": without_paths(traceback.format_exc(), roots)})
+        error = without_paths(f"{type(exc).__name__}: {exc}", roots)
+        finish(events, job_id, "failed", attempt=attempt, error=error)
     finally:
         db.dispose()

@@ -281,7 +281,8 @@ def _sniff_safetensors(path: Path, head: bytes) -> bool:
 
 
 def _inspect_safetensors(path: Path, intake: Intake) -> ArtifactInfo:
-    metadata = _check_safetensors(path)
+    # Errors name the file as the uploader knows it, never the server's staging name.
+    metadata = _check_safetensors(path, intake.filename or "the upload")
     spec = intake.spec if intake.spec is not None else _spec_from_metadata(metadata)
     return _safetensors_version(spec, path, intake, {"model.safetensors": path})
 
@@ -326,40 +327,42 @@ def _spec_from_metadata(metadata: dict[str, str]) -> dict[str, Any] | None:
     return spec
 
 
-def _check_safetensors(path: Path) -> dict[str, str]:
-    """Validate the header without reading tensor data; return the metadata."""
+def _check_safetensors(path: Path, shown: str | None = None) -> dict[str, str]:
+    """Validate the header without reading tensor data; return the metadata. Errors name the
+    file ``shown`` (default: its own name, for a file of an archive)."""
+    shown = shown or path.name
     size = path.stat().st_size
     with path.open("rb") as f:
         length = int.from_bytes(f.read(8), "little")
         if size < 8 or not 2 <= length <= size - 8:
             raise InvalidInput(
-                f"{path.name}: safetensors header length {length} does not fit in a file of "
+                f"{shown}: safetensors header length {length} does not fit in a file of "
                 f"{size} bytes (truncated, or not safetensors)"
             )
         if length > _MAX_SAFETENSORS_HEADER:
-            raise InvalidInput(f"{path.name}: safetensors header of {length} bytes is too big")
+            raise InvalidInput(f"{shown}: safetensors header of {length} bytes is too big")
         raw = f.read(length)
     try:
         header = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidInput(f"{path.name}: safetensors header is not valid JSON: {exc}") from exc
+        raise InvalidInput(f"{shown}: safetensors header is not valid JSON: {exc}") from exc
     if not isinstance(header, dict):
-        raise InvalidInput(f"{path.name}: safetensors header must be a JSON object")
+        raise InvalidInput(f"{shown}: safetensors header must be a JSON object")
     metadata = header.pop("__metadata__", None) or {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise InvalidInput(f"{path.name}: safetensors metadata must map strings to strings")
+        raise InvalidInput(f"{shown}: safetensors metadata must map strings to strings")
     data_bytes = size - 8 - length
     spans = sorted(_tensor_span(name, entry, data_bytes) for name, entry in header.items())
     covered = 0
     for begin, end, name in spans:
         if begin != covered:
-            raise InvalidInput(f"{path.name}: tensor {name!r} overlaps another or leaves a gap")
+            raise InvalidInput(f"{shown}: tensor {name!r} overlaps another or leaves a gap")
         covered = end
     if covered != data_bytes:
         raise InvalidInput(
-            f"{path.name}: tensors cover {covered} bytes but the file holds {data_bytes}"
+            f"{shown}: tensors cover {covered} bytes but the file holds {data_bytes}"
         )
-    _open_with_library(path, set(header))
+    _open_with_library(path, set(header), shown)
     return metadata
 
 
@@ -394,7 +397,7 @@ def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _open_with_library(path: Path, names: set[str]) -> None:
+def _open_with_library(path: Path, names: set[str], shown: str) -> None:
     """Let the safetensors library confirm the header; it maps, not reads, the data."""
     from safetensors import safe_open
 
@@ -402,9 +405,9 @@ def _open_with_library(path: Path, names: set[str]) -> None:
         with safe_open(str(path), framework="pt") as f:
             found = set(f.keys())
     except Exception as exc:
-        raise InvalidInput(f"{path.name}: not a readable safetensors file: {exc}") from exc
+        raise InvalidInput(f"{shown}: not a readable safetensors file: {exc}") from exc
     if found != names:
-        raise InvalidInput(f"{path.name}: the safetensors library reads different tensors")
+        raise InvalidInput(f"{shown}: the safetensors library reads different tensors")
 
 
 # -- archives ------------------------------------------------------------------------
@@ -452,7 +455,7 @@ def _inspect_torchscript(path: Path, intake: Intake) -> ArtifactInfo:
             "not a TorchScript archive: expected a zip written by torch.jit.save, with code/ "
             "or constants.pkl, data.pkl and a version record"
         )
-    _check_zip_budget(path, intake.max_unpacked_bytes, path.name)
+    _check_zip_budget(path, intake.max_unpacked_bytes, intake.filename or "the upload")
     import torch
 
     # torch.jit.load reads data.pkl and constants.pkl with TorchScript's own unpickler,
@@ -502,7 +505,7 @@ def _sniff_torch_export(path: Path, head: bytes) -> bool:
 
 
 def _inspect_torch_export(path: Path, intake: Intake) -> ArtifactInfo:
-    _check_pt2(path, intake.max_unpacked_bytes)
+    _check_pt2(path, intake.max_unpacked_bytes, intake.filename or "the upload")
     import torch
 
     try:
@@ -514,13 +517,13 @@ def _inspect_torch_export(path: Path, intake: Intake) -> ArtifactInfo:
     return ArtifactInfo("torch_export", signature, None, {"model.pt2": path})
 
 
-def _check_pt2(path: Path, max_bytes: int) -> None:
+def _check_pt2(path: Path, max_bytes: int, shown: str) -> None:
     names = _zip_names(path)
     split = _split_root(names) if names is not None else None
     if names is None or split is None or len(set(names)) != len(names):
         raise InvalidInput("not a torch.export archive: expected a .pt2 from torch.export.save")
     root, rels = split
-    _check_zip_budget(path, max_bytes, path.name)
+    _check_zip_budget(path, max_bytes, shown)
     for rel in sorted(rels):
         if not any(pattern.fullmatch(rel) for pattern in _PT2_ALLOWED):
             raise UnsafeArtifact(f"torch.export archive member {rel!r} {_pt2_refusal(rel)}")
