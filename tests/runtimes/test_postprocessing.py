@@ -85,3 +85,26 @@ def test_requests_that_cannot_be_met_are_refused(
 ) -> None:
     with pytest.raises(InvalidInput, match=message):
         postprocess(outputs, **options)  # type: ignore[arg-type]
+
+
+def test_a_model_that_returns_probabilities_is_not_softmaxed_again() -> None:
+    probs = np.array([[0.1, 0.6, 0.3], [0.7, 0.2, 0.1]], dtype=np.float32)
+    out = postprocess(
+        {"output": probs},
+        softmax=True,
+        top_k=2,
+        classes=["a", "b", "c"],
+        output_kind="probabilities",
+    )
+    np.testing.assert_array_equal(out["probabilities"], probs)
+    np.testing.assert_array_equal(out["top_k_scores"], probs[[[0], [1]], [[1, 2], [0, 1]]])
+    assert out["labels"].tolist() == ["b", "a"]
+
+
+def test_a_sigmoid_head_is_read_as_probabilities_with_a_threshold_of_one_half() -> None:
+    probs = np.array([[0.2], [0.5], [0.9]], dtype=np.float32)
+    out = postprocess(
+        {"output": probs}, softmax=True, classes=["no", "yes"], output_kind="binary_probabilities"
+    )
+    np.testing.assert_array_equal(out["probabilities"], probs)
+    assert out["labels"].tolist() == ["no", "no", "yes"]

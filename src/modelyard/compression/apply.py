@@ -247,7 +247,8 @@ def _finetune(
 ) -> Child:
     model = source.load()
     x, y = _fit_rows(data)
-    history = fit(model, x, y, method.fit, data.objective, hooks=hooks)
+    objective = data.objective.with_outputs(source.outputs)
+    history = fit(model, x, y, method.fit, objective, hooks=hooks)
     facts = {"fine_tune": history}
     if source.family == "keras":
         if source.save is None:

@@ -12,6 +12,7 @@ from modelyard.compression.apply import Child, Data, catalog_child
 from modelyard.compression.fit import FitHooks, Teacher, fit
 from modelyard.compression.methods import DistillOptions
 from modelyard.errors import InvalidInput
+from modelyard.runtimes.outputs import OutputKind
 from modelyard.training.rng import isolated_rng, seed_everything
 
 
@@ -22,11 +23,14 @@ def distill(
     options: DistillOptions,
     work: Path,
     hooks: FitHooks | None = None,
+    *,
+    teacher_outputs: OutputKind = "logits",
 ) -> Child:
     """Train a fresh ``student_spec`` model with the distillation loss; the child is it.
 
     The student reads the same model-ready inputs as the teacher (``data``), so it keeps
-    the teacher's preprocessing.
+    the teacher's preprocessing. ``teacher_outputs`` says what the teacher returns (its
+    version's ``params["outputs"]``); the student, a catalog model, returns logits.
     """
     from modelyard.nn import build_model, parse_spec
 
@@ -41,8 +45,8 @@ def distill(
         data.x_fit,
         data.y_fit,
         options.fit,
-        data.objective,
-        teacher=Teacher(teacher, options.temperature, options.alpha),
+        data.objective.with_outputs("logits"),
+        teacher=Teacher(teacher, options.temperature, options.alpha, teacher_outputs),
         hooks=hooks,
     )
     facts = {

@@ -23,6 +23,7 @@ from torch import nn
 from modelyard.compression.methods import FitOptions
 from modelyard.compression.prune import apply_masks
 from modelyard.errors import InvalidInput
+from modelyard.runtimes.outputs import OutputKind, as_logits
 from modelyard.training import Objective, epoch_order
 from modelyard.training.optim import build_optimizer
 from modelyard.training.rng import isolated_rng, seed_everything
@@ -53,11 +54,24 @@ class NoHooks:
 
 @dataclass(frozen=True)
 class Teacher:
-    """A frozen model whose softened outputs the student learns, and how much."""
+    """A frozen model whose softened outputs the student learns, and how much.
+
+    ``outputs`` says what the model returns; probabilities are turned back into logits
+    (their log) so that the soft targets are softened once, not softmaxed twice.
+    """
 
     model: nn.Module
     temperature: float
     alpha: float
+    outputs: OutputKind = "logits"
+
+    def logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The teacher's logits for ``inputs``, without gradients."""
+        with torch.no_grad():
+            raw = self.model(inputs)
+        # The smallest positive float keeps tiny probabilities apart after the log; Keras's
+        # clip at 1e-7 would flatten the soft targets at a high temperature.
+        return as_logits(raw, self.outputs, floor=float(torch.finfo(raw.dtype).tiny))
 
 
 def distillation_loss(
@@ -114,8 +128,7 @@ def fit(
                 outputs = model(inputs)
                 loss = objective(outputs, labels)
                 if teacher is not None:
-                    with torch.no_grad():
-                        soft = teacher.model(inputs).to(outputs.dtype)
+                    soft = teacher.logits(inputs).to(outputs.dtype)
                     kd = distillation_loss(outputs, soft, teacher.temperature)
                     loss = teacher.alpha * kd + (1.0 - teacher.alpha) * loss
                 optimizer.zero_grad(set_to_none=True)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from modelyard.errors import InvalidInput
+from modelyard.runtimes.outputs import OutputKind, output_kind
 from modelyard.training import Preprocessor
 
 FLOAT_COMPRESSIONS = ("prune",)
@@ -43,6 +44,11 @@ class Source:
         """``params["compression"]``, if any."""
         value = self.params.get("compression")
         return dict(value) if isinstance(value, Mapping) else None
+
+    @property
+    def outputs(self) -> OutputKind:
+        """What the model returns: logits or probabilities (``params["outputs"]``)."""
+        return output_kind(self.params)
 
     @property
     def family(self) -> str:

@@ -18,6 +18,7 @@ from modelyard.errors import InvalidInput
 from modelyard.jobs.train_runner import dataset_row, owner_caller
 from modelyard.jobs.worker import JobCancelled, JobContext
 from modelyard.registry.service import ModelRegistry, VersionMeta
+from modelyard.runtimes.outputs import OUTPUTS_PARAM, OutputKind
 from modelyard.storage.staging import scratch_dir, stage_file
 
 if TYPE_CHECKING:
@@ -129,10 +130,15 @@ class _Job:
             data.x_fit, data.y_fit = pre.apply(fx), pre.encode_labels(fy)
         return data, pre
 
-    def measure(self, module: Any, artifact: Path | None, data: Data) -> dict[str, Any]:
+    def measure(
+        self, module: Any, artifact: Path | None, data: Data, outputs: OutputKind
+    ) -> dict[str, Any]:
+        """The report row of ``module``, whose outputs are ``outputs`` (logits or
+        probabilities)."""
         from modelyard.compression import measure
 
-        return measure(module, artifact, data.x_eval, data.y_eval, data.objective)
+        objective = data.objective.with_outputs(outputs)
+        return measure(module, artifact, data.x_eval, data.y_eval, objective)
 
     def register(
         self,
@@ -168,12 +174,17 @@ class _Job:
         return version.version
 
     def report(
-        self, spec: dict[str, Any], parent_row: dict[str, Any], child: Child, data: Data
+        self,
+        spec: dict[str, Any],
+        parent_row: dict[str, Any],
+        child: Child,
+        data: Data,
+        outputs: OutputKind,
     ) -> dict[str, Any]:
         """Evaluate the child, compare, record the report on the job; fail on the gate."""
         from modelyard.compression import Gate, compare, gate_failure, parse_model
 
-        report = compare(parent_row, self.measure(child.module, child.artifact, data))
+        report = compare(parent_row, self.measure(child.module, child.artifact, data, outputs))
         report["dataset"] = spec["eval_dataset"]
         report["facts"] = _summary(child.facts)
         self.ctx.update(metrics={"report": report}, progress=0.95)
@@ -217,7 +228,7 @@ def run_compress(ctx: JobContext) -> dict[str, Any]:
             f"{method.name} of {spec['source']['model']} v{spec['source']['version']} "
             f"({source.format}); data ready in {time.monotonic() - started:.2f}s"
         )
-        parent_row = job.measure(source.load(), source.path, data)
+        parent_row = job.measure(source.load(), source.path, data, source.outputs)
         ctx.update(progress=0.2)
         child_dir = work / "child"
         child_dir.mkdir()
@@ -225,12 +236,13 @@ def run_compress(ctx: JobContext) -> dict[str, Any]:
             child = compress(method, source, data, child_dir, _FitHooks(ctx, 0.2, 0.8))
         except FitStopped as exc:
             raise JobCancelled from exc
-        report = job.report(spec, parent_row, child, data)
+        report = job.report(spec, parent_row, child, data, source.outputs)
         params: dict[str, Any] = {
             "lineage": _lineage(ctx, spec["source"], method.name),
             "method": method.model_dump(mode="json"),
             "report": report,
             "label": spec["label"],
+            OUTPUTS_PARAM: source.outputs,
         }
         if "preprocessing" in source.params or child.format in ("safetensors", "onnx"):
             params["preprocessing"] = pre.to_dict()
@@ -255,7 +267,7 @@ def run_distill(ctx: JobContext) -> dict[str, Any]:
         teacher = job.source(spec["teacher"], "teacher")
         data, pre = job.data(teacher, spec)
         teacher_module = teacher.load()
-        parent_row = job.measure(teacher_module, teacher.path, data)
+        parent_row = job.measure(teacher_module, teacher.path, data, teacher.outputs)
         ctx.update(progress=0.1)
         child_dir = work / "child"
         child_dir.mkdir()
@@ -267,10 +279,11 @@ def run_distill(ctx: JobContext) -> dict[str, Any]:
                 options,
                 child_dir,
                 _FitHooks(ctx, 0.1, 0.85),
+                teacher_outputs=teacher.outputs,
             )
         except FitStopped as exc:
             raise JobCancelled from exc
-        report = job.report(spec, parent_row, child, data)
+        report = job.report(spec, parent_row, child, data, "logits")
         params = {
             "lineage": _lineage(ctx, spec["teacher"], "distill"),
             "distillation": {
@@ -300,7 +313,7 @@ def run_evaluate(ctx: JobContext) -> dict[str, Any]:
         job = _Job(ctx, work)
         source = job.source(spec["source"], "source")
         data, _pre = job.data(source, spec)
-        row = job.measure(source.load(), source.path, data)
+        row = job.measure(source.load(), source.path, data, source.outputs)
     row["dataset"] = spec["eval_dataset"]
     ctx.update(metrics={"report": row})
     return {

@@ -32,12 +32,18 @@ import re
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelyard.errors import InvalidInput, UnsafeArtifact, UnsupportedFormat
 from modelyard.registry.archives import is_archive, safe_extract
+from modelyard.registry.heads import (
+    exported_program_output_kind,
+    onnx_output_kind,
+    recorded_output_kind,
+    torchscript_output_kind,
+)
 from modelyard.registry.hf import HF_FORMAT, describe_hf_folder, matches_hf_folder
 from modelyard.registry.keras import inspect_keras, sniff_keras
 from modelyard.registry.signature import (
@@ -45,6 +51,7 @@ from modelyard.registry.signature import (
     onnx_signature,
     torchscript_signature,
 )
+from modelyard.runtimes.outputs import OutputKind, check_output_kind
 
 if TYPE_CHECKING:
     import onnx
@@ -84,13 +91,16 @@ class ArtifactInfo:
 
     ``files`` maps a role to a path: ``model.safetensors`` and ``spec.json`` for a
     safetensors version (unpacked under ``work_dir`` when the upload was an archive),
-    ``model.pt`` / ``model.pt2`` / ``model.onnx`` for the other formats.
+    ``model.pt`` / ``model.pt2`` / ``model.onnx`` for the other formats. ``outputs`` is
+    what the model returns (see :mod:`modelyard.registry.heads`); ``None`` for a language
+    model.
     """
 
     format: str
     signature: dict[str, Any] | None
     spec: dict[str, Any] | None
     files: dict[str, Path]
+    outputs: OutputKind | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,7 @@ def inspect_artifact(
     work_dir: Path,
     spec_checker: SpecChecker | None = None,
     max_unpacked_bytes: int,
+    declared_outputs: Any = None,
 ) -> ArtifactInfo:
     """Identify and validate an uploaded artifact.
 
@@ -145,6 +156,8 @@ def inspect_artifact(
     file's metadata or in an archive's ``spec.json``. ``spec_checker`` validates the spec
     against the weights and returns the signature; without it the signature is ``None``.
     Archives unpack under ``work_dir``, at most ``max_unpacked_bytes`` in all.
+    ``declared_outputs`` is what the uploader says the model returns (``logits``,
+    ``probabilities``…); it takes precedence over what the graph shows.
 
     Raises:
         UnsafeArtifact: a pickle, or an archive or program that could run code or escape.
@@ -157,6 +170,8 @@ def inspect_artifact(
                                 spec=None, work_dir=tmp, max_unpacked_bytes=1 << 30)
         info.format, info.signature
     """
+    if declared_outputs is not None:
+        check_output_kind(declared_outputs)
     intake = Intake(declared_format, filename, spec, work_dir, spec_checker, max_unpacked_bytes)
     name = (filename or path.name).lower()
     declared = declared_format.strip().lower() if declared_format else None
@@ -172,10 +187,15 @@ def inspect_artifact(
 
     handler = _choose_handler(path, head, declared, name)
     if handler is None:
-        return _inspect_archive(path, intake, declared)
-    if spec is not None and handler.name != "safetensors":
-        raise InvalidInput(f"a spec applies to safetensors versions only, not to {handler.name}")
-    return handler.inspect(path, intake)
+        info = _inspect_archive(path, intake, declared)
+    else:
+        if spec is not None and handler.name != "safetensors":
+            raise InvalidInput(
+                f"a spec applies to safetensors versions only, not to {handler.name}"
+            )
+        info = handler.inspect(path, intake)
+    outputs = recorded_output_kind(info.format, info.outputs, declared_outputs)
+    return replace(info, outputs=outputs)
 
 
 def accepted_formats() -> str:
@@ -465,7 +485,13 @@ def _inspect_torchscript(path: Path, intake: Intake) -> ArtifactInfo:
         module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
     except Exception as exc:
         raise InvalidInput(f"could not load the TorchScript module: {exc}") from exc
-    return ArtifactInfo("torchscript", torchscript_signature(module), None, {"model.pt": path})
+    return ArtifactInfo(
+        "torchscript",
+        torchscript_signature(module),
+        None,
+        {"model.pt": path},
+        torchscript_output_kind(module),
+    )
 
 
 # -- torch.export --------------------------------------------------------------------
@@ -514,7 +540,8 @@ def _inspect_torch_export(path: Path, intake: Intake) -> ArtifactInfo:
     except Exception as exc:
         raise InvalidInput(f"could not load the torch.export program: {exc}") from exc
     signature = exported_program_signature(program)
-    return ArtifactInfo("torch_export", signature, None, {"model.pt2": path})
+    outputs = exported_program_output_kind(program)
+    return ArtifactInfo("torch_export", signature, None, {"model.pt2": path}, outputs)
 
 
 def _check_pt2(path: Path, max_bytes: int, shown: str) -> None:
@@ -636,7 +663,9 @@ def _inspect_onnx(path: Path, intake: Intake) -> ArtifactInfo:
         onnx.checker.check_model(model)
     except Exception as exc:
         raise InvalidInput(f"the ONNX model fails onnx.checker: {exc}") from exc
-    return ArtifactInfo("onnx", onnx_signature(model), None, {"model.onnx": path})
+    return ArtifactInfo(
+        "onnx", onnx_signature(model), None, {"model.onnx": path}, onnx_output_kind(model)
+    )
 
 
 def _onnx_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.naming import check_name
 from modelyard.registry.artifacts import inspect_artifact
 from modelyard.registry.specs import spec_checker_for
+from modelyard.runtimes.outputs import OUTPUTS_PARAM
 from modelyard.storage.base import DOWNLOAD_CHUNK_SIZE, BlobStore
 from modelyard.storage.refs import add_refs, delete_unreferenced, drop_refs
 from modelyard.storage.staging import StagedFile, scratch_dir
@@ -152,7 +153,9 @@ class ModelRegistry:
     ) -> ModelVersion:
         """Check an uploaded artifact, store it and register it as the next version.
 
-        The staged file is consumed; on any error nothing is stored.
+        The staged file is consumed; on any error nothing is stored. The version's
+        ``params["outputs"]`` records what the model returns (``logits``,
+        ``probabilities``…): as stated in ``meta.params``, else as read from the artifact.
         """
         caller.require(Scope.WRITE)
         try:
@@ -168,7 +171,10 @@ class ModelRegistry:
                     work_dir=work,
                     spec_checker=spec_checker_for(meta.params),
                     max_unpacked_bytes=self._max_unpacked,
+                    declared_outputs=meta.params.get(OUTPUTS_PARAM),
                 )
+                if info.outputs is not None:
+                    meta = replace(meta, params={**meta.params, OUTPUTS_PARAM: info.outputs})
                 weights = info.files.get("model.safetensors")
                 if weights is not None and weights.resolve() != upload.path.resolve():
                     stored = self._blobs.put_file(weights)  # unpacked from an archive

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from modelyard.errors import InvalidInput
+from modelyard.runtimes.outputs import OutputKind, as_probabilities, decision_threshold
 
 
 def postprocess(
@@ -16,14 +17,17 @@ def postprocess(
     softmax: bool = False,
     top_k: int | None = None,
     classes: Sequence[Any] | None = None,
+    output_kind: OutputKind = "logits",
 ) -> dict[str, np.ndarray]:
     """``outputs`` plus what was asked for, computed from the scores ``[N, C]``.
 
     The scores are the output named ``output`` (a catalog model's logits), else the only
-    output. Added entries:
+    output; ``output_kind`` says what they are (the version's ``params["outputs"]``, see
+    :mod:`modelyard.runtimes.outputs`). Added entries:
 
-    - ``probabilities`` (``softmax=True``): softmax over the last axis; for a model with a
-      single output column (binary, trained with bce) the sigmoid instead.
+    - ``probabilities`` (``softmax=True``): softmax of logits over the last axis, or for a
+      model with a single output column (binary, trained with bce) the sigmoid; the scores
+      themselves when the model's own last layer already made them probabilities.
     - ``top_k_indices`` and ``top_k_scores`` (``top_k=k``): the ``k`` best columns per row,
       best first, scored by probability when ``softmax`` is on, else by the raw score;
       with ``classes`` also ``top_k_labels``.
@@ -41,7 +45,7 @@ def postprocess(
     columns = scores.shape[1]
     ranked = scores
     if softmax:
-        probabilities = _sigmoid(scores) if columns == 1 else _softmax(scores)
+        probabilities = as_probabilities(scores, output_kind)
         result["probabilities"] = probabilities
         ranked = probabilities
     if top_k is not None:
@@ -59,8 +63,10 @@ def postprocess(
             result["top_k_labels"] = _label_array(classes, indices)
     if classes is not None:
         _check_classes(classes, columns)
-        # sigmoid(x) > 0.5 exactly when x > 0.
-        ids = (scores[:, 0] > 0).astype(np.int64) if columns == 1 else scores.argmax(axis=1)
+        if columns == 1:
+            ids = (scores[:, 0] > decision_threshold(output_kind)).astype(np.int64)
+        else:
+            ids = scores.argmax(axis=1)
         result["labels"] = _label_array(classes, ids)
     return result
 
@@ -82,20 +88,6 @@ def _scores(outputs: Mapping[str, np.ndarray]) -> np.ndarray:
             f"{list(scores.shape)} and type {scores.dtype}"
         )
     return scores if scores.dtype.kind == "f" else scores.astype(np.float32)
-
-
-def _softmax(scores: np.ndarray) -> np.ndarray:
-    # Shifting by the row maximum keeps exp from overflowing; the result is unchanged.
-    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
-    out: np.ndarray = shifted / shifted.sum(axis=1, keepdims=True)
-    return out
-
-
-def _sigmoid(scores: np.ndarray) -> np.ndarray:
-    # exp of a negative magnitude never overflows, on either side of zero.
-    e = np.exp(-np.abs(scores))
-    out: np.ndarray = np.where(scores >= 0, 1 / (1 + e), e / (1 + e)).astype(scores.dtype)
-    return out
 
 
 def _check_classes(classes: Sequence[Any], columns: int) -> None:

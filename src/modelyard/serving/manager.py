@@ -382,11 +382,16 @@ class DeploymentManager:
         if not post.softmax and post.top_k is None:
             return outputs
         from modelyard.runtimes import postprocess
+        from modelyard.runtimes.outputs import output_kind
 
-        pre = (served.version.params or {}).get("preprocessing") or {}
-        classes = pre.get("classes")
+        params = served.version.params or {}
+        classes = (params.get("preprocessing") or {}).get("classes")
         result: dict[str, np.ndarray] = postprocess(
-            outputs, softmax=post.softmax, top_k=post.top_k, classes=classes
+            outputs,
+            softmax=post.softmax,
+            top_k=post.top_k,
+            classes=classes,
+            output_kind=output_kind(params),
         )
         return result
 

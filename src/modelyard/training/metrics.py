@@ -51,6 +51,7 @@ class MetricTracker:
         self.count += batch
         self.loss += float(self.objective(outputs, y)) * batch
         if "accuracy" in self.objective.metrics:
+            outputs = self.objective.logits(outputs)
             if y.is_floating_point():
                 # Multi-label: every (row, label) pair is judged on its own.
                 hits = (outputs > 0) == (y.reshape(outputs.shape) > 0.5)

@@ -7,7 +7,7 @@ output) and reports accuracy; regression trains with mse and reports mse, mae an
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -17,6 +17,7 @@ from modelyard.errors import InvalidInput
 from modelyard.nn.catalog import ArchSpec
 from modelyard.nn.field_errors import invalid_input
 from modelyard.nn.spec_base import Task
+from modelyard.runtimes.outputs import OutputKind, as_logits
 from modelyard.training.config import (
     CLASSIFICATION_METRICS,
     REGRESSION_METRICS,
@@ -31,13 +32,16 @@ class Objective:
 
     Labels reach it as class ids (int64, ``[N]``), multi-label or soft targets (float,
     ``[N, C]``), or regression targets (float, ``[N, C]``); :meth:`targets` turns them into
-    what the loss takes.
+    what the loss takes. ``outputs`` says what the model returns: logits (catalog models),
+    or probabilities its last layer made, which the loss and metrics read as their logits
+    (see :mod:`modelyard.runtimes.outputs`).
     """
 
     task: Task
     loss: LossConfig
     one_hot: bool
     metrics: tuple[str, ...]
+    outputs: OutputKind = "logits"
 
     @classmethod
     def resolve(cls, spec: ArchSpec, config: TrainConfig) -> Objective:
@@ -100,7 +104,11 @@ class Objective:
 
     @classmethod
     def for_labels(
-        cls, y: torch.Tensor, loss: str | LossConfig, metrics: tuple[str, ...] | list[str]
+        cls,
+        y: torch.Tensor,
+        loss: str | LossConfig,
+        metrics: tuple[str, ...] | list[str],
+        outputs: OutputKind = "logits",
     ) -> Objective:
         """The objective :func:`evaluate` uses: integer labels mean classification."""
         if isinstance(loss, str):
@@ -112,7 +120,18 @@ class Objective:
             config = loss
         classification = not y.is_floating_point() or config.name in ("cross_entropy", "bce")
         task: Task = "classification" if classification else "regression"
-        return cls(task=task, loss=config, one_hot=False, metrics=tuple(metrics))
+        return cls(task=task, loss=config, one_hot=False, metrics=tuple(metrics), outputs=outputs)
+
+    def with_outputs(self, outputs: OutputKind) -> Objective:
+        """This objective for a model whose outputs are ``outputs``."""
+        return replace(self, outputs=outputs)
+
+    def logits(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The model's ``outputs`` as logits (unchanged when they are logits already, and
+        for regression, whose outputs are values)."""
+        if self.task != "classification":
+            return outputs
+        return as_logits(outputs, self.outputs)
 
     def targets(self, y: torch.Tensor, width: int) -> torch.Tensor:
         """``y`` in the form the loss takes for outputs ``width`` wide."""
@@ -125,7 +144,8 @@ class Objective:
         return F.one_hot(y.long(), width).float()
 
     def __call__(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Mean loss of ``outputs`` against labels ``y``."""
+        """Mean loss of the model's ``outputs`` against labels ``y``."""
+        outputs = self.logits(outputs)
         target = self.targets(y, outputs.shape[1])
         name = self.loss.name
         if name == "cross_entropy":

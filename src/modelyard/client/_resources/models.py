@@ -75,7 +75,9 @@ class Models:
         TorchScript ``.pt``, a ``torch.export`` ``.pt2``, an ``.onnx`` file, a Keras 3
         ``.keras`` file (format ``keras``; only Keras's built-in layers are accepted), or a
         ``.tar``/``.tar.gz``/``.zip`` holding ``spec.json`` and ``model.safetensors``.
-        The file is streamed; ``progress(done, total)`` follows the upload.
+        The file is streamed; ``progress(done, total)`` follows the upload. The version
+        records what the model returns, read from its last layer: ``params={"outputs":
+        "probabilities"}`` (or ``"binary_probabilities"``, ``"logits"``) states it instead.
 
         Example::
 
