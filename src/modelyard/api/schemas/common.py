@@ -61,3 +61,32 @@ class AclBody(Schema):
             "examples": [{"public": False, "grants": [{"principal": "bob", "permission": "read"}]}]
         }
     )
+
+
+class InvalidField(BaseModel):
+    """One reason a request was refused: where, and what is wrong there."""
+
+    field: str = Field(
+        description="Dotted path of the input, e.g. 'limit' or 'grants.0.principal'."
+    )
+    message: str
+
+
+class Problem(BaseModel):
+    """An error, as an RFC 9457 problem document (``application/problem+json``)."""
+
+    type: str = Field(
+        description="A URI naming the kind of problem.",
+        examples=["https://modelyard.dev/problems/not-found"],
+    )
+    title: str = Field(description="A short summary of the kind of problem.")
+    status: int = Field(ge=400, le=599, description="The HTTP status code.")
+    detail: str = Field(description="What went wrong with this request.")
+    errors: list[InvalidField] = Field(
+        default_factory=list, description="Each invalid input (on 422 for a malformed request)."
+    )
+    error: str = Field(
+        default="", description="The detail again, for Open Inference Protocol clients (/v2)."
+    )
+
+    model_config = ConfigDict(extra="allow")

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from modelyard.api.problems import error_headers
 from modelyard.errors import InvalidInput, ModelyardError
 
 PREFIX = "/v1/"
@@ -96,7 +97,8 @@ def _wrap(cls: type[Exception], native: Handler | None) -> Handler:
             return _from_validation(exc)
         if isinstance(exc, StarletteHTTPException):
             code = "not_found" if exc.status_code == 404 else None
-            return openai_error(exc.status_code, str(exc.detail), code=code)
+            headers = error_headers(request, exc)
+            return openai_error(exc.status_code, str(exc.detail), code=code, headers=headers)
         if native is not None:
             await native(request, exc)  # logs the unexpected error
         return openai_error(500, "the server hit an unexpected error", code="internal_error")
@@ -104,11 +106,59 @@ def _wrap(cls: type[Exception], native: Handler | None) -> Handler:
     return handle
 
 
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "OpenAIError",
+    "description": "An error as OpenAI's API answers it.",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "param", "code"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string", "examples": ["invalid_request_error"]},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+
+
+def _declare_errors(document: dict[str, Any]) -> dict[str, Any]:
+    """On ``/v1/`` operations, declare errors in OpenAI's shape; malformed requests are 400."""
+    document["components"]["schemas"]["OpenAIError"] = ERROR_SCHEMA
+    schema = {"$ref": "#/components/schemas/OpenAIError"}
+    for path, item in document["paths"].items():
+        if not path.startswith(PREFIX):
+            continue
+        for operation in item.values():
+            responses: dict[str, Any] = operation["responses"]
+            if responses.pop("422", None) is not None:
+                responses["400"] = {
+                    "description": "The request is invalid; `param` names the input."
+                }
+            for code, response in responses.items():
+                if int(code) >= 400:
+                    response["content"] = {"application/json": {"schema": schema}}
+    return document
+
+
 def install(app: FastAPI) -> None:
-    """Answer errors on ``/v1/`` paths in OpenAI's shape; other paths keep their handlers."""
+    """Answer errors on ``/v1/`` paths in OpenAI's shape, and document them so; other paths
+    keep their handlers."""
     for cls in (ModelyardError, RequestValidationError, StarletteHTTPException, Exception):
         native: Any = app.exception_handlers.get(cls)
         app.add_exception_handler(cls, _wrap(cls, native))
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _declare_errors(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 __all__ = ["install", "openai_error"]
