@@ -17,7 +17,7 @@ from modelyard.auth.audit import record
 from modelyard.db.engine import Database
 from modelyard.db.tables import Alias, Model, ModelVersion
 from modelyard.errors import Conflict, InvalidInput, NotFound
-from modelyard.naming import check_name
+from modelyard.naming import MAX_VERSION, check_name, version_number
 from modelyard.registry.artifacts import inspect_artifact
 from modelyard.registry.specs import spec_checker_for
 from modelyard.runtimes.outputs import OUTPUTS_PARAM
@@ -275,8 +275,13 @@ class ModelRegistry:
 
     def _resolve(self, session: Session, model: Model, ref: str) -> ModelVersion:
         query = select(ModelVersion).where(ModelVersion.model_id == model.id)
-        if ref.isdigit():
-            row = session.scalar(query.where(ModelVersion.version == int(ref)))
+        number = version_number(ref)
+        if number is not None:
+            row = (
+                session.scalar(query.where(ModelVersion.version == number))
+                if number <= MAX_VERSION
+                else None
+            )
         elif ref == "latest":
             row = session.scalar(query.order_by(ModelVersion.version.desc()).limit(1))
         else:

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from modelyard.api.deps import CallerDep, Limit, Offset, PlatformDep
 from modelyard.api.schemas.common import Page
-from modelyard.api.schemas.jobs import JOB_BODY_DOC, EventOut, JobOut
+from modelyard.api.schemas.jobs import JOB_BODY_DOC, MAX_EVENT_SEQ, EventOut, JobOut
 from modelyard.auth.access import Caller
 from modelyard.jobs.state import TERMINAL
 from modelyard.platform import Platform
@@ -76,15 +76,15 @@ async def job_events(
     request: Request,
     platform: PlatformDep,
     caller: CallerDep,
-    after: Annotated[int, Query(ge=0, description="Only events numbered above this.")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_EVENT_SEQ, description="Only events numbered above this.")
+    ] = 0,
     limit: Limit = 500,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> Response:
     await run_in_threadpool(platform.jobs.get, caller, job_id)
     if "text/event-stream" in request.headers.get("accept", ""):
-        start = after
-        if last_event_id is not None and last_event_id.strip().isdigit():
-            start = max(start, int(last_event_id.strip()))
+        start = max(after, _event_seq(last_event_id))
         return StreamingResponse(
             _stream(request, platform, caller, job_id, start),
             media_type="text/event-stream",
@@ -93,6 +93,14 @@ async def job_events(
     events = await run_in_threadpool(platform.jobs.events, caller, job_id, after, limit)
     page = Page[EventOut](items=[EventOut.of(e) for e in events], total=len(events))
     return Response(page.model_dump_json(), media_type="application/json")
+
+
+def _event_seq(last_event_id: str | None) -> int:
+    """The event number a reconnecting client last saw (0 if it sent none it could have seen)."""
+    value = (last_event_id or "").strip()
+    if not (value.isascii() and value.isdigit()):
+        return 0
+    return min(int(value), MAX_EVENT_SEQ)
 
 
 def _frame(event: EventOut) -> bytes:

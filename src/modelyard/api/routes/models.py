@@ -24,6 +24,7 @@ from modelyard.auth.access import Scope
 from modelyard.auth.acl import AclEntry
 from modelyard.db.tables import Model
 from modelyard.errors import InvalidInput
+from modelyard.naming import MAX_VERSION
 from modelyard.platform import Platform
 from modelyard.registry.service import VersionMeta
 
@@ -112,7 +113,9 @@ async def push_version(
     metrics: Annotated[str | None, Query(description="Metrics (JSON object).")] = None,
     params: Annotated[str | None, Query(description="Parameters (JSON object).")] = None,
     description: str = "",
-    parent: Annotated[int | None, Query(ge=1, description="Parent version.")] = None,
+    parent: Annotated[
+        int | None, Query(ge=1, le=MAX_VERSION, description="Parent version.")
+    ] = None,
 ) -> VersionOut:
     caller.require(Scope.WRITE)
     meta = VersionMeta(

@@ -9,6 +9,9 @@ from pydantic import Field
 from modelyard.api.schemas.common import PrincipalRef, Schema, UtcDatetime
 from modelyard.db.tables import Job, JobEvent
 
+# Event numbers are stored in 32-bit columns (PostgreSQL's INTEGER); none can be larger.
+MAX_EVENT_SEQ = 2**31 - 1
+
 TRAIN_EXAMPLE = {
     "type": "train",
     "model": {"spec": {"arch": "mlp", "input_shape": [64], "hidden": [128], "num_outputs": 10}},

@@ -8,6 +8,7 @@ from pydantic import ConfigDict, Field
 
 from modelyard.api.schemas.common import PrincipalRef, Schema, UtcDatetime
 from modelyard.db.tables import Model, ModelVersion
+from modelyard.naming import MAX_VERSION
 
 
 class ModelCreate(Schema):
@@ -102,7 +103,7 @@ class VersionOut(Schema):
 
 
 class AliasSet(Schema):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
 
 
 class AliasOut(Schema):
