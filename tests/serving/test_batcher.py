@@ -127,17 +127,39 @@ async def test_batches_fill_up_to_max_batch_size() -> None:
 
 
 @pytest.mark.asyncio
-async def test_partial_batch_leaves_after_the_delay() -> None:
+async def test_with_every_worker_idle_a_batch_leaves_at_once() -> None:
     model = Model()
     events = Events()
-    config = BatchConfig(max_batch_size=100, max_batch_delay_ms=20)
+    # A delay no test could wait out: the requests are answered because nothing computes.
+    config = BatchConfig(max_batch_size=100, max_batch_delay_ms=FOREVER_MS)
     async with Batcher(model, config, observer=events) as batcher, asyncio.timeout(10):
         await asyncio.gather(*(batcher.submit({"x": rows(i)}) for i in range(3)))
         await batcher.submit({"x": rows(3)})
     assert model.sizes == [3, 1]
-    assert batcher.stats.releases == {"delay": 2}
-    assert [(size, reason) for size, reason, _, _ in events.batches] == [(3, "delay"), (1, "delay")]
+    assert batcher.stats.releases == {"idle": 2}
+    assert [(size, reason) for size, reason, _, _ in events.batches] == [(3, "idle"), (1, "idle")]
     assert all(queue_s >= 0 and compute_s >= 0 for _, _, queue_s, compute_s in events.batches)
+
+
+@pytest.mark.asyncio
+async def test_while_a_batch_computes_the_next_waits_for_the_delay_or_a_free_worker() -> None:
+    model = Model(gated=True)
+    events = Events()
+    config = BatchConfig(max_batch_size=100, max_batch_delay_ms=20, workers=2)
+    async with Batcher(model, config, observer=events) as batcher, asyncio.timeout(10):
+        with opened_at_exit(model):
+            first = asyncio.ensure_future(batcher.submit({"x": rows(0)}))
+            await asyncio.to_thread(model.entered.wait, 10)
+            # One worker is busy, one free: these three wait out the delay together.
+            later = [asyncio.ensure_future(batcher.submit({"x": rows(i)})) for i in (1, 2, 3)]
+            await eventually(lambda: len(model.batches) == 2)
+            model.gate.set()
+            await asyncio.gather(first, *later)
+    assert model.sizes == [1, 3]
+    assert sorted((size, reason) for size, reason, _, _ in events.batches) == [
+        (1, "idle"),
+        (3, "delay"),
+    ]
 
 
 @pytest.mark.asyncio
@@ -396,19 +418,29 @@ async def test_inputs_named_in_any_order_share_a_batch() -> None:
 
 @pytest.mark.asyncio
 async def test_stop_with_drain_completes_queued_work_without_waiting_the_delay() -> None:
-    model = Model()
-    batcher = Batcher(model, BatchConfig(max_batch_size=100, max_batch_delay_ms=FOREVER_MS))
+    model = Model(gated=True)
+    config = BatchConfig(max_batch_size=100, max_batch_delay_ms=FOREVER_MS, workers=2)
+    batcher = Batcher(model, config)
     await batcher.start()
-    async with asyncio.timeout(10):
-        inputs = [rows(i) for i in range(5)]
-        tasks = [asyncio.create_task(batcher.submit({"x": x})) for x in inputs]
-        await eventually(lambda: batcher.queue_depth == 5)
-        await batcher.stop(drain=True)
-        for task, x in zip(tasks, inputs, strict=True):
-            check(task.result(), x)
-        with pytest.raises(Unavailable):
-            await batcher.submit({"x": rows(9)})
-    assert model.sizes == [5]
+    with opened_at_exit(model):
+        async with asyncio.timeout(10):
+            # One batch computes, so the five behind it wait for the delay (forever)...
+            first = asyncio.create_task(batcher.submit({"x": rows(100)}))
+            await asyncio.to_thread(model.entered.wait, 10)
+            inputs = [rows(i) for i in range(5)]
+            tasks = [asyncio.create_task(batcher.submit({"x": x})) for x in inputs]
+            await eventually(lambda: batcher.queue_depth == 5)
+            # ...until stop: they leave at once, to the free worker.
+            stopping = asyncio.create_task(batcher.stop(drain=True))
+            await eventually(lambda: len(model.batches) == 2)
+            model.gate.set()
+            await stopping
+            check(first.result(), rows(100))
+            for task, x in zip(tasks, inputs, strict=True):
+                check(task.result(), x)
+            with pytest.raises(Unavailable):
+                await batcher.submit({"x": rows(9)})
+    assert model.sizes == [1, 5]
 
 
 @pytest.mark.asyncio

@@ -144,9 +144,12 @@ def test_bad_requests_get_named_4xx_and_serving_goes_on(api: httpx.Client, tmp_p
 
 
 def test_overload_answers_429_and_deadlines_504(api: httpx.Client, tmp_path: Path) -> None:
-    push_catalog(api, "mlp", MLP, tmp_path)
-    deploy(api, "slow", model="mlp", max_batch_size=64, max_batch_delay_ms=1500, max_queue=3)
-    deploy(api, "tight", model="mlp", max_batch_size=64, max_batch_delay_ms=800, timeout_ms=100)
+    # A model slow enough (about 70 MB of weights read per batch) that a burst queues up
+    # behind the batch that computes.
+    big = {"arch": "mlp", "input_shape": [64], "hidden": [4096, 4096], "num_outputs": 10}
+    push_catalog(api, "big", big, tmp_path)
+    deploy(api, "slow", model="big", max_batch_size=64, max_queue=3)
+    deploy(api, "tight", model="big", max_batch_size=1, timeout_ms=1)
     row = {"inputs": [[0.1] * 64]}
 
     async def burst(name: str, n: int) -> list[httpx.Response]:
@@ -163,8 +166,10 @@ def test_overload_answers_429_and_deadlines_504(api: httpx.Client, tmp_path: Pat
     rejected = next(r for r in replies if r.status_code == 429)
     assert rejected.headers["retry-after"] == "1"
     assert rejected.headers["content-type"] == "application/problem+json"
-    replies = asyncio.run(burst("tight", 3))
-    assert {r.status_code for r in replies} == {504}
+    # One row per batch and a 1 ms deadline: the requests behind the first one expire.
+    replies = asyncio.run(burst("tight", 10))
+    codes = sorted(r.status_code for r in replies)
+    assert codes.count(504) >= 1 and set(codes) <= {200, 504}, codes
 
 
 def test_canary_split_and_per_version_metrics(
@@ -192,7 +197,7 @@ def test_canary_split_and_per_version_metrics(
         in metrics
     )
     assert "modelyard_inference_batch_size_bucket" in metrics
-    assert 'reason="delay"' in metrics or 'reason="full"' in metrics
+    assert any(f'reason="{why}"' in metrics for why in ("idle", "delay", "full"))
     pinned = api.post(
         "/api/v1/deployments/canary/predict", json={"inputs": [[0.2] * 64], "version": "2"}
     ).json()

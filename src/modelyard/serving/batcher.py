@@ -7,11 +7,16 @@
     outputs = await batcher.submit({"x": rows})  # rows: (n, ...) -> outputs["y"]: (n, ...)
     await batcher.stop()
 
-A controller task takes queued requests, oldest first, until the batch holds
-``max_batch_size`` rows (released as ``"full"``) or ``max_batch_delay_ms`` has passed since
-its oldest request arrived (``"delay"``). It concatenates each input along axis 0, runs
-``infer`` on a worker thread, splits the outputs by each request's row count and resolves
-one future per request, with a single hop back to the event loop per batch. While
+A controller task takes queued requests, oldest first, into a batch of at most
+``max_batch_size`` rows. When no batch is computing, whatever is queued leaves at once
+(``"idle"``): waiting while the workers stand still only adds latency, and requests that
+arrive meanwhile queue up behind the batch and leave together when it is done. While a batch
+computes and another worker is free, the next batch leaves when it is full (``"full"``) or
+when ``max_batch_delay_ms`` has passed since its oldest request arrived (``"delay"``), so
+``max_batch_delay_ms`` is an upper bound on the wait, never a floor. It concatenates each
+input along axis 0, runs ``infer`` on a worker thread, splits the outputs by each request's
+row count and resolves one future per request, with a single hop back to the event loop per
+batch. While
 ``workers`` batches compute, the next requests wait in the queue, so under load batches fill
 up on their own. Only requests with the same input names, dtypes and trailing shapes share a
 batch; the others queue in their own group. Requests whose client went away (their awaiting
@@ -66,6 +71,7 @@ InferFn = Callable[[Arrays], Arrays]
 
 FULL = "full"
 DELAY = "delay"
+IDLE = "idle"
 # Deadlines are watched in slots of this many seconds, one loop timer per slot rather than
 # per request: a timer each cost about a third of the event loop's time per request under
 # load, and a 504 that is at most 10 ms late is as good as a punctual one.
@@ -81,7 +87,8 @@ class BatchConfig:
     max_batch_size: int = 32
     """Rows per batch; a request with more rows than this runs alone."""
     max_batch_delay_ms: float = 2.0
-    """Longest a batch waits for more rows after its oldest request arrived."""
+    """Longest a batch waits for more rows after its oldest request arrived, while another
+    batch computes; with every worker idle, a batch leaves at once."""
     max_queue: int = 1024
     """Rows that may wait for compute; a request that would exceed it is answered 429. A
     single request is always accepted into an empty queue, however many rows it has."""
@@ -106,7 +113,7 @@ class BatchObserver(Protocol):
     def on_batch(self, size: int, reason: str, queue_s: float, compute_s: float) -> None:
         """A batch of ``size`` rows was computed, successfully or not.
 
-        ``reason`` is ``"full"`` or ``"delay"``, ``queue_s`` how long its oldest request
+        ``reason`` is ``"full"``, ``"delay"`` or ``"idle"``, ``queue_s`` how long its oldest request
         waited for compute and ``compute_s`` how long the worker took.
         """
 
@@ -133,7 +140,7 @@ class BatchStats:
     batch_sizes: Counter[int] = field(default_factory=Counter)
     """Batches by their number of rows."""
     releases: Counter[str] = field(default_factory=Counter)
-    """Batches by why they were released: ``"full"`` or ``"delay"``."""
+    """Batches by why they were released: ``"full"``, ``"delay"`` or ``"idle"``."""
     queue_seconds: float = 0.0
     """Sum over batches of how long the batch's oldest request waited for compute."""
     compute_seconds: float = 0.0
@@ -393,7 +400,7 @@ class Batcher:
         if oldest is None:
             return None, math.inf
         wait = oldest.requests[0].arrived + self.config.max_batch_delay_ms / 1000 - now
-        if oldest.rows >= limit or wait <= 0 or self._closing:
+        if oldest.rows >= limit or wait <= 0 or self._closing or self._busy == 0:
             return oldest, 0.0
         if full is not None:
             return full, 0.0
@@ -422,7 +429,12 @@ class Batcher:
             rows += request.rows
         if not batch:
             return None
-        reason = FULL if rows >= limit or requests else DELAY
+        if rows >= limit or requests:
+            reason = FULL
+        elif self._busy == 0:
+            reason = IDLE
+        else:
+            reason = DELAY
         return _Batch(batch, rows, reason, now - batch[0].arrived)
 
     async def _sleep(self, timeout: float, *, collecting: bool) -> None:
