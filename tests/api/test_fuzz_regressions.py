@@ -191,3 +191,25 @@ def test_the_document_declares_the_problems_the_server_answers(sqlite_api: httpx
     refused = sqlite_api.post("/v1/chat/completions", json={"model": "nope"})
     assert refused.status_code == 400
     openai.validate(refused.json())
+
+
+def test_a_nul_in_a_path_or_query_is_a_422_on_every_store(api: httpx.Client) -> None:
+    # PostgreSQL cannot compare text with a NUL in it; no name ever holds one.
+    for path in (
+        "/api/v1/models/a%00b",
+        "/api/v1/datasets/a%00b",
+        "/api/v1/deployments/a%00b",
+        "/v2/models/a%00b/infer",
+        "/api/v1/jobs?status=a%00b",
+    ):
+        method = "POST" if path.endswith("/infer") else "GET"
+        reply = api.request(method, path, json={} if method == "POST" else None)
+        body = _problem(reply, 422)
+        assert "NUL" in body["detail"], path
+
+
+def test_readiness_of_a_version_not_served_is_a_404(api: httpx.Client) -> None:
+    assert api.post("/api/v1/deployments", json={"name": "m", "model": "m"}).status_code == 201
+    assert api.get("/v2/models/m/versions/1/ready").json() == {"name": "m", "ready": True}
+    for version in ("0", "¹", "9223372036854775808", "2"):
+        _problem(api.get(f"/v2/models/m/versions/{version}/ready"), 404)

@@ -128,6 +128,7 @@ class Gate:
         resolved = self.resolve(scope["method"], scope["path"])
         body = resolved[1].body if resolved is not None else Body.JSON
         try:
+            _check_no_nul(scope)
             if resolved is not None:
                 await self._admit(scope, resolved[1])
             limit = self._declared_limit(scope, body)
@@ -208,6 +209,13 @@ class Gate:
         # (problem+json, OpenAI's error object on /v1, "error" for Open Inference clients).
         response = await self.on_error(Request(scope, receive), exc)
         await response(scope, receive, send)
+
+
+def _check_no_nul(scope: MutableMapping[str, Any]) -> None:
+    # No name, id or number holds a NUL, and PostgreSQL cannot even compare text with one.
+    query = scope.get("query_string", b"").lower()
+    if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query:
+        raise InvalidInput("the path or query holds a NUL character")
 
 
 def _too_large(body: Body, limit: int, declared: int | None) -> PayloadTooLarge:

@@ -91,18 +91,38 @@ async def version_metadata(
 
 async def _ready(platform: Platform, caller: Caller, model: str, version: str | None) -> Response:
     live = await _live(platform, caller, model)
+    if version is not None and not any(str(s.number) == version for s, _ in live.routes):
+        raise NotFound(f"deployment '{model}' does not serve version '{version}'")
     ok = live.status == "ready"
-    if ok and version is not None:
-        ok = any(str(s.number) == version for s, _ in live.routes)
     return JSONResponse({"name": model, "ready": ok}, status_code=200 if ok else 503)
 
 
-@router.get("/models/{model}/ready", summary="Whether the model is ready")
+NOT_READY = {
+    503: {
+        "description": "The model is not ready (yet): it is still loading.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}},
+                    "required": ["name", "ready"],
+                }
+            }
+        },
+    }
+}
+
+
+@router.get("/models/{model}/ready", summary="Whether the model is ready", responses=NOT_READY)
 async def model_ready(model: str, platform: PlatformDep, caller: CallerDep) -> Response:
     return await _ready(platform, caller, model, None)
 
 
-@router.get("/models/{model}/versions/{version}/ready", summary="Whether the version is ready")
+@router.get(
+    "/models/{model}/versions/{version}/ready",
+    summary="Whether the version is ready",
+    responses=NOT_READY,
+)
 async def version_ready(
     model: str, version: str, platform: PlatformDep, caller: CallerDep
 ) -> Response:
