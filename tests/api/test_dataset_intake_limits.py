@@ -158,3 +158,23 @@ def test_a_refused_upload_leaves_its_name_free(
 
     assert reply.status_code == 201, reply.text
     assert reply.json()["num_rows"] == 150
+
+
+def test_an_openai_file_with_a_line_over_the_limit_is_refused_unread(
+    make_settings: Callable[..., object],
+) -> None:
+    settings = make_settings(max_dataset_line_bytes=4096)
+    with live_server(settings) as srv:  # type: ignore[arg-type]
+        auth = {"Authorization": f"Bearer {srv.admin_key}"}
+        with httpx.Client(base_url=srv.url, headers=auth, timeout=120) as api:
+            good = b'{"prompt": "a", "completion": "b"}\n'
+            huge = b'{"prompt": "' + b"a" * 64 * 1024 + b'", "completion": "b"}\n'
+            files = {"file": ("train.jsonl", good + huge, "application/jsonl")}
+            reply = api.post("/v1/files", data={"purpose": "fine-tune"}, files=files)
+            assert reply.status_code == 413, reply.text
+            message = reply.json()["error"]["message"]
+            assert "line 2" in message and "MODELYARD_MAX_DATASET_LINE_BYTES" in message
+            _nothing_left(srv, api)
+            files = {"file": ("train.jsonl", good * 3, "application/jsonl")}
+            reply = api.post("/v1/files", data={"purpose": "fine-tune"}, files=files)
+            assert reply.status_code == 200, reply.text

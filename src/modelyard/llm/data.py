@@ -14,6 +14,7 @@ name the line::
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,9 +39,15 @@ class Example:
 
 def parse_examples(data: bytes) -> list[Example]:
     """Every example in a JSONL file; InvalidInput naming the first bad line."""
-    examples: list[Example] = []
+    return list(iter_examples(data.splitlines()))
+
+
+def iter_examples(lines: Iterable[bytes]) -> Iterator[Example]:
+    """The examples of JSONL ``lines``, one at a time, so a file can be checked without
+    holding it; InvalidInput naming the first bad line, or a file with none."""
     kinds: set[bool] = set()
-    for number, raw in enumerate(data.splitlines(), start=1):
+    count = 0
+    for number, raw in enumerate(lines, start=1):
         line = raw.removeprefix(b"\xef\xbb\xbf") if number == 1 else raw
         if not line.strip():
             continue
@@ -52,6 +59,8 @@ def parse_examples(data: bytes) -> list[Example]:
             raise InvalidInput(
                 f"line {number}: invalid JSON: {exc.msg} (column {exc.colno})", line=number
             ) from None
+        except RecursionError:
+            raise InvalidInput(f"line {number}: nested too deeply", line=number) from None
         example = _example(value, number)
         kinds.add(example.is_chat)
         if len(kinds) > 1:
@@ -59,12 +68,12 @@ def parse_examples(data: bytes) -> list[Example]:
                 f"line {number}: mixes chat ('messages') and prompt/completion examples",
                 line=number,
             )
-        examples.append(example)
-        if len(examples) > MAX_EXAMPLES:
+        count += 1
+        if count > MAX_EXAMPLES:
             raise InvalidInput(f"more than {MAX_EXAMPLES} examples")
-    if not examples:
+        yield example
+    if not count:
         raise InvalidInput("the file holds no examples")
-    return examples
 
 
 def _example(value: Any, number: int) -> Example:
@@ -100,4 +109,4 @@ def _example(value: Any, number: int) -> Example:
     raise bad("expected 'messages', or 'prompt' and 'completion'")
 
 
-__all__ = ["Example", "parse_examples"]
+__all__ = ["Example", "iter_examples", "parse_examples"]

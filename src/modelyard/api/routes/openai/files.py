@@ -8,7 +8,10 @@ JSONL data set named by its id (``file-…``), so it has an owner, an ACL and a 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -20,7 +23,7 @@ from modelyard.api.uploads import stage_part
 from modelyard.auth.access import Caller
 from modelyard.db.tables import Dataset
 from modelyard.errors import InvalidInput, NotFound, PayloadTooLarge
-from modelyard.llm.data import parse_examples
+from modelyard.llm.data import iter_examples
 from modelyard.platform import Platform
 from modelyard.storage.staging import StagedFile
 
@@ -61,9 +64,25 @@ def get_file(platform: Platform, caller: Caller, file_id: str, param: str = "fil
     return row
 
 
+def _lines(path: Path, limit: int) -> Iterator[bytes]:
+    """The file's lines, each read with a bound so that one huge line is never held."""
+    with path.open("rb") as f:
+        for number in itertools.count(1):
+            line = f.readline(limit + 1)
+            if not line:
+                return
+            if len(line) > limit and not line.endswith(b"\n"):
+                raise PayloadTooLarge(
+                    f"line {number} is longer than {limit} bytes (MODELYARD_MAX_DATASET_LINE_BYTES)"
+                )
+            yield line
+
+
 def _store(platform: Platform, caller: Caller, staged: StagedFile, purpose: str) -> Dataset:
     try:
-        parse_examples(staged.path.read_bytes())
+        limit = platform.settings.max_dataset_line_bytes
+        for _example in iter_examples(_lines(staged.path, limit)):
+            pass  # checked one line at a time; none is kept
     except BaseException:
         staged.discard()
         raise
