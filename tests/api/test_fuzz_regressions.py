@@ -165,7 +165,10 @@ def test_the_document_declares_the_problems_the_server_answers(sqlite_api: httpx
             assert not missing, (method, path, missing)
             media = "application/json" if path.startswith("/v1/") else "application/problem+json"
             for code, response in responses.items():
-                if int(code) >= 400:
+                if code == "503" and path.endswith("/ready"):
+                    # The readiness probes answer a model still loading as {"name", "ready"}.
+                    assert list(response["content"]) == ["application/json"], (method, path)
+                elif int(code) >= 400:
                     assert list(response["content"]) == [media], (method, path, code)
 
     answers = {
