@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.jobs.conftest import train_body, upload_digits, wait_event, wait_for
+from tests.jobs.conftest import TERMINAL, train_body, upload_digits, wait_event, wait_for
 from tests.support.moto import FAKE_CREDENTIALS, REGION, moto_server, s3_client
 from tests.support.process import ServerProcess, server_process
 from tests.support.ray_cluster import RayCluster, ray_cluster
@@ -55,8 +55,10 @@ def _wait_alive(api: httpx.Client, count: int, timeout: float = 60) -> None:
 
 
 @pytest.fixture
-def cluster() -> Iterator[RayCluster]:
-    with ray_cluster(nodes=2) as running:
+def cluster(request: pytest.FixtureRequest) -> Iterator[RayCluster]:
+    """Two nodes of 2 CPUs, unless the test asks for another shape (``indirect``)."""
+    shape: dict[str, int] = getattr(request, "param", {"nodes": 2})
+    with ray_cluster(**shape) as running:
         yield running
 
 
@@ -182,8 +184,15 @@ def _distributed_job_and_more(api: httpx.Client, cluster: RayCluster) -> str:
     return str(broken["id"])
 
 
-def _node_lost_mid_job(api: httpx.Client, cluster: RayCluster) -> None:
-    """A node lost mid-job: back to the queue, waits for room, resumes from its checkpoint."""
+def _node_lost_mid_job(
+    api: httpx.Client, cluster: RayCluster, *, rendezvous_host: bool = False
+) -> None:
+    """A node lost mid-job: back to the queue, waits for room, resumes from its checkpoint.
+
+    The node lost is the first worker node, or with ``rendezvous_host`` the one whose agent
+    hosts the job's rendezvous: the agents that survive it fail at once, seconds before Ray
+    declares the node dead.
+    """
     body = train_body(
         epochs=30,
         batch_size=32,
@@ -192,9 +201,13 @@ def _node_lost_mid_job(api: httpx.Client, cluster: RayCluster) -> None:
     )
     job = api.post("/api/v1/jobs", json=body).json()
     wait_event(api, job["id"], "checkpoint", timeout=180)
-    cluster.nodes[1].kill()
-    wait_event(api, job["id"], "waiting", timeout=120)
-    cluster.add_node("node2")
+    lost = cluster.nodes[1]
+    if rendezvous_host:
+        placed = next(e for e in _events(api, job["id"]) if e["type"] == "placed")
+        lost = cluster.node(placed["data"]["nodes"][0]["node"])
+    lost.kill()
+    _wait_until_waiting(api, job["id"])
+    cluster.add_node(f"node{len(cluster.nodes)}")
     done = wait_for(api, job["id"], timeout=300)
     assert done["status"] == "succeeded", done["error"]
     assert done["attempt"] == 2
@@ -203,9 +216,21 @@ def _node_lost_mid_job(api: httpx.Client, cluster: RayCluster) -> None:
     assert "was lost" in requeued[0]["data"]["reason"]
     resumed = next(e for e in events if e["type"] == "resumed")
     assert resumed["data"]["step"] > 0
-    nodes = {n["id"] for n in _alive_nodes(api)}
+    able = {n["id"] for n in _alive_nodes(api) if n["cpus"]}
     workers = [e for e in events if e["type"] == "workers"]
-    assert {w["node"] for w in workers[-1]["data"]["workers"]} == nodes
+    assert {w["node"] for w in workers[-1]["data"]["workers"]} == able
+
+
+def _wait_until_waiting(api: httpx.Client, job_id: str, timeout: float = 120) -> None:
+    """Wait for the job's ``waiting`` event; fail at once, saying why, if it ended instead."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = api.get(f"/api/v1/jobs/{job_id}").json()
+        if any(e["type"] == "waiting" for e in _events(api, job_id)):
+            return
+        assert job["status"] not in TERMINAL, f"the job ended: {job['status']}: {job['error']}"
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} never emitted a waiting event")
 
 
 def _one_node_down(api: httpx.Client, cluster: RayCluster) -> None:
@@ -221,6 +246,16 @@ def _one_node_down(api: httpx.Client, cluster: RayCluster) -> None:
     waiting = [e for e in _events(api, stuck["id"]) if e["type"] == "waiting"]
     assert waiting
     assert waiting[0]["data"]["alive_nodes"] == 1
+
+
+@pytest.mark.parametrize("cluster", [{"nodes": 3, "head_cpus": 0}], indirect=True, ids=["spread"])
+def test_a_job_survives_losing_the_node_that_hosts_its_rendezvous(
+    ray_env: dict[str, str], cluster: RayCluster, tmp_path: Path
+) -> None:
+    # The head holds no worker, so the job's agents are on the two nodes that can be lost.
+    with _server(ray_env, tmp_path) as (_, api):
+        upload_digits(api, tmp_path)
+        _node_lost_mid_job(api, cluster, rendezvous_host=True)
 
 
 def test_a_server_pointed_at_no_ray_cluster_says_so_and_exits(tmp_path: Path) -> None:

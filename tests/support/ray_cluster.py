@@ -1,9 +1,9 @@
 """A real Ray cluster of several nodes on this machine, for tests of the Ray executor.
 
-Every node is its own ``ray start --block`` process in its own session (process group),
-with its own temporary directory, its own ports and a small share of CPUs and memory, and
-token authentication on (as Ray 2.60 has it for a head node). A node is stopped by killing
-its process group: never ``ray stop``, which stops every Ray process on the machine.
+Every node is its own ``ray start --block`` process in its own session, with its own
+temporary directory, its own ports and a small share of CPUs and memory, and token
+authentication on (as Ray 2.60 has it for a head node). A node is stopped by killing every
+process of its session: never ``ray stop``, which stops every Ray process on the machine.
 
 Use it as ``with ray_cluster(nodes=2) as cluster: ...``; give :attr:`RayCluster.env` to
 every process that joins it (the Modelyard server).
@@ -36,13 +36,25 @@ class RayNode:
     name: str
     process: subprocess.Popen[bytes]
     log: Path
+    manager_port: int
     killed: bool = False
 
     def kill(self) -> None:
-        """Stop this node and every process of it (raylet, workers) at once."""
+        """Stop this node and every process of it at once, as if its machine vanished.
+
+        Ray starts its workers in process groups of their own (and a worker's children, such
+        as a job's ranks, sit in the worker's), so the node's whole session is killed, not
+        only the process group of ``ray start`` and its raylet: workers left behind would
+        run on until they noticed that their raylet was gone.
+        """
         self.killed = True
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+        for _ in range(10):
+            members = _session_members(self.process.pid)
+            if not members:
+                break
+            for pid in members:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=30)
 
@@ -60,10 +72,33 @@ class RayCluster:
         self.nodes.append(node)
         return node
 
+    def node(self, node_id: str) -> RayNode:
+        """The node that Ray knows as ``node_id``."""
+        port = _ask(
+            self, f"next(n['NodeManagerPort'] for n in ray.nodes() if n['NodeID'] == {node_id!r})"
+        )
+        return next(node for node in self.nodes if str(node.manager_port) == port)
+
+
+def _session_members(session: int) -> list[int]:
+    """The live processes of session ``session`` (a ``ray start`` process's own session)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # it ended meanwhile
+        # pid (comm) state ppid pgrp session ...; comm may hold spaces and parentheses.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[3]) == session and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
 
 def _ports() -> list[str]:
     return [
-        f"--node-manager-port={free_port()}",
         f"--object-manager-port={free_port()}",
         f"--dashboard-agent-listen-port={free_port()}",
         f"--dashboard-agent-grpc-port={free_port()}",
@@ -76,6 +111,7 @@ def _start(cluster: RayCluster, name: str, *, head: bool, cpus: int) -> RayNode:
     temp = cluster.root / name
     temp.mkdir(parents=True, exist_ok=True)
     log = cluster.root / f"{name}.log"
+    manager_port = free_port()
     command = [
         RAY,
         "start",
@@ -86,6 +122,7 @@ def _start(cluster: RayCluster, name: str, *, head: bool, cpus: int) -> RayNode:
         "--num-gpus=0",
         f"--object-store-memory={OBJECT_STORE_BYTES}",
         f"--temp-dir={temp}",
+        f"--node-manager-port={manager_port}",
         *_ports(),
     ]
     if head:
@@ -102,14 +139,13 @@ def _start(cluster: RayCluster, name: str, *, head: bool, cpus: int) -> RayNode:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    return RayNode(name, process, log)
+    return RayNode(name, process, log, manager_port)
 
 
-def _alive_nodes(cluster: RayCluster) -> int:
-    """How many nodes the head counts as alive (asked by a short-lived driver)."""
+def _ask(cluster: RayCluster, expression: str) -> str:
+    """What a short-lived driver prints for ``expression`` (given ``ray``); "" if it failed."""
     script = (
-        "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False);"
-        "print(sum(1 for n in ray.nodes() if n['Alive']))"
+        f"import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False);print({expression})"
     )
     done = subprocess.run(
         [sys.executable, "-c", script, cluster.address],
@@ -120,7 +156,12 @@ def _alive_nodes(cluster: RayCluster) -> int:
         check=False,
     )
     lines = done.stdout.strip().splitlines()
-    return int(lines[-1]) if done.returncode == 0 and lines else 0
+    return lines[-1] if done.returncode == 0 and lines else ""
+
+
+def _alive_nodes(cluster: RayCluster) -> int:
+    """How many nodes the head counts as alive."""
+    return int(_ask(cluster, "sum(1 for n in ray.nodes() if n['Alive'])") or 0)
 
 
 def wait_for_nodes(cluster: RayCluster, count: int, timeout: float = 120) -> None:
@@ -139,11 +180,13 @@ def wait_for_nodes(cluster: RayCluster, count: int, timeout: float = 120) -> Non
 
 
 @contextlib.contextmanager
-def ray_cluster(nodes: int = 2) -> Iterator[RayCluster]:
+def ray_cluster(nodes: int = 2, head_cpus: int = NODE_CPUS) -> Iterator[RayCluster]:
     """A head and ``nodes - 1`` worker nodes on 127.0.0.1; all killed afterwards.
 
-    Their temporary directories are short paths under /tmp (Ray's Unix sockets live there,
-    and a socket path may not exceed 107 bytes), removed afterwards.
+    A head given no CPUs runs only the tasks that ask for none (a distributed job's
+    coordinator), so every worker of a job lands on a node that can be killed. Their
+    temporary directories are short paths under /tmp (Ray's Unix sockets live there, and a
+    socket path may not exceed 107 bytes), removed afterwards.
     """
     root = Path(tempfile.mkdtemp(prefix="myray-"))
     token = secrets.token_hex(16)
@@ -157,7 +200,7 @@ def ray_cluster(nodes: int = 2) -> Iterator[RayCluster]:
     }
     cluster = RayCluster(address=f"127.0.0.1:{free_port()}", env=env, root=root)
     try:
-        cluster.nodes.append(_start(cluster, "head", head=True, cpus=NODE_CPUS))
+        cluster.nodes.append(_start(cluster, "head", head=True, cpus=head_cpus))
         for index in range(1, nodes):
             time.sleep(2)  # the head's GCS first
             cluster.add_node(f"node{index}")

@@ -10,17 +10,25 @@ it waited for.
 In each bundle a :class:`NodeAgent` actor fetches the data set from the blob store and
 runs PyTorch's elastic agent (:func:`modelyard.jobs.distributed_runner.run_node`). The
 agents meet at a c10d rendezvous served by the first one; a rank that dies restarts the
-whole group from the last checkpoint, across nodes, as on one machine. A lost node (its
-agent gone) puts the job back in the queue: the next attempt waits for room and resumes
-from the last checkpoint, up to ``max_restarts`` attempts. Rank 0, wherever it lands,
-writes checkpoints and the version through the blob store and the metadata store. Agents
-are owned by the coordinator, so a cancelled or killed job takes them along.
+whole group from the last checkpoint, across nodes, as on one machine. Rank 0, wherever it
+lands, writes checkpoints and the version through the blob store and the metadata store.
+Agents are owned by the coordinator, so a cancelled or killed job takes them along.
+
+A lost node puts the job back in the queue: the next attempt removes what is left of the
+earlier ones, waits for room and resumes from the last checkpoint, up to ``max_restarts``
+attempts. A node is lost when Ray reports one of the job's agents gone or declares a node
+that holds one of its bundles dead, whenever that happens: before the agents answer, during
+the rendezvous or while the ranks train. The agents that survive a lost node often fail first
+(the rendezvous store or a peer rank vanished with it), seconds before Ray declares the node
+dead; so an agent's failure fails the job only once the other agents have ended, or once Ray
+has had as long as its health checks take to declare a silent node dead.
 """
 
 from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from modelyard.config import Settings
@@ -37,6 +45,9 @@ from modelyard.training.distributed import DistributedConfig
 
 # How often the coordinator looks at its agents and keeps the job's heartbeat.
 POLL_S = 1.0
+# Ray's own defaults for the health checks of its nodes: 5 checks in a row missed, 3 s apart,
+# each waiting up to 10 s (used if this Ray does not say what its cluster was given).
+RAY_HEALTH_CHECKS = (5, 3.0, 10.0)
 
 
 class NodeAgent:
@@ -88,14 +99,16 @@ def run_on_ray(ctx: JobContext, config: DistributedConfig) -> dict[int, Any]:
     bundle: dict[str, float] = {"CPU": cpus * ranks}
     if gpus:
         bundle["GPU"] = gpus * ranks
+    _remove_earlier_groups(ctx)
     group = placement_group(
         [dict(bundle) for _ in range(config.nodes)],
         strategy="STRICT_SPREAD" if config.nodes > 1 else "PACK",
-        name=f"modelyard-job-{ctx.job_id}-{ctx.attempt}",
+        name=_group_name(ctx.job_id, ctx.attempt),
     )
     agents: list[Any] = []
     try:
         _wait_for_room(ctx, group, config.nodes, bundle)
+        hosts = _bundle_nodes(group, config.nodes)
         actor = ray.remote(NodeAgent)
         for index in range(config.nodes):
             placement = PlacementGroupSchedulingStrategy(
@@ -110,7 +123,9 @@ def run_on_ray(ctx: JobContext, config: DistributedConfig) -> dict[int, Any]:
                     name=f"modelyard-job-{ctx.job_id}-{ctx.attempt}-node-{index}",
                 ).remote(ctx.settings.export_json(), ctx.job_id, ctx.attempt)
             )
-        places = ray.get([agent.where.remote() for agent in agents])
+        places: list[dict[str, str]] = _await_agents(
+            ctx, config, [agent.where.remote() for agent in agents], hosts, cancel=True
+        )
         ctx.emit("placed", {"nodes": places, "ranks_per_node": ranks, "bundle": bundle})
         run_id = f"{ctx.job_id}-{ctx.attempt}"
         threads = max(1, int(cpus))
@@ -127,11 +142,45 @@ def run_on_ray(ctx: JobContext, config: DistributedConfig) -> dict[int, Any]:
             )
             for index, agent in enumerate(agents)
         ]
-        return _gather(ctx, config, refs, places)
+        # The ranks see a cancel themselves; the coordinator only keeps the heartbeat.
+        parts: list[dict[int, Any]] = _await_agents(ctx, config, refs, hosts, cancel=False)
+        results: dict[int, Any] = {}
+        for part in parts:
+            results.update(part)
+        return results
     finally:
         for agent in agents:
             ray.kill(agent)
         remove_placement_group(group)
+
+
+def _group_name(job_id: str, attempt: int) -> str:
+    return f"modelyard-job-{job_id}-{attempt}"
+
+
+def _remove_earlier_groups(ctx: JobContext) -> None:
+    """Remove what is left of the placement groups of the job's earlier attempts.
+
+    A coordinator lost with its node cannot remove its group, and Ray keeps a group as long
+    as the driver (the server) lives: left alone, it would hold its bundles, and take room on
+    the nodes that join later, for good.
+    """
+    from ray.util.placement_group import get_placement_group, remove_placement_group
+
+    for attempt in range(1, ctx.attempt):
+        try:
+            earlier = get_placement_group(_group_name(ctx.job_id, attempt))
+        except ValueError:
+            continue  # removed by its own coordinator
+        remove_placement_group(earlier)
+
+
+def _bundle_nodes(group: Any, count: int) -> list[str]:
+    """The id of the node that holds each bundle of a reserved placement group."""
+    from ray.util.placement_group import placement_group_table
+
+    where: dict[int, str] = placement_group_table(group)["bundles_to_node_id"]
+    return [where[index] for index in range(count)]
 
 
 def _wait_for_room(ctx: JobContext, group: Any, nodes: int, bundle: dict[str, float]) -> None:
@@ -139,9 +188,10 @@ def _wait_for_room(ctx: JobContext, group: Any, nodes: int, bundle: dict[str, fl
     import ray
 
     deadline = time.monotonic() + ctx.settings.ray_placement_timeout_s
+    reserved = group.ready()
     said = False
     while True:
-        ready, _ = ray.wait([group.ready()], timeout=POLL_S)
+        ready, _ = ray.wait([reserved], timeout=POLL_S)
         if ready:
             return
         if ctx.should_stop():
@@ -171,44 +221,95 @@ def _wait_for_room(ctx: JobContext, group: Any, nodes: int, bundle: dict[str, fl
             )
 
 
-def _gather(
+def _await_agents(
     ctx: JobContext,
     config: DistributedConfig,
-    refs: list[Any],
-    places: list[dict[str, str]],
-) -> dict[int, Any]:
-    """Wait for every agent, keeping the heartbeat.
+    refs: Sequence[Any],
+    hosts: Sequence[str],
+    *,
+    cancel: bool,
+) -> list[Any]:
+    """What each agent's call (``refs[i]``, agent ``i`` on node ``hosts[i]``) returned.
 
-    An agent that vanished (its node or its process was lost) puts the job back in the
+    Keeps the job's heartbeat while it waits; with ``cancel``, a cancelled job stops waiting.
+    A lost node (an agent gone, or a node of the job declared dead) puts the job back in the
     queue, to resume from its last checkpoint once the cluster has room again, up to
-    ``max_restarts`` times; an agent that failed otherwise fails the job, naming its node.
+    ``max_restarts`` times. An agent that failed otherwise fails the job, naming its node,
+    once every other agent has ended or Ray has had time to declare a lost node dead.
     """
     import ray
-    from ray.exceptions import NodeDiedError, RayActorError
+    from ray.exceptions import NodeDiedError, RayActorError, RayTaskError
 
     pending = list(refs)
+    # The first agent that failed, and until when Ray may still declare a lost node dead.
+    failed: tuple[str, BaseException, float] | None = None
     while pending:
         done, pending = ray.wait(pending, num_returns=len(pending), timeout=POLL_S)
+        lost: str | None = None
         for ref in done:
+            host = hosts[refs.index(ref)]
             try:
                 ray.get(ref)
             except Exception as exc:
-                node = places[refs.index(ref)]
-                where = f"node {node['node'][:12]} ({node['ip']})"
-                lost = isinstance(exc, (RayActorError, NodeDiedError))
-                if lost and ctx.attempt <= config.max_restarts:
-                    raise JobRequeued(
-                        f"the job's agent on {where} was lost; the job goes back to the queue "
-                        "and resumes from its last checkpoint when the cluster has room"
-                    ) from None
-                raise Unavailable(
-                    f"the job's agent on {where} failed: {type(exc).__name__}: {first_line(exc)}"
-                ) from None
-        ctx.should_stop()  # the heartbeat; the ranks see a cancel themselves
-    results: dict[int, Any] = {}
-    for part in ray.get(refs):
-        results.update(part)
-    return results
+                gone = isinstance(exc, NodeDiedError) or (
+                    isinstance(exc, RayActorError) and not exc.actor_init_failed
+                )
+                if gone:
+                    lost = host
+                elif failed is None:
+                    failed = (host, exc, time.monotonic() + node_loss_detection_s())
+        if pending and lost is None:
+            alive = {n["id"] for n in cluster_nodes() if n["alive"]}
+            lost = next((host for host in hosts if host not in alive), None)
+        if lost is not None:
+            _requeue_or_fail(ctx, config, lost)
+        if failed is not None and (not pending or time.monotonic() > failed[2]):
+            host, error, _ = failed
+            cause = error.cause if isinstance(error, RayTaskError) else error
+            raise Unavailable(
+                f"the job's agent on {_where(host)} failed: "
+                f"{type(cause).__name__}: {first_line(cause)}"
+            )
+        if ctx.should_stop() and cancel:
+            raise JobCancelled
+    return list(ray.get(list(refs)))
+
+
+def _requeue_or_fail(ctx: JobContext, config: DistributedConfig, host: str) -> None:
+    """The job's node ``host`` was lost: back to the queue, or failed when out of attempts."""
+    if ctx.attempt <= config.max_restarts:
+        raise JobRequeued(
+            f"the job's agent on {_where(host)} was lost; the job goes back to the queue "
+            "and resumes from its last checkpoint when the cluster has room"
+        )
+    raise Unavailable(
+        f"the job's agent on {_where(host)} was lost, and the job has used its "
+        f"{config.max_restarts} restarts"
+    )
+
+
+def node_loss_detection_s() -> float:
+    """How long Ray may take to declare a silent node dead, plus one look at the agents.
+
+    Its control service checks each node every ``health_check_period_ms``, waits up to
+    ``health_check_timeout_ms`` for an answer, and declares the node dead after
+    ``health_check_failure_threshold`` checks in a row failed; this process knows the
+    values the cluster runs with.
+    """
+    try:
+        from ray._raylet import Config  # type: ignore[attr-defined]
+    except ImportError:
+        checks, period_s, timeout_s = RAY_HEALTH_CHECKS
+    else:
+        checks = Config.health_check_failure_threshold()
+        period_s = Config.health_check_period_ms() / 1000
+        timeout_s = Config.health_check_timeout_ms() / 1000
+    return float(checks * (period_s + timeout_s) + POLL_S)
+
+
+def _where(node: str) -> str:
+    address = next((n["address"] for n in cluster_nodes() if n["id"] == node), None)
+    return f"node {node[:12]} ({address})" if address else f"node {node[:12]}"
 
 
 def _describe(bundle: dict[str, float]) -> str:
