@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from modelyard.auth.access import Caller, Scope
 from modelyard.datasets.service import DatasetService
-from modelyard.db.tables import Dataset, Principal
+from modelyard.db.tables import Dataset, Job, Principal
 from modelyard.errors import InvalidInput
 from modelyard.jobs.worker import JobCancelled, JobContext
 from modelyard.registry.service import ModelRegistry, VersionMeta
@@ -59,11 +59,21 @@ class JobCallbacks:
         info = ctx.blobs.put_file(path)
         step = int(state.get("global_step", 0))
         with ctx.db.session() as session:
+            # Only the job's current attempt moves its checkpoint: ranks of an attempt that was
+            # re-queued (its coordinator lost with a node) may still run for a moment, and
+            # must not delete the checkpoint the next attempt resumes from.
+            current = session.execute(
+                update(Job)
+                .where(Job.id == ctx.job_id, Job.attempt == ctx.attempt)
+                .values(checkpoint_sha=info.sha256, checkpoint_step=step)
+            ).rowcount  # type: ignore[attr-defined]
+            if not current:
+                delete_unreferenced(session, ctx.blobs, [info.sha256])
+                return
             old = drop_refs(session, CHECKPOINT_REF, ctx.job_id)
             add_refs(session, CHECKPOINT_REF, ctx.job_id, [info.sha256])
             session.flush()
             delete_unreferenced(session, ctx.blobs, [h for h in old if h != info.sha256])
-        ctx.update(checkpoint_sha=info.sha256, checkpoint_step=step)
         ctx.emit("checkpoint", {"step": step, "epoch": state.get("epoch")})
 
     def should_stop(self) -> bool:
