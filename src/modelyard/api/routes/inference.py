@@ -97,7 +97,7 @@ async def _ready(platform: Platform, caller: Caller, model: str, version: str | 
     return JSONResponse({"name": model, "ready": ok}, status_code=200 if ok else 503)
 
 
-NOT_READY = {
+NOT_READY: dict[int | str, dict[str, Any]] = {
     503: {
         "description": "The model is not ready (yet): it is still loading.",
         "content": {
