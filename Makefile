@@ -6,7 +6,15 @@ STAMP   := $(VENV)/.installed
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
 
-.PHONY: venv serve test lint typecheck unit bench demo clean
+.PHONY: venv serve test lint typecheck unit suite bench demo clean
+
+# The fast subset (under a minute): the ML core, data formats, the registry's checks, the
+# batcher and protocol codecs, the SDK and CLI against fakes, migrations, working files.
+UNIT := tests/nn tests/training tests/runtimes tests/datasets tests/registry tests/db \
+	tests/serving/test_batcher.py tests/serving/test_oip.py tests/compression/test_methods.py \
+	tests/client/test_sdk_unit.py tests/client/test_jobs_unit.py tests/client/test_deploy_unit.py \
+	tests/cli/test_cli_unit.py tests/cli/test_cli_jobs_unit.py tests/cli/test_cli_deploy_unit.py \
+	tests/storage/test_workdirs.py tests/storage/test_staging.py tests/storage/test_crypto.py
 
 venv: $(STAMP)
 
@@ -29,9 +37,12 @@ typecheck: venv
 	$(BIN)/mypy
 
 unit: venv
+	$(BIN)/pytest -q $(UNIT)
+
+suite: venv
 	$(BIN)/pytest -q
 
-test: lint typecheck unit
+test: lint typecheck suite
 
 bench: venv
 	$(BIN)/python -m bench
