@@ -79,13 +79,10 @@ def test_deploy_sends_the_flags_and_prints_the_deployment(api: FakeAPI) -> None:
         "name": "digits",
         "model": "digits-mlp",
         "version": "production",
-        "runtime": "auto",
         "device": "cpu",
         "replicas": 2,
         "max_batch_size": 64,
         "max_batch_delay_ms": 5.0,
-        "max_queue": 1024,
-        "timeout_ms": 30000.0,
     }
     assert "Deployed digits: digits-mlp v2" in result.stderr
     lines = result.stdout.splitlines()

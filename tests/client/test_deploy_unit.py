@@ -122,17 +122,15 @@ def test_deploy_sends_the_documented_body_and_parses_the_deployment(connect: Any
     client, rec = connect(reply(201, deployment_json()))
     deployment = client.deploy("mlp", "mlp")
     assert (rec.last.method, rec.last.url.path) == ("POST", "/api/v1/deployments")
+    # Only what the caller set is sent: the server's spec holds the one set of defaults.
+    assert rec.body() == {"name": "mlp", "model": "mlp", "version": "latest"}
+    client.deploy("mlp", "mlp", max_batch_size=8, timeout_ms=500)
     assert rec.body() == {
         "name": "mlp",
         "model": "mlp",
         "version": "latest",
-        "runtime": "auto",
-        "device": "auto",
-        "replicas": 1,
-        "max_batch_size": 32,
-        "max_batch_delay_ms": 2.0,
-        "max_queue": 1024,
-        "timeout_ms": 30000,
+        "max_batch_size": 8,
+        "timeout_ms": 500,
     }
     assert (deployment.name, deployment.status, deployment.model) == ("mlp", "ready", "mlp")
     assert deployment.ready

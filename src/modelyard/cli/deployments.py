@@ -26,16 +26,46 @@ CanaryOption = Annotated[
         show_default=False,
     ),
 ]
-RuntimeOption = Annotated[str, typer.Option(help="auto, torch or onnxruntime.")]
-DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")]
-ReplicasOption = Annotated[int, typer.Option(min=1, help="Batches computed at once.")]
-BatchOption = Annotated[int, typer.Option(min=1, help="Most rows in one batch.")]
-DelayOption = Annotated[float, typer.Option(min=0.0, help="Longest wait (ms) for a batch to fill.")]
+# Unset options are not sent, so the server's defaults (shown in brackets) apply.
+RuntimeOption = Annotated[
+    str | None,
+    typer.Option(help="auto, torch or onnxruntime [server default: auto].", show_default=False),
+]
+DeviceOption = Annotated[
+    str | None,
+    typer.Option(help="auto, cpu or cuda[:N] [server default: auto].", show_default=False),
+]
+ReplicasOption = Annotated[
+    int | None,
+    typer.Option(min=1, help="Batches computed at once [server default: 1].", show_default=False),
+]
+BatchOption = Annotated[
+    int | None,
+    typer.Option(min=1, help="Most rows in one batch [server default: 32].", show_default=False),
+]
+DelayOption = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        help="Longest wait (ms) for a batch to fill while another computes [server default: 2].",
+        show_default=False,
+    ),
+]
 QueueOption = Annotated[
-    int, typer.Option(min=1, help="Requests that may wait; more are refused (429).")
+    int | None,
+    typer.Option(
+        min=1,
+        help="Requests that may wait; more are refused (429) [server default: 1024].",
+        show_default=False,
+    ),
 ]
 TimeoutOption = Annotated[
-    float, typer.Option(min=1.0, help="A request not computed within this many ms fails (504).")
+    float | None,
+    typer.Option(
+        min=1.0,
+        help="A request not computed within this many ms fails (504) [server default: 30000].",
+        show_default=False,
+    ),
 ]
 
 
@@ -60,13 +90,13 @@ def deploy(
         ),
     ] = None,
     canary: CanaryOption = None,
-    runtime: RuntimeOption = "auto",
-    device: DeviceOption = "auto",
-    replicas: ReplicasOption = 1,
-    max_batch_size: BatchOption = 32,
-    max_batch_delay_ms: DelayOption = 2.0,
-    max_queue: QueueOption = 1024,
-    timeout_ms: TimeoutOption = 30_000.0,
+    runtime: RuntimeOption = None,
+    device: DeviceOption = None,
+    replicas: ReplicasOption = None,
+    max_batch_size: BatchOption = None,
+    max_batch_delay_ms: DelayOption = None,
+    max_queue: QueueOption = None,
+    timeout_ms: TimeoutOption = None,
     softmax: Annotated[bool, typer.Option(help="Add class probabilities to the outputs.")] = False,
     top_k: Annotated[
         int | None, typer.Option(min=1, help="Add the K best classes to the outputs.")

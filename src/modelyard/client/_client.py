@@ -147,13 +147,13 @@ class Client:
         model: str | None = None,
         *,
         version: int | str = "latest",
-        runtime: str = "auto",
-        device: str = "auto",
-        replicas: int = 1,
-        max_batch_size: int = 32,
-        max_batch_delay_ms: float = 2.0,
-        max_queue: int = 1024,
-        timeout_ms: float = 30_000,
+        runtime: str | None = None,
+        device: str | None = None,
+        replicas: int | None = None,
+        max_batch_size: int | None = None,
+        max_batch_delay_ms: float | None = None,
+        max_queue: int | None = None,
+        timeout_ms: float | None = None,
         traffic: TrafficLike | None = None,
         pipeline: Sequence[str] | None = None,
         postprocess: Mapping[str, Any] | None = None,
@@ -168,9 +168,11 @@ class Client:
         ``runtime`` is ``auto``, ``torch`` or ``onnxruntime``; ``device`` ``auto``, ``cpu``
         or ``cuda[:N]``; ``replicas`` how many batches are computed at once. Requests are
         batched up to ``max_batch_size`` rows, waiting at most ``max_batch_delay_ms`` for a
-        batch to fill; beyond ``max_queue`` waiting requests the server answers 429, and
-        one not computed within ``timeout_ms`` gets 504. ``postprocess`` adds
-        ``{"softmax": True}`` probabilities and/or ``{"top_k": 3}`` labels to the outputs.
+        batch to fill while another computes; beyond ``max_queue`` waiting requests the
+        server answers 429, and one not computed within ``timeout_ms`` gets 504. Settings
+        left out take the server's defaults (``auto``, ``auto``, 1, 32, 2 ms, 1024, 30 s).
+        ``postprocess`` adds ``{"softmax": True}`` probabilities and/or ``{"top_k": 3}``
+        labels to the outputs.
 
         Raises :class:`ValidationError` naming the field for a spec that does not fit (an
         unknown version, a bad device), :class:`ConflictError` if the name is taken.

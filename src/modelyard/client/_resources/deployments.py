@@ -35,18 +35,20 @@ class Deployments:
         model: str | None = None,
         *,
         version: int | str = "latest",
-        runtime: str = "auto",
-        device: str = "auto",
-        replicas: int = 1,
-        max_batch_size: int = 32,
-        max_batch_delay_ms: float = 2.0,
-        max_queue: int = 1024,
-        timeout_ms: float = 30_000,
+        runtime: str | None = None,
+        device: str | None = None,
+        replicas: int | None = None,
+        max_batch_size: int | None = None,
+        max_batch_delay_ms: float | None = None,
+        max_queue: int | None = None,
+        timeout_ms: float | None = None,
         traffic: TrafficLike | None = None,
         pipeline: Sequence[str] | None = None,
         postprocess: Mapping[str, Any] | None = None,
     ) -> Deployment:
-        """Deploy a model version (or a pipeline of deployments); see :meth:`Client.deploy`."""
+        """Deploy a model version (or a pipeline of deployments); see :meth:`Client.deploy`.
+
+        Only the settings given are sent; the server's defaults apply to the rest."""
         if (model is None) == (pipeline is None):
             raise ValueError("deploy either a model (model='name') or a pipeline (pipeline=[...])")
         body: dict[str, Any] = {"name": name}
@@ -56,15 +58,16 @@ class Deployments:
             body["pipeline"] = _stages(pipeline)
         if traffic is not None:
             body["traffic"] = traffic_entries(traffic)
-        body.update(
-            runtime=runtime,
-            device=device,
-            replicas=replicas,
-            max_batch_size=max_batch_size,
-            max_batch_delay_ms=max_batch_delay_ms,
-            max_queue=max_queue,
-            timeout_ms=timeout_ms,
-        )
+        settings = {
+            "runtime": runtime,
+            "device": device,
+            "replicas": replicas,
+            "max_batch_size": max_batch_size,
+            "max_batch_delay_ms": max_batch_delay_ms,
+            "max_queue": max_queue,
+            "timeout_ms": timeout_ms,
+        }
+        body.update({key: value for key, value in settings.items() if value is not None})
         if postprocess is not None:
             body["postprocess"] = dict(postprocess)
         return Deployment(self, self._http.object("POST", _BASE, json=body))
