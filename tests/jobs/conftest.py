@@ -32,12 +32,12 @@ def api(server: LiveServer, tmp_path: Path) -> Iterator[httpx.Client]:
         yield client
 
 
-def upload_digits(client: httpx.Client, tmp_path: Path) -> None:
-    """Upload scikit-learn's digits as the data set ``digits`` (label ``y``)."""
-    npz = digits_npz(tmp_path / "digits.npz")
+def upload_digits(client: httpx.Client, tmp_path: Path, name: str = "digits") -> None:
+    """Upload scikit-learn's digits as the data set ``name`` (label ``y``)."""
+    npz = digits_npz(tmp_path / f"{name}.npz")
     reply = client.post(
         "/api/v1/datasets",
-        params={"name": "digits", "label": "y", "filename": "d.npz"},
+        params={"name": name, "label": "y", "filename": "d.npz"},
         content=npz.read_bytes(),
     )
     assert reply.status_code == 201, reply.text

@@ -9,8 +9,7 @@ import httpx
 import pytest
 import requests
 
-from tests.jobs.conftest import wait_for
-from tests.support.data import digits_npz
+from tests.jobs.conftest import upload_digits, wait_for
 from tests.support.server import LiveServer
 
 SEEDS_CALL = {
@@ -24,13 +23,7 @@ SEEDS_CALL = {
 
 @pytest.fixture
 def input_data(api: httpx.Client, tmp_path: Path) -> None:
-    npz = digits_npz(tmp_path / "input.npz")
-    reply = api.post(
-        "/api/v1/datasets",
-        params={"name": "input_data", "label": "y", "filename": "input.npz"},
-        content=npz.read_bytes(),
-    )
-    assert reply.status_code == 201, reply.text
+    upload_digits(api, tmp_path, "input_data")
 
 
 def _auth(server: LiveServer) -> dict[str, str]:

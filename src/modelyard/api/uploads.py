@@ -5,25 +5,9 @@ from __future__ import annotations
 from fastapi import Request
 from starlette.datastructures import UploadFile
 
-from modelyard.errors import InvalidInput, PayloadTooLarge
+from modelyard.errors import InvalidInput
 from modelyard.platform import Platform
 from modelyard.storage.staging import StagedFile, stage_fileobj, stage_stream
-
-
-def _declared_length(request: Request, limit: int) -> int | None:
-    raw = request.headers.get("content-length")
-    if raw is None:
-        return None
-    try:
-        length = int(raw)
-    except ValueError as exc:
-        raise InvalidInput("Content-Length is not a number") from exc
-    if length > limit:
-        raise PayloadTooLarge(
-            f"upload of {length} bytes exceeds the limit of {limit} bytes "
-            "(MODELYARD_MAX_UPLOAD_BYTES)"
-        )
-    return length
 
 
 async def stage_request(
@@ -33,16 +17,15 @@ async def stage_request(
 
     A raw body (any content type but multipart) becomes the part ``parts[0]``; a multipart
     body may carry any of ``parts`` as file fields. The size limit is enforced on the bytes
-    as they arrive, not only on the declared length.
+    as they arrive (the gate refuses a declared length over it before the body is read).
     """
     settings = platform.settings
     limit = settings.max_upload_bytes
-    declared = _declared_length(request, limit)
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         staged = await stage_stream(request.stream(), settings.tmp_dir, limit, filename)
         return {parts[0]: staged}
-    if declared is None:
+    if "content-length" not in request.headers:
         raise InvalidInput("a multipart upload needs a Content-Length header")
     form = await request.form(max_files=len(parts), max_fields=16)
     out: dict[str, StagedFile] = {}

@@ -97,10 +97,6 @@ def _store(platform: Platform, caller: Caller, staged: StagedFile, purpose: str)
 
 @router.post("/files", summary="Upload a file (OpenAI-compatible)")
 async def upload_file(request: Request, platform: PlatformDep, caller: CallerDep) -> Any:
-    length = request.headers.get("content-length")
-    limit = platform.settings.max_upload_bytes
-    if length is not None and length.isascii() and length.isdigit() and int(length) > limit:
-        raise PayloadTooLarge(f"upload of {length} bytes exceeds the limit of {limit} bytes")
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidInput("send multipart/form-data with 'file' and 'purpose'", param="file")
     form = await request.form(max_files=1, max_fields=8)
