@@ -131,6 +131,7 @@ class DatasetService:
             except IntegrityError as exc:
                 session.rollback()
                 delete_unreferenced(session, self._blobs, hashes)
+                session.commit()  # nothing to write; deletes what no other record uses
                 raise Conflict(f"a data set named '{name}' already exists") from exc
             add_refs(session, RESOURCE, row.id, hashes)
             record(session, caller, "dataset.create", f"dataset:{name}", {"sha256": sha})

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, event, select
 from sqlalchemy.orm import Session
 
 from modelyard.db.tables import BlobRef, Dataset, Job, ModelVersion
@@ -14,6 +16,10 @@ from modelyard.storage.base import BlobStore
 
 _ADDRESS = re.compile(r"[0-9a-f]{64}")
 _UNFINISHED = ("queued", "running")
+# Where a session keeps the blobs it may delete once it commits.
+_PENDING = "modelyard.unreferenced"
+
+log = logging.getLogger("modelyard.storage.refs")
 
 
 def add_refs(session: Session, ref_type: str, ref_id: str, hashes: Iterable[str]) -> None:
@@ -33,11 +39,43 @@ def drop_refs(session: Session, ref_type: str, ref_id: str) -> list[str]:
 
 
 def delete_unreferenced(session: Session, blobs: BlobStore, hashes: Iterable[str]) -> None:
-    """Delete those of ``hashes`` that no record uses any more."""
-    for sha in set(hashes):
-        still = session.scalar(select(BlobRef.sha256).where(BlobRef.sha256 == sha).limit(1))
-        if still is None:
-            blobs.delete(sha)
+    """Once ``session`` commits, delete those of ``hashes`` that no record uses any more.
+
+    Nothing is deleted before the commit: a transaction that rolls back, or a process killed
+    before its commit, leaves its records pointing at blobs that still exist. After the
+    commit the references are read again in a new session, and a blob an upload renewed
+    since then survives (:meth:`BlobStore.delete_if_written_before`).
+    """
+    wanted = set(hashes)
+    if not wanted:
+        return
+    pending: list[tuple[BlobStore, set[str]]] | None = session.info.get(_PENDING)
+    if pending is None:
+        pending = session.info[_PENDING] = []
+        event.listen(session, "after_commit", _delete_pending)
+        event.listen(session, "after_rollback", _forget_pending)
+    pending.append((blobs, wanted))
+
+
+def _forget_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+def _delete_pending(session: Session) -> None:
+    pending: list[tuple[BlobStore, set[str]]] = session.info.pop(_PENDING, [])
+    if not pending:
+        return
+    try:
+        with Session(session.get_bind()) as fresh:
+            for blobs, hashes in pending:
+                # A blob renewed by an upload after this instant is kept whatever is read.
+                checked_at = time.time()
+                used = set(fresh.scalars(select(BlobRef.sha256).where(BlobRef.sha256.in_(hashes))))
+                for sha in hashes - used:
+                    blobs.delete_if_written_before(sha, checked_at)
+    except Exception:
+        # The commit stands; the storage collector removes what is left unreferenced.
+        log.exception("deleting unreferenced blobs after a commit failed")
 
 
 def referenced_digests(session: Session) -> set[str]:
