@@ -114,13 +114,13 @@ def main() -> None:
         DistillOptions,
         Source,
         compress,
-        distill,
         load_module,
         measure,
         objective_for,
         parse_method,
         parse_model,
     )
+    from modelyard.compression.distill import distill
     from modelyard.compression.onnx_module import OnnxModule
     from modelyard.nn import save_weights
     from modelyard.training import Preprocessor, train

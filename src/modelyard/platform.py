@@ -18,6 +18,7 @@ from modelyard.datasets.formats import IntakeLimits
 from modelyard.datasets.service import DatasetService
 from modelyard.db.engine import Database, create_database
 from modelyard.db.migrate import upgrade_to_head
+from modelyard.jobs.context import registry_for
 from modelyard.jobs.events import EventLog
 from modelyard.jobs.executor import Executor, LocalExecutor
 from modelyard.jobs.ray_executor import RayExecutor
@@ -63,7 +64,7 @@ class Platform:
         upgrade_to_head(db.engine)
         blobs = build_blob_store(settings)
         datasets = DatasetService(db, blobs, settings.tmp_dir, IntakeLimits.from_settings(settings))
-        registry = ModelRegistry(db, blobs, settings.tmp_dir, settings.max_upload_bytes * 4)
+        registry = registry_for(settings, db, blobs)
         events = EventLog(db)
         executor: Executor[Any] = (
             RayExecutor(settings, db, events)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import torch
 
-from modelyard.compression import DistillOptions, distill, distillation_loss, parse_model
+from modelyard.compression import DistillOptions, distillation_loss, parse_model
+from modelyard.compression.distill import distill
 from tests.compression.conftest import Trained, accuracy
 
 

@@ -15,12 +15,12 @@ from modelyard.compression import (
     DistillOptions,
     Source,
     compress,
-    distill,
     measure,
     objective_for,
     parse_method,
     parse_model,
 )
+from modelyard.compression.distill import distill
 from modelyard.registry.keras import keras_module, load_keras_model, save_keras_model
 from modelyard.runtimes.outputs import OutputKind
 from tests.support.keras_seeds import SeedsModels, keras_loss, train_seeds_models

@@ -157,7 +157,7 @@ def test_bad_specs_are_refused_before_queuing(api: httpx.Client) -> None:
         (train_body(epochs=0), "epochs"),
         (train_body(model={"spec": {"arch": "resnet"}}), "arch"),
         ({"type": "paint"}, "type"),
-        ({"model_name": "mlp", "data": "digits", "learning_rate": -1}, "lr"),
+        ({"model_name": "mlp", "data": "digits", "learning_rate": -1}, "learning_rate"),
     ]
     for body, word in cases:
         reply = api.post("/api/v1/jobs", json=body)

@@ -31,6 +31,7 @@ def test_training_imports_nothing_above_the_ml_core() -> None:
     # runtimes.outputs is a leaf of the ML core (what a model's outputs are, no torch at import)
     allowed = (
         "modelyard.errors",
+        "modelyard.lazy",
         "modelyard.nn",
         "modelyard.training",
         "modelyard.runtimes.outputs",

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelyard.api.schemas.common import Problem
+from modelyard.api.schemas.jobs import declare_job_request
 from modelyard.errors import ModelyardError
 
 PROBLEM_BASE = "https://modelyard.dev/problems/"
@@ -194,7 +195,8 @@ def declare_path_segments(document: dict[str, Any]) -> dict[str, Any]:
 def _openapi(app: FastAPI, build: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = declare_path_segments(declare_problems(build()))
+            document = declare_path_segments(declare_problems(build()))
+            app.openapi_schema = declare_job_request(document)
         return app.openapi_schema
 
     return openapi

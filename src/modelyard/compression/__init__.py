@@ -13,41 +13,53 @@ and registers the child only if it passes its gate::
 Compressed catalog versions stay ``safetensors`` with ``params["compression"]`` saying how
 to rebuild them; the serving layer calls :func:`restore_model`. Exports are ordinary ONNX,
 TorchScript and ``torch.export`` versions. Heavy libraries (torchao, ONNX Runtime's
-quantizer) are imported where they are used.
+quantizer) are imported where they are used. The ``distill`` and ``fit`` functions are
+imported from their modules (:mod:`modelyard.compression.distill`,
+:mod:`modelyard.compression.fit`), whose names they share.
 """
 
-from modelyard.compression.apply import Child, Data, check_applicable, compress, quantize_backend
-from modelyard.compression.distill import distill
-from modelyard.compression.fit import FitHooks, FitStopped, distillation_loss, fit
-from modelyard.compression.methods import (
-    CastMethod,
-    DistillOptions,
-    ExportMethod,
-    FineTuneMethod,
-    FitOptions,
-    Gate,
-    Method,
-    PruneMethod,
-    QuantizeMethod,
-    parse_method,
-    parse_model,
-)
-from modelyard.compression.report import (
-    compare,
-    flat_metrics,
-    gate_failure,
-    measure,
-    metric_name,
-    objective_for,
-    weight_stats,
-)
-from modelyard.compression.restore import (
-    check_compressed_weights,
-    expected_layout,
-    parse_compression,
-    restore_model,
-)
-from modelyard.compression.source import Source, load_module, preprocessor_for
+from typing import TYPE_CHECKING
+
+from modelyard.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from modelyard.compression.apply import (
+        Child,
+        Data,
+        check_applicable,
+        compress,
+        quantize_backend,
+    )
+    from modelyard.compression.fit import FitHooks, FitStopped, distillation_loss
+    from modelyard.compression.methods import (
+        CastMethod,
+        DistillOptions,
+        ExportMethod,
+        FineTuneMethod,
+        FitOptions,
+        Gate,
+        Method,
+        PruneMethod,
+        QuantizeMethod,
+        parse_method,
+        parse_model,
+    )
+    from modelyard.compression.report import (
+        compare,
+        flat_metrics,
+        gate_failure,
+        measure,
+        metric_name,
+        objective_for,
+        weight_stats,
+    )
+    from modelyard.compression.restore import (
+        check_compressed_weights,
+        expected_layout,
+        parse_compression,
+        restore_model,
+    )
+    from modelyard.compression.source import Source, load_module, preprocessor_for
 
 __all__ = [
     "CastMethod",
@@ -68,10 +80,8 @@ __all__ = [
     "check_compressed_weights",
     "compare",
     "compress",
-    "distill",
     "distillation_loss",
     "expected_layout",
-    "fit",
     "flat_metrics",
     "gate_failure",
     "load_module",
@@ -86,3 +96,55 @@ __all__ = [
     "restore_model",
     "weight_stats",
 ]
+
+# Loaded on first use: importing a light submodule must not load PyTorch.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "modelyard.compression.apply": (
+            "Child",
+            "Data",
+            "check_applicable",
+            "compress",
+            "quantize_backend",
+        ),
+        "modelyard.compression.fit": (
+            "FitHooks",
+            "FitStopped",
+            "distillation_loss",
+        ),
+        "modelyard.compression.methods": (
+            "CastMethod",
+            "DistillOptions",
+            "ExportMethod",
+            "FineTuneMethod",
+            "FitOptions",
+            "Gate",
+            "Method",
+            "PruneMethod",
+            "QuantizeMethod",
+            "parse_method",
+            "parse_model",
+        ),
+        "modelyard.compression.report": (
+            "compare",
+            "flat_metrics",
+            "gate_failure",
+            "measure",
+            "metric_name",
+            "objective_for",
+            "weight_stats",
+        ),
+        "modelyard.compression.restore": (
+            "check_compressed_weights",
+            "expected_layout",
+            "parse_compression",
+            "restore_model",
+        ),
+        "modelyard.compression.source": (
+            "Source",
+            "load_module",
+            "preprocessor_for",
+        ),
+    },
+)

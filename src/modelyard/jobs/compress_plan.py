@@ -10,79 +10,32 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ValidationError
 
 from modelyard.auth.access import Caller, Permission
+from modelyard.compression.methods import (
+    DistillOptions,
+    Method,
+    parse_method,
+    parse_model,
+)
 from modelyard.datasets.service import DatasetService
 from modelyard.db.tables import Dataset, ModelVersion
 from modelyard.errors import Conflict, InvalidInput, NotFound
+from modelyard.jobs.requests import (
+    CompressRequest,
+    DistillRequest,
+    EvaluateRequest,
+    FineTuneRequest,
+    StudentModel,
+    VersionRef,
+)
 from modelyard.naming import check_name
+from modelyard.nn.field_errors import invalid_input
+from modelyard.nn.specs import parse_spec
 from modelyard.registry.service import ModelRegistry
-
-
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class VersionRef(_Request):
-    """A model version: ``{"model": "digits-mlp", "version": "3"}`` (number or alias)."""
-
-    model: str
-    version: str | int = "latest"
-
-
-class _Common(_Request):
-    eval_dataset: str = Field(description="Held-out data set both sides are evaluated on.")
-    label: str | None = None
-    output_model: str | None = None
-    gate: dict[str, Any] | None = None
-    description: str = ""
-
-
-class CompressRequest(_Common):
-    """``{"type": "compress", "source": {...}, "method": {...}, "eval_dataset": ...}``."""
-
-    type: Literal["compress"]
-    source: VersionRef
-    method: dict[str, Any]
-
-
-class FineTuneRequest(_Common):
-    """``{"type": "finetune", "source": {...}, "dataset": ..., "epochs": 3, ...}``."""
-
-    type: Literal["finetune"]
-    source: VersionRef
-    dataset: str
-    epochs: Annotated[int, Field(gt=0, le=1000)] = 3
-    batch_size: Annotated[int, Field(gt=0)] = 64
-    optimizer: dict[str, Any] | str | None = None
-    seed: Annotated[int, Field(ge=0)] = 0
-
-
-class DistillRequest(_Common):
-    """``{"type": "distill", "teacher": {...}, "student": {"spec": {...}}, "dataset": ...}``."""
-
-    type: Literal["distill"]
-    teacher: VersionRef
-    student: dict[str, Any]
-    dataset: str
-    temperature: float = 4.0
-    alpha: float = 0.7
-    epochs: Annotated[int, Field(gt=0, le=1000)] = 30
-    batch_size: Annotated[int, Field(gt=0)] = 64
-    optimizer: dict[str, Any] | str | None = None
-    seed: Annotated[int, Field(ge=0)] = 0
-
-
-class EvaluateRequest(_Request):
-    """``{"type": "evaluate", "source": {...}, "eval_dataset": ...}``."""
-
-    type: Literal["evaluate"]
-    source: VersionRef
-    eval_dataset: str
-    label: str | None = None
 
 
 class _Planner:
@@ -109,7 +62,8 @@ class _Planner:
             raise InvalidInput(f"{field}: {exc.detail}") from exc
 
     def rows(self, row: Dataset, label: str | None, field: str) -> tuple[Any, Any]:
-        from modelyard.training import load_xy
+        # Loading rows loads PyTorch: the server imports it when a job is first planned.
+        from modelyard.training.data import load_xy
 
         files = self.datasets.canonical_files(row, self.work / field.replace(".", "_"))
         try:
@@ -119,8 +73,9 @@ class _Planner:
 
     def check_rows(self, version: ModelVersion, x: Any, y: Any, field: str) -> Any:
         """The version's preprocessing, after checking that ``x`` and ``y`` fit it."""
-        from modelyard.compression import preprocessor_for
-        from modelyard.training import row_shape_fits
+        # These load PyTorch, which the server imports only once it plans a job.
+        from modelyard.compression.source import preprocessor_for
+        from modelyard.training.preprocess import row_shape_fits
 
         pre = preprocessor_for(version.params, version.signature, y)
         row = [int(d) for d in x.shape[1:]]
@@ -151,10 +106,11 @@ class _Planner:
         return output
 
 
-def _parse(model: type[_Request], body: Mapping[str, Any]) -> Any:
-    from modelyard.compression import parse_model
-
-    return parse_model(model, body, "")  # type: ignore[arg-type]
+def _parse(model: type[BaseModel], body: Mapping[str, Any]) -> Any:
+    try:
+        return model.model_validate(dict(body))
+    except ValidationError as exc:
+        raise invalid_input(exc, "") from None
 
 
 def _pinned(version: ModelVersion, name: str) -> dict[str, Any]:
@@ -166,24 +122,20 @@ def _pinned(version: ModelVersion, name: str) -> dict[str, Any]:
     }
 
 
-def _gate(raw: dict[str, Any] | None) -> dict[str, Any] | None:
-    from modelyard.compression import Gate, parse_model
-
-    if raw is None:
-        return None
-    gate: BaseModel = parse_model(Gate, raw, "gate")
-    return gate.model_dump(mode="json")
+def _gate(request: CompressRequest | FineTuneRequest | DistillRequest) -> dict[str, Any] | None:
+    return request.gate.model_dump(mode="json") if request.gate is not None else None
 
 
 def _plan_source_job(
     planner: _Planner,
     request: CompressRequest | FineTuneRequest,
-    method_raw: Mapping[str, Any],
+    method: Method,
     fit_dataset: str | None,
 ) -> dict[str, Any]:
-    from modelyard.compression import Source, check_applicable, parse_method
+    # These load PyTorch, which the server imports only once it plans a job.
+    from modelyard.compression.apply import check_applicable
+    from modelyard.compression.source import Source
 
-    method = parse_method(method_raw)
     version = planner.version(request.source, "source")
     source = Source(
         version.format,
@@ -218,7 +170,7 @@ def _plan_source_job(
         "fit_dataset_id": fit_row.id if fit_row is not None else None,
         "label": label,
         "output_model": output,
-        "gate": _gate(request.gate),
+        "gate": _gate(request),
         "description": request.description,
     }
 
@@ -254,12 +206,13 @@ def _check_layers(method: Any, version: ModelVersion) -> None:
     """Names in ``method.modules`` must be layers of the (catalog) model."""
     if version.format != "safetensors" or version.spec is None:
         return
+    # These load PyTorch, which the server imports only once it plans a job.
     import torch
 
-    from modelyard.compression import quantize_backend
+    from modelyard.compression.apply import quantize_backend
     from modelyard.compression.prune import structured_targets, unstructured_targets
     from modelyard.compression.quantize import choose_modules
-    from modelyard.nn import build_model, parse_spec
+    from modelyard.nn.catalog import build_model
 
     spec = parse_spec(version.spec)
     with torch.device("meta"):
@@ -280,12 +233,10 @@ def plan_compress(
     work: Path,
 ) -> dict[str, Any]:
     """Validate a compress request and return the job's stored spec."""
-    from modelyard.compression import parse_method
-
     request: CompressRequest = _parse(CompressRequest, body)
-    method = parse_method(request.method)
+    method = request.method
     planner = _Planner(caller, datasets, registry, work)
-    plan = _plan_source_job(planner, request, request.method, _fit_dataset(method))
+    plan = _plan_source_job(planner, request, method, _fit_dataset(method))
     return {**plan, "request": dict(body)}
 
 
@@ -306,7 +257,7 @@ def plan_finetune(
     }
     if request.optimizer is not None:
         fit["optimizer"] = request.optimizer
-    method = {"name": "finetune", "fit": fit}
+    method = parse_method({"name": "finetune", "fit": fit})
     planner = _Planner(caller, datasets, registry, work)
     plan = _plan_source_job(planner, request, method, request.dataset)
     return {**plan, "request": dict(body)}
@@ -324,9 +275,6 @@ def plan_distill(
     The student's ``input_shape`` and ``num_outputs`` default to the teacher's; it reads the
     teacher's preprocessed inputs, so its input shape must be the teacher's.
     """
-    from modelyard.compression import DistillOptions, parse_model
-    from modelyard.nn import parse_spec
-
     request: DistillRequest = _parse(DistillRequest, body)
     planner = _Planner(caller, datasets, registry, work)
     teacher = planner.version(request.teacher, "teacher")
@@ -339,9 +287,8 @@ def plan_distill(
     fit_row = planner.dataset(request.dataset, "dataset")
     fx, fy = planner.rows(fit_row, label, "dataset")
     planner.check_rows(teacher, fx, fy, "dataset")
-    raw_student = request.student.get("spec", request.student)
-    if not isinstance(raw_student, Mapping):
-        raise InvalidInput("student.spec: must be a catalog spec object")
+    given = request.student
+    raw_student = given.spec if isinstance(given, StudentModel) else given
     student_raw = {
         "input_shape": pre.input_shape,
         "num_outputs": pre.num_outputs,
@@ -380,7 +327,7 @@ def plan_distill(
         "fit_dataset_id": fit_row.id,
         "label": label,
         "output_model": output,
-        "gate": _gate(request.gate),
+        "gate": _gate(request),
         "description": request.description,
         "request": dict(body),
     }

@@ -14,12 +14,31 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelyard.compression import (
+    Data,
+    DistillOptions,
+    FitStopped,
+    Gate,
+    Source,
+    compare,
+    compress,
+    flat_metrics,
+    gate_failure,
+    load_module,
+    measure,
+    objective_for,
+    parse_method,
+    parse_model,
+    preprocessor_for,
+)
+from modelyard.compression.distill import distill
 from modelyard.errors import InvalidInput
-from modelyard.jobs.train_runner import dataset_row, owner_caller
-from modelyard.jobs.worker import JobCancelled, JobContext
-from modelyard.registry.service import ModelRegistry, VersionMeta
+from modelyard.jobs.context import JobCancelled, JobContext, dataset_row, owner_caller
+from modelyard.registry.keras import load_keras_model, save_keras_model
+from modelyard.registry.service import VersionMeta
 from modelyard.runtimes.outputs import OUTPUTS_PARAM, OutputKind
 from modelyard.storage.staging import scratch_dir, stage_file
+from modelyard.training import load_xy
 
 if TYPE_CHECKING:
     from modelyard.compression import Child, Data, Source
@@ -65,21 +84,14 @@ class _Job:
     """One job's services, scratch folder and owner."""
 
     def __init__(self, ctx: JobContext, work: Path) -> None:
-        from modelyard.datasets.service import DatasetService
-
-        settings = ctx.settings
         self.ctx = ctx
         self.work = work
         self.owner = owner_caller(ctx)
-        self.datasets: DatasetService = DatasetService(ctx.db, ctx.blobs, settings.tmp_dir)
-        self.registry = ModelRegistry(
-            ctx.db, ctx.blobs, settings.tmp_dir, settings.max_upload_bytes * 4
-        )
+        self.datasets: DatasetService = ctx.datasets
+        self.registry = ctx.registry
 
     def source(self, pinned: dict[str, Any], role: str) -> Source:
         """The pinned version, fetched, with a loader for its format."""
-        from modelyard.compression import Source, load_module
-        from modelyard.registry.keras import load_keras_model, save_keras_model
 
         version = self.registry.get_version(self.owner, pinned["model"], str(pinned["version"]))
         if version.sha256 != pinned["sha256"]:
@@ -111,7 +123,6 @@ class _Job:
 
     def rows(self, dataset_id: str, name: str, label: str) -> tuple[Any, Any]:
         """A data set's raw features and labels (memory-mapped where they can be)."""
-        from modelyard.training import load_xy
 
         row = dataset_row(self.ctx, dataset_id=dataset_id, name=name)
         files = self.datasets.canonical_files(row, self.work / f"data-{row.id}")
@@ -119,7 +130,6 @@ class _Job:
 
     def data(self, source: Source, spec: dict[str, Any]) -> tuple[Data, Preprocessor]:
         """Model-ready eval (and training or calibration) rows, and the preprocessing used."""
-        from modelyard.compression import Data, objective_for, preprocessor_for
 
         x, y = self.rows(spec["eval_dataset_id"], spec["eval_dataset"], spec["label"])
         pre = preprocessor_for(source.params, source.signature, y)
@@ -135,7 +145,6 @@ class _Job:
     ) -> dict[str, Any]:
         """The report row of ``module``, whose outputs are ``outputs`` (logits or
         probabilities)."""
-        from modelyard.compression import measure
 
         objective = data.objective.with_outputs(outputs)
         return measure(module, artifact, data.x_eval, data.y_eval, objective)
@@ -149,7 +158,6 @@ class _Job:
         parent: dict[str, Any],
     ) -> int:
         """Push the child as the next version of the output model; returns its number."""
-        from modelyard.compression import flat_metrics
 
         staged = stage_file(child.artifact, self.ctx.settings.tmp_dir, 1 << 62)
         staged.filename = "model" + _SUFFIX[child.format]
@@ -182,7 +190,6 @@ class _Job:
         outputs: OutputKind,
     ) -> dict[str, Any]:
         """Evaluate the child, compare, record the report on the job; fail on the gate."""
-        from modelyard.compression import Gate, compare, gate_failure, parse_model
 
         report = compare(parent_row, self.measure(child.module, child.artifact, data, outputs))
         report["dataset"] = spec["eval_dataset"]
@@ -215,7 +222,6 @@ def _lineage(ctx: JobContext, parent: dict[str, Any], method: str) -> dict[str, 
 
 def run_compress(ctx: JobContext) -> dict[str, Any]:
     """Run a compress or finetune job as its plan says; returns the job's result."""
-    from modelyard.compression import FitStopped, compress, parse_method
 
     spec = ctx.spec
     method = parse_method(spec["method"])
@@ -258,7 +264,6 @@ def run_compress(ctx: JobContext) -> dict[str, Any]:
 
 def run_distill(ctx: JobContext) -> dict[str, Any]:
     """Distill the teacher into the planned student; returns the job's result."""
-    from modelyard.compression import DistillOptions, FitStopped, distill, parse_model
 
     spec = ctx.spec
     options = parse_model(DistillOptions, spec["options"], "options")

@@ -19,12 +19,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.distributed as dist
+
 from modelyard.config import Settings
-from modelyard.datasets.service import DatasetService
 from modelyard.errors import InvalidInput
-from modelyard.jobs.worker import JobCancelled, JobContext
+from modelyard.jobs.context import (
+    JobCancelled,
+    JobContext,
+    dataset_row,
+    open_context,
+    worker_threads,
+)
+from modelyard.jobs.train_runner import JobCallbacks, register_result, start_state
 from modelyard.storage.staging import scratch_dir
-from modelyard.training.distributed import restart_count
+from modelyard.training.data import load_xy
+from modelyard.training.ddp import train_ddp
+from modelyard.training.distributed import (
+    DistributedConfig,
+    init_group,
+    launch,
+    parse_distributed,
+    rank_device,
+    restart_count,
+)
+from modelyard.training.param_server import run_rank
 
 
 @dataclass(frozen=True)
@@ -57,35 +76,41 @@ class Rendezvous:
 
 
 def run_distributed_train(ctx: JobContext) -> dict[str, Any]:
-    """Train as the plan's ``distributed`` section says; returns the job's result."""
-    from modelyard.jobs.worker import worker_threads
-    from modelyard.training.distributed import parse_distributed
+    """Train as the plan's ``distributed`` section says, on this machine; the job's result.
 
+    (On the Ray executor, :func:`modelyard.jobs.ray_distributed.run_distributed_on_ray`
+    places the nodes instead.)
+    """
+    config = announce(ctx)
+    if config.nodes > 1:
+        raise InvalidInput(
+            "distributed.nodes: more than one node needs the Ray executor (MODELYARD_EXECUTOR=ray)"
+        )
+    threads = max(1, worker_threads(ctx.settings) // config.workers)
+    done = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(ctx, done), daemon=True)
+    beat.start()
+    try:
+        results = run_node(ctx, threads=threads)
+    finally:
+        done.set()
+        beat.join()
+    return job_result(results)
+
+
+def announce(ctx: JobContext) -> DistributedConfig:
+    """The job's distributed config, logged as the job starts."""
     config = parse_distributed(ctx.spec["distributed"])
     ctx.log(
         f"{config.strategy}: {config.world_size} workers"
         + (f" on {config.nodes} nodes" if config.nodes > 1 else "")
         + f", up to {config.max_restarts} restarts"
     )
-    if ctx.settings.executor == "ray":
-        from modelyard.jobs.ray_distributed import run_on_ray
+    return config
 
-        results = run_on_ray(ctx, config)
-    else:
-        if config.nodes > 1:
-            raise InvalidInput(
-                "distributed.nodes: more than one node needs the Ray executor "
-                "(MODELYARD_EXECUTOR=ray)"
-            )
-        threads = max(1, worker_threads(ctx.settings) // config.workers)
-        done = threading.Event()
-        beat = threading.Thread(target=_heartbeat, args=(ctx, done), daemon=True)
-        beat.start()
-        try:
-            results = run_node(ctx, threads=threads)
-        finally:
-            done.set()
-            beat.join()
+
+def job_result(results: dict[int, Any]) -> dict[str, Any]:
+    """The job's result: what rank 0 returned; a run rank 0 did not finish was cancelled."""
     result = results.get(0)
     if not isinstance(result, dict) or result.get("cancelled"):
         raise JobCancelled
@@ -103,12 +128,9 @@ def run_node(
 
     Returns what each of this node's ranks returned, keyed by global rank.
     """
-    from modelyard.jobs.train_runner import dataset_row
-    from modelyard.training.distributed import launch, parse_distributed
-
     config = parse_distributed(ctx.spec["distributed"])
     spec, settings = ctx.spec, ctx.settings
-    datasets = DatasetService(ctx.db, ctx.blobs, settings.tmp_dir)
+    datasets = ctx.datasets
     with scratch_dir(settings.tmp_dir, f"job-{ctx.job_id}-") as work:
         train_row = dataset_row(ctx, dataset_id=spec["dataset_id"], name=spec["dataset"])
         files = datasets.canonical_files(train_row, work / "train")
@@ -153,8 +175,6 @@ def _heartbeat(ctx: JobContext, done: threading.Event) -> None:
 
 
 def _load(job: RankJob) -> tuple[Any, Any, Any, Any]:
-    from modelyard.training import load_xy
-
     spec = job.spec
     x, y = load_xy(
         {k: Path(v) for k, v in job.files.items()},
@@ -175,26 +195,11 @@ def _load(job: RankJob) -> tuple[Any, Any, Any, Any]:
 
 def rank_context(job: RankJob) -> JobContext:
     """A :class:`JobContext` of the job inside a rank (its own database connections)."""
-    from modelyard.jobs.worker import open_context
-
     return open_context(job.settings, job.job_id, job.attempt)
 
 
 def ddp_rank(job: RankJob) -> dict[str, Any] | None:
     """One DDP rank of the job; rank 0 returns the job's result, the others None."""
-    import torch
-    import torch.distributed as dist
-
-    from modelyard.jobs.train_runner import (
-        JobCallbacks,
-        dataset_row,
-        register_result,
-        start_state,
-    )
-    from modelyard.registry.service import ModelRegistry
-    from modelyard.training.ddp import train_ddp
-    from modelyard.training.distributed import init_group, rank_device
-
     torch.set_num_threads(job.threads)
     spec = job.spec
     init_group(rank_device(str(spec["config"].get("device", "auto"))))
@@ -228,10 +233,8 @@ def ddp_rank(job: RankJob) -> dict[str, Any] | None:
             return None
         if result.cancelled:
             return {"cancelled": True}
-        settings = job.settings
-        registry = ModelRegistry(ctx.db, ctx.blobs, settings.tmp_dir, settings.max_upload_bytes * 4)
         train_row = dataset_row(ctx, dataset_id=job.dataset_id, name=spec["dataset"])
-        return register_result(ctx, registry, result, train_row, scratch)
+        return register_result(ctx, ctx.registry, result, train_row, scratch)
     finally:
         ctx.db.dispose()
 
@@ -249,14 +252,6 @@ def _announce(ctx: JobContext, workers: list[Any], resume: dict[str, Any] | None
 
 def parameter_server_rank(job: RankJob) -> dict[str, Any] | None:
     """Rank 0 serves the parameters and registers the version; the others are workers."""
-    import torch
-    import torch.distributed as dist
-
-    from modelyard.jobs.train_runner import JobCallbacks, dataset_row, register_result
-    from modelyard.registry.service import ModelRegistry
-    from modelyard.training.distributed import parse_distributed
-    from modelyard.training.param_server import run_rank
-
     torch.set_num_threads(job.threads)
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     config = parse_distributed(job.spec["distributed"])
@@ -288,9 +283,7 @@ def parameter_server_rank(job: RankJob) -> dict[str, Any] | None:
             return None
         if result.cancelled:
             return {"cancelled": True}
-        settings = job.settings
-        registry = ModelRegistry(ctx.db, ctx.blobs, settings.tmp_dir, settings.max_upload_bytes * 4)
         train_row = dataset_row(ctx, dataset_id=job.dataset_id, name=job.spec["dataset"])
-        return register_result(ctx, registry, result, train_row, scratch)
+        return register_result(ctx, ctx.registry, result, train_row, scratch)
     finally:
         ctx.db.dispose()

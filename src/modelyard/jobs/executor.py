@@ -20,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from multiprocessing import forkserver
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 from typing import Any, Generic, TypeVar
@@ -303,12 +304,11 @@ class LocalExecutor(Executor[BaseProcess]):
         ctx.set_forkserver_preload(["modelyard.jobs.worker"])
         self._ctx = ctx
         # Start the fork server (and its imports) now rather than on the first job.
-        from multiprocessing import forkserver
-
         forkserver.ensure_running()
 
     def _spawn(self, job_id: str, attempt: int) -> tuple[BaseProcess, str]:
         assert self._ctx is not None
+        # The worker module loads PyTorch; the server needs it only once it starts a job.
         from modelyard.jobs import worker
 
         process = self._ctx.Process(

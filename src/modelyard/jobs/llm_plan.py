@@ -126,7 +126,7 @@ def _examples(
 def _hyperparameters(raw: Any, n_examples: int) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         raise InvalidInput("hyperparameters: must be an object", field="hyperparameters")
-    checks = {"n_epochs": (1, 50), "batch_size": (1, 256), "learning_rate_multiplier": (0, 1e4)}
+    checks = {"n_epochs": (0, 50), "batch_size": (0, 256), "learning_rate_multiplier": (0, 1e4)}
     for key, value in raw.items():
         if key not in checks:
             raise InvalidInput(f"hyperparameters.{key}: unknown", field=f"hyperparameters.{key}")

@@ -8,16 +8,19 @@ deploys it under the fine-tuned model's name, so ``/v1`` can use it at once.
 from __future__ import annotations
 
 import io
+import math
 import tarfile
 import time
 from pathlib import Path
 from typing import Any
 
 from modelyard.errors import Conflict
-from modelyard.jobs.train_runner import owner_caller
-from modelyard.jobs.worker import JobCancelled, JobContext
+from modelyard.jobs.context import JobCancelled, JobContext, owner_caller
+from modelyard.llm.data import parse_examples
+from modelyard.llm.finetune import FineTuneConfig, fine_tune
+from modelyard.llm.language_model import load_causal_lm
 from modelyard.registry.hf import unpack_hf
-from modelyard.registry.service import ModelRegistry, VersionMeta
+from modelyard.registry.service import VersionMeta
 from modelyard.serving.service import DeploymentService
 from modelyard.storage.staging import scratch_dir, stage_file
 
@@ -67,8 +70,6 @@ class _Reporter:
 
 
 def _examples(ctx: JobContext, sha256: str, path: Path) -> list[Any]:
-    from modelyard.llm.data import parse_examples
-
     return parse_examples(ctx.blobs.fetch_to(sha256, path).read_bytes())
 
 
@@ -84,14 +85,10 @@ def _tar(folder: Path, target: Path) -> Path:
 
 def run_llm_finetune(ctx: JobContext) -> dict[str, Any]:
     """Fine-tune as the job's plan says; returns the job's result."""
-    import math
-
-    from modelyard.llm.finetune import FineTuneConfig, fine_tune
-    from modelyard.llm.language_model import load_causal_lm
 
     spec = ctx.spec
     settings = ctx.settings
-    registry = ModelRegistry(ctx.db, ctx.blobs, settings.tmp_dir, settings.max_upload_bytes * 4)
+    registry = ctx.registry
     hyper = spec["hyperparameters"]
     with scratch_dir(settings.tmp_dir, f"job-{ctx.job_id}-") as work:
         base = spec["base"]

@@ -31,16 +31,27 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import ray
+from ray.exceptions import NodeDiedError, RayActorError, RayTaskError
+from ray.util.placement_group import (
+    get_placement_group,
+    placement_group,
+    placement_group_table,
+    remove_placement_group,
+)
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+from torch.distributed.elastic.utils.distributed import get_free_port
+
 from modelyard.config import Settings
 from modelyard.errors import Unavailable
-from modelyard.jobs.distributed_runner import Rendezvous, run_node
+from modelyard.jobs.context import JobCancelled, JobContext, JobRequeued, open_context
+from modelyard.jobs.distributed_runner import Rendezvous, announce, job_result, run_node
 from modelyard.jobs.ray_executor import (
     cluster_nodes,
     first_line,
     fits_somewhere,
     worker_resources,
 )
-from modelyard.jobs.worker import JobCancelled, JobContext, JobRequeued, open_context
 from modelyard.training.distributed import DistributedConfig
 
 # How often the coordinator looks at its agents and keeps the job's heartbeat.
@@ -60,8 +71,6 @@ class NodeAgent:
 
     def where(self) -> dict[str, str]:
         """This node: its Ray node id, its IP and a rendezvous endpoint free on it."""
-        import ray
-        from torch.distributed.elastic.utils.distributed import get_free_port
 
         ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
         port: int = get_free_port()  # type: ignore[no-untyped-call]
@@ -74,7 +83,6 @@ class NodeAgent:
 
     def run(self, rendezvous: Rendezvous, threads: int) -> dict[int, Any]:
         """Fetch the data and run this node's ranks; what each returned, by global rank."""
-        import ray
 
         ctx = open_context(self.settings, self.job_id, self.attempt)
         try:
@@ -88,11 +96,13 @@ class NodeAgent:
             ctx.db.dispose()
 
 
+def run_distributed_on_ray(ctx: JobContext) -> dict[str, Any]:
+    """Train as the plan's ``distributed`` section says, over nodes of the Ray cluster."""
+    return job_result(run_on_ray(ctx, announce(ctx)))
+
+
 def run_on_ray(ctx: JobContext, config: DistributedConfig) -> dict[int, Any]:
     """Run the job's ranks on ``config.nodes`` nodes of the cluster; every rank's result."""
-    import ray
-    from ray.util.placement_group import placement_group, remove_placement_group
-    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     cpus, gpus = worker_resources(ctx.settings, ctx.spec)
     ranks = config.workers + (1 if config.strategy == "parameter_server" else 0)
@@ -165,7 +175,6 @@ def _remove_earlier_groups(ctx: JobContext) -> None:
     as the driver (the server) lives: left alone, it would hold its bundles, and take room on
     the nodes that join later, for good.
     """
-    from ray.util.placement_group import get_placement_group, remove_placement_group
 
     for attempt in range(1, ctx.attempt):
         try:
@@ -177,7 +186,6 @@ def _remove_earlier_groups(ctx: JobContext) -> None:
 
 def _bundle_nodes(group: Any, count: int) -> list[str]:
     """The id of the node that holds each bundle of a reserved placement group."""
-    from ray.util.placement_group import placement_group_table
 
     where: dict[int, str] = placement_group_table(group)["bundles_to_node_id"]
     return [where[index] for index in range(count)]
@@ -185,7 +193,6 @@ def _bundle_nodes(group: Any, count: int) -> list[str]:
 
 def _wait_for_room(ctx: JobContext, group: Any, nodes: int, bundle: dict[str, float]) -> None:
     """Wait until the placement group is reserved; fail after the configured timeout."""
-    import ray
 
     deadline = time.monotonic() + ctx.settings.ray_placement_timeout_s
     reserved = group.ready()
@@ -237,8 +244,6 @@ def _await_agents(
     ``max_restarts`` times. An agent that failed otherwise fails the job, naming its node,
     once every other agent has ended or Ray has had time to declare a lost node dead.
     """
-    import ray
-    from ray.exceptions import NodeDiedError, RayActorError, RayTaskError
 
     pending = list(refs)
     # The first agent that failed, and until when Ray may still declare a lost node dead.

@@ -40,6 +40,7 @@ log = logging.getLogger("modelyard.executor.ray")
 
 def run_job(settings_json: str, job_id: str, attempt: int, threads: int) -> None:
     """The body of a job's Ray task (module level, so Ray ships it by reference)."""
+    # The worker module loads PyTorch; only the Ray task that runs the job needs it.
     from modelyard.jobs import worker
 
     settings = Settings.model_validate_json(settings_json)
@@ -65,6 +66,7 @@ def worker_resources(settings: Settings, spec: dict[str, Any]) -> tuple[float, f
 
 def connect(settings: Settings) -> None:
     """Join the Ray cluster of ``settings`` as a driver (idempotent)."""
+    # Ray loads only in a server that runs the Ray executor.
     import ray
 
     if ray.is_initialized():
@@ -101,6 +103,7 @@ def probe(address: str | None, timeout: float = 5.0) -> None:
 
 def cluster_nodes() -> list[dict[str, Any]]:
     """The cluster's nodes: id, address, whether alive, and their total resources."""
+    # Ray loads only in a server that runs the Ray executor.
     import ray
 
     nodes = []
@@ -143,6 +146,7 @@ class RayExecutor(Executor["ObjectRef[None]"]):
         probe(self._settings.ray_address)
 
     def _prepare(self) -> None:
+        # Ray loads only in a server that runs the Ray executor.
         import ray
 
         connect(self._settings)
@@ -178,11 +182,13 @@ class RayExecutor(Executor["ObjectRef[None]"]):
         return ref, self.runner
 
     def _exit(self, handle: ObjectRef[None]) -> Exit | None:
+        # Ray loads only in a server that runs the Ray executor.
         import ray
 
         ready, _ = ray.wait([handle], timeout=0)
         if not ready:
             return None
+        # Ray loads only in a server that runs the Ray executor.
         from ray.exceptions import (
             LocalRayletDiedError,
             NodeDiedError,
@@ -205,11 +211,13 @@ class RayExecutor(Executor["ObjectRef[None]"]):
         return Exit(ok=True)
 
     def _kill(self, handle: ObjectRef[None]) -> None:
+        # Ray loads only in a server that runs the Ray executor.
         import ray
 
         ray.cancel(handle, force=True)
 
     def _shutdown(self) -> None:
+        # Ray loads only in a server that runs the Ray executor.
         import ray
 
         if ray.is_initialized():

@@ -13,9 +13,10 @@ from modelyard.auth.audit import record
 from modelyard.datasets.service import DatasetService
 from modelyard.db.engine import Database
 from modelyard.db.tables import Dataset, Job, JobEvent
-from modelyard.errors import InvalidInput, NotFound
+from modelyard.errors import NotFound
 from modelyard.jobs.events import EventLog
 from modelyard.jobs.kinds import KINDS
+from modelyard.jobs.requests import parse_job_request
 from modelyard.jobs.resources import parse_resources
 from modelyard.jobs.state import TERMINAL, finish
 from modelyard.registry.service import ModelRegistry
@@ -44,10 +45,8 @@ class JobService:
     def submit(self, caller: Caller, body: Mapping[str, Any]) -> Job:
         """Check a job spec against its data and queue it; 422 names the field at fault."""
         caller.require(Scope.WRITE)
-        job_type = body.get("type", "train" if "model_name" in body else None)
-        kind = KINDS.get(job_type) if isinstance(job_type, str) else None
-        if kind is None:
-            raise InvalidInput(f"type: must be one of {sorted(KINDS)}, got {job_type!r}")
+        job_type = parse_job_request(body).type
+        kind = KINDS[job_type]
         request = dict(body)
         resources = parse_resources(request.pop("resources", None))
         with scratch_dir(self._tmp, "plan-") as work:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
 
 from modelyard.auth.access import Caller, Permission
 from modelyard.datasets.service import DatasetService
@@ -12,10 +14,10 @@ from modelyard.db.tables import Dataset
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.jobs.train_spec import infer_arch_defaults, normalize_request, split_request
 from modelyard.naming import check_name
+from modelyard.nn.specs import parse_spec
 from modelyard.registry.service import ModelRegistry
-
-if TYPE_CHECKING:
-    from modelyard.training.config import TrainConfig
+from modelyard.training.config import TrainConfig, parse_config
+from modelyard.training.distributed_config import parse_distributed
 
 
 def plan_train(
@@ -26,9 +28,8 @@ def plan_train(
     work: Path,
 ) -> dict[str, Any]:
     """Validate a train request (structured or flat) and return the job's stored spec."""
-    from modelyard.nn import parse_spec
-    from modelyard.training import check_fit, load_xy, parse_config
-    from modelyard.training.distributed import parse_distributed
+    # Reading the data set loads PyTorch: the server imports it when a job is first planned.
+    from modelyard.training.data import check_fit, load_xy
 
     request = normalize_request(body, lambda name: _model_exists(caller, registry, name))
     raw_distributed = request.pop("distributed", None)
@@ -141,8 +142,9 @@ def _check_freeze(spec: Any, prefixes: list[str]) -> None:
     """Every frozen prefix names parameters of the model, or the job is refused now."""
     if not prefixes:
         return
-    from modelyard.nn import build_model
-    from modelyard.training import freeze
+    # Building the model loads PyTorch, which the server imports only once it plans a job.
+    from modelyard.nn.catalog import build_model
+    from modelyard.training.finetune import freeze
 
     freeze(build_model(spec), prefixes)
 
@@ -203,8 +205,6 @@ def _inherit_preprocessing(
 ) -> TrainConfig:
     """A fine-tune transforms its inputs as its parent did: the model's weights expect it, and
     a deployment following the model must not see its input scale change."""
-    from modelyard.training import parse_config  # the training package loads torch
-
     inherited = parent_config.get("preprocessing")
     if not isinstance(inherited, Mapping):
         return config
@@ -234,8 +234,6 @@ def _ensure_output_model(caller: Caller, registry: ModelRegistry, name: str, arc
 
 
 def _num_classes(y: Any) -> int | None:
-    import numpy as np
-
     if y.ndim != 1 or len(y) == 0:
         return None
     if y.dtype.kind in "OUS":

@@ -11,16 +11,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from safetensors.torch import load_file
+from sqlalchemy import update
 
-from modelyard.auth.access import Caller, Scope
-from modelyard.datasets.service import DatasetService
-from modelyard.db.tables import Dataset, Job, Principal
-from modelyard.errors import InvalidInput
-from modelyard.jobs.worker import JobCancelled, JobContext
+from modelyard.db.tables import Dataset, Job
+from modelyard.jobs.context import JobCancelled, JobContext, dataset_row, owner_caller
+from modelyard.nn import save_weights
 from modelyard.registry.service import ModelRegistry, VersionMeta
 from modelyard.storage.refs import add_refs, delete_unreferenced, drop_refs
 from modelyard.storage.staging import scratch_dir, stage_file
+from modelyard.training import checkpoint_from_bytes, checkpoint_to_bytes, load_xy, train
 
 if TYPE_CHECKING:
     from modelyard.training import TrainResult
@@ -51,8 +51,6 @@ class JobCallbacks:
             )
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        from modelyard.training import checkpoint_to_bytes
-
         ctx = self._ctx
         path = self._work / "checkpoint.bin"
         path.write_bytes(checkpoint_to_bytes(state))
@@ -80,29 +78,6 @@ class JobCallbacks:
         return self._ctx.should_stop()
 
 
-def owner_caller(ctx: JobContext) -> Caller:
-    with ctx.db.session() as session:
-        owner = session.get_one(Principal, ctx.owner_id)
-        return Caller(
-            principal_id=owner.id,
-            name=owner.name,
-            is_admin=owner.is_admin,
-            scopes=frozenset({Scope.READ.value, Scope.WRITE.value}),
-            key_id="",
-        )
-
-
-def dataset_row(ctx: JobContext, *, dataset_id: str | None, name: str | None) -> Dataset:
-    with ctx.db.session() as session:
-        if dataset_id is not None:
-            row = session.get(Dataset, dataset_id)
-        else:
-            row = session.scalar(select(Dataset).where(Dataset.name == name))
-    if row is None:
-        raise InvalidInput(f"the data set '{name or dataset_id}' was deleted before training")
-    return row
-
-
 def start_state(
     ctx: JobContext, work: Path
 ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
@@ -111,9 +86,6 @@ def start_state(
     Weights and checkpoint are fetched from the blob store into ``work``; each is None when
     the job starts from scratch or has not checkpointed yet.
     """
-    from safetensors.torch import load_file
-
-    from modelyard.training import checkpoint_from_bytes
 
     config = dict(ctx.spec["config"])
     init_weights = None
@@ -131,18 +103,12 @@ def start_state(
 
 
 def run_train(ctx: JobContext) -> dict[str, Any]:
-    """Train as the job's plan says; returns the job's result."""
-    if ctx.spec.get("distributed"):
-        from modelyard.jobs.distributed_runner import run_distributed_train
-
-        return run_distributed_train(ctx)
-
-    from modelyard.training import load_xy, train
+    """Train as the job's plan says, in this process; returns the job's result."""
 
     spec = ctx.spec
     settings = ctx.settings
-    datasets = DatasetService(ctx.db, ctx.blobs, settings.tmp_dir)
-    registry = ModelRegistry(ctx.db, ctx.blobs, settings.tmp_dir, settings.max_upload_bytes * 4)
+    datasets = ctx.datasets
+    registry = ctx.registry
     with scratch_dir(settings.tmp_dir, f"job-{ctx.job_id}-") as work:
         started = time.monotonic()
         train_row = dataset_row(ctx, dataset_id=spec["dataset_id"], name=spec["dataset"])
@@ -186,7 +152,6 @@ def register_result(
     work: Path,
 ) -> dict[str, Any]:
     """Push the trained model as a new version with its lineage; returns the job's result."""
-    from modelyard.nn import save_weights
 
     spec = ctx.spec
     init = spec.get("init")

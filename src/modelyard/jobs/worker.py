@@ -17,9 +17,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from multiprocessing import forkserver
 from pathlib import Path
 from typing import Any
 
@@ -28,35 +26,26 @@ from typing import Any
 # about 4 s) already in memory.
 import torch
 import torch._dynamo
-from sqlalchemy import update
 
-from modelyard import training  # noqa: F401
+import modelyard.training.loop  # noqa: F401
 from modelyard.config import Settings
-from modelyard.db.engine import Database, create_database
 from modelyard.db.tables import Job
 from modelyard.errors import ModelyardError, without_paths
-from modelyard.jobs.events import EventLog
+from modelyard.jobs.context import (
+    JobCancelled,
+    JobContext,
+    JobRequeued,
+    Runner,
+    open_context,
+    worker_threads,
+)
+from modelyard.jobs.kinds import KINDS
+from modelyard.jobs.resources import stored_resources
 from modelyard.jobs.state import finish, requeue
-from modelyard.storage.base import BlobStore
-from modelyard.storage.factory import build_blob_store
 from modelyard.storage.workdirs import remove_process_dir
 
 log = logging.getLogger("modelyard.worker")
 PR_SET_PDEATHSIG = 1
-# How often the worker reports that it is alive and looks for a cancel request.
-POLL_INTERVAL_S = 0.5
-
-
-class JobCancelled(Exception):
-    """Raised inside a job when it was cancelled or taken over by another attempt."""
-
-
-class JobRequeued(Exception):
-    """Raised inside a job that should run again from its last checkpoint (a lost node)."""
-
-    def __init__(self, why: str) -> None:
-        super().__init__(why)
-        self.why = why
 
 
 def _die_with_server(server_pid: int, tmp_dir: Path) -> None:
@@ -68,8 +57,6 @@ def _die_with_server(server_pid: int, tmp_dir: Path) -> None:
     server's pid covers the rest (a server killed with SIGKILL runs no clean-up); it removes
     the worker's working files on its way out.
     """
-    from multiprocessing import forkserver
-
     server = getattr(forkserver, "_forkserver", None)
     alive_fd = getattr(server, "_forkserver_alive_fd", None)
     if isinstance(alive_fd, int):
@@ -94,69 +81,9 @@ def _die_with_server(server_pid: int, tmp_dir: Path) -> None:
     threading.Thread(target=watch, name="server-watchdog", daemon=True).start()
 
 
-@dataclass
-class JobContext:
-    """What a running job may use: its record, storage, events and a stop signal."""
-
-    settings: Settings
-    db: Database
-    blobs: BlobStore
-    events: EventLog
-    job_id: str
-    attempt: int
-    owner_id: str
-    spec: dict[str, Any]
-    checkpoint_sha: str | None
-    checkpoint_step: int | None
-    job_type: str = "train"
-    _last_poll: float = field(default=0.0)
-    _stop: bool = field(default=False)
-
-    def should_stop(self) -> bool:
-        """True once the job is cancelled or re-assigned; also sends the heartbeat."""
-        now = time.monotonic()
-        if self._stop or now - self._last_poll < POLL_INTERVAL_S:
-            return self._stop
-        self._last_poll = now
-        with self.db.session() as session:
-            job = session.get(Job, self.job_id)
-            if job is None or job.cancel_requested or job.attempt != self.attempt:
-                self._stop = True
-            elif job.status == "running":
-                job.heartbeat_at = datetime.now(UTC)
-        return self._stop
-
-    def update(self, **values: Any) -> None:
-        """Set fields of the job row (progress, eta_s, metrics, checkpoint…)."""
-        with self.db.session() as session:
-            session.execute(
-                update(Job)
-                .where(Job.id == self.job_id, Job.attempt == self.attempt)
-                .values(**values)
-            )
-
-    def emit(self, type_: str, data: dict[str, Any]) -> None:
-        self.events.append(self.job_id, type_, data)
-
-    def log(self, message: str) -> None:
-        self.emit("log", {"message": message})
-
-
-Runner = Callable[[JobContext], dict[str, Any]]
-
-
-def runner_for(job_type: str) -> Runner:
-    """The function that runs jobs of ``job_type`` and returns the job's result."""
-    from modelyard.jobs.kinds import KINDS
-
-    return KINDS[job_type].load_runner()
-
-
-def worker_threads(settings: Settings) -> int:
-    """CPU threads for one worker, so that the busy slots together fill the machine."""
-    if settings.job_threads is not None:
-        return settings.job_threads
-    return max(1, (os.cpu_count() or 1) // settings.executor_slots)
+def runner_for(ctx: JobContext) -> Runner:
+    """The function that runs the job, placed as this worker's executor places jobs."""
+    return KINDS[ctx.job_type].load_runner(ctx.spec, ctx.settings.executor)
 
 
 def main(settings_json: str, job_id: str, attempt: int, server_pid: int) -> None:
@@ -169,30 +96,8 @@ def main(settings_json: str, job_id: str, attempt: int, server_pid: int) -> None
         remove_process_dir(settings.tmp_dir)
 
 
-def open_context(settings: Settings, job_id: str, attempt: int) -> JobContext:
-    """A :class:`JobContext` of attempt ``attempt`` with this process's own connections."""
-    db = create_database(settings.resolved_database_url)
-    with db.session() as session:
-        job = session.get_one(Job, job_id)
-        return JobContext(
-            settings=settings,
-            db=db,
-            blobs=build_blob_store(settings),
-            events=EventLog(db),
-            job_id=job_id,
-            attempt=attempt,
-            owner_id=job.owner_id,
-            spec=dict(job.spec),
-            checkpoint_sha=job.checkpoint_sha,
-            checkpoint_step=job.checkpoint_step,
-            job_type=job.type,
-        )
-
-
 def job_threads(spec: dict[str, Any], default: int) -> int:
     """CPU threads of a job: its ``resources.cpus`` when it gives them, else ``default``."""
-    from modelyard.jobs.resources import stored_resources
-
     cpus = stored_resources(spec).cpus
     return max(1, int(cpus)) if cpus else default
 
@@ -203,7 +108,7 @@ def run(settings: Settings, job_id: str, attempt: int, threads: int) -> None:
     db, events = ctx.db, ctx.events
     torch.set_num_threads(job_threads(ctx.spec, threads))
     try:
-        result = runner_for(ctx.job_type)(ctx)
+        result = runner_for(ctx)(ctx)
         finish(events, job_id, "succeeded", attempt=attempt, result=result)
     except JobCancelled:
         with db.session() as session:

@@ -13,31 +13,39 @@ Invalid specs and weights raise :class:`modelyard.errors.InvalidInput` naming th
 or tensor at fault.
 """
 
-from modelyard.nn.catalog import (
-    ARCHITECTURES,
-    HEAD_MODULES,
-    ArchSpec,
-    build_model,
-    check_weights,
-    expected_tensors,
-    head_name,
-    parse_spec,
-    replace_head,
-    spec_signature,
-)
-from modelyard.nn.cnn import CNNSpec, ConvSpec
-from modelyard.nn.mlp import MLPSpec
-from modelyard.nn.rnn import RNNSpec
-from modelyard.nn.spec_base import SpecBase, Task
-from modelyard.nn.transformer import TransformerSpec
-from modelyard.nn.weights import (
-    SPEC_METADATA_KEY,
-    load_weights,
-    read_weights,
-    save_weights,
-    weights_from_bytes,
-    weights_to_bytes,
-)
+from typing import TYPE_CHECKING
+
+from modelyard.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from modelyard.nn.catalog import (
+        HEAD_MODULES,
+        build_model,
+        check_weights,
+        expected_tensors,
+        head_name,
+        replace_head,
+        spec_signature,
+    )
+    from modelyard.nn.spec_base import SpecBase, Task
+    from modelyard.nn.specs import (
+        ARCHITECTURES,
+        ArchSpec,
+        CNNSpec,
+        ConvSpec,
+        MLPSpec,
+        RNNSpec,
+        TransformerSpec,
+        parse_spec,
+    )
+    from modelyard.nn.weights import (
+        SPEC_METADATA_KEY,
+        load_weights,
+        read_weights,
+        save_weights,
+        weights_from_bytes,
+        weights_to_bytes,
+    )
 
 __all__ = [
     "ARCHITECTURES",
@@ -64,3 +72,41 @@ __all__ = [
     "weights_from_bytes",
     "weights_to_bytes",
 ]
+
+# Loaded on first use: importing a light submodule must not load PyTorch.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "modelyard.nn.catalog": (
+            "HEAD_MODULES",
+            "build_model",
+            "check_weights",
+            "expected_tensors",
+            "head_name",
+            "replace_head",
+            "spec_signature",
+        ),
+        "modelyard.nn.specs": (
+            "ARCHITECTURES",
+            "ArchSpec",
+            "CNNSpec",
+            "ConvSpec",
+            "MLPSpec",
+            "RNNSpec",
+            "TransformerSpec",
+            "parse_spec",
+        ),
+        "modelyard.nn.spec_base": (
+            "SpecBase",
+            "Task",
+        ),
+        "modelyard.nn.weights": (
+            "SPEC_METADATA_KEY",
+            "load_weights",
+            "read_weights",
+            "save_weights",
+            "weights_from_bytes",
+            "weights_to_bytes",
+        ),
+    },
+)

@@ -7,26 +7,20 @@ torch.Size([2, 3])
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, TypeAlias
+from typing import Any
 
 import torch
-from pydantic import Field, TypeAdapter, ValidationError
 from torch import nn
 
 from modelyard.errors import InvalidInput
-from modelyard.nn.cnn import CNN, CNNSpec
-from modelyard.nn.field_errors import invalid_input
-from modelyard.nn.mlp import MLP, MLPSpec
-from modelyard.nn.rnn import RecurrentNet, RNNSpec
-from modelyard.nn.spec_base import SpecBase
-from modelyard.nn.transformer import TransformerNet, TransformerSpec
-
-ArchSpec: TypeAlias = Annotated[
-    MLPSpec | CNNSpec | RNNSpec | TransformerSpec, Field(discriminator="arch")
-]
-"""Any spec of the catalog; the ``arch`` field says which."""
+from modelyard.nn.cnn import CNN
+from modelyard.nn.mlp import MLP
+from modelyard.nn.rnn import RecurrentNet
+from modelyard.nn.specs import ARCHITECTURES as ARCHITECTURES
+from modelyard.nn.specs import ArchSpec as ArchSpec
+from modelyard.nn.specs import parse_spec as parse_spec
+from modelyard.nn.transformer import TransformerNet
 
 _BUILDERS: dict[str, Callable[[Any], nn.Module]] = {
     "mlp": MLP,
@@ -37,30 +31,6 @@ _BUILDERS: dict[str, Callable[[Any], nn.Module]] = {
 
 HEAD_MODULES: dict[str, str] = {arch: "head" for arch in _BUILDERS}
 """Name of the output layer (an ``nn.Linear``) of each architecture."""
-
-ARCHITECTURES: tuple[str, ...] = tuple(_BUILDERS)
-
-
-@functools.cache
-def _adapter() -> TypeAdapter[ArchSpec]:
-    return TypeAdapter(ArchSpec)
-
-
-def parse_spec(raw: Mapping[str, Any] | SpecBase, *, where: str = "spec") -> ArchSpec:
-    """Validate a JSON spec; errors raise InvalidInput naming the field (``spec.hidden[1]``)."""
-    if isinstance(raw, MLPSpec | CNNSpec | RNNSpec | TransformerSpec):
-        return raw
-    if isinstance(raw, SpecBase):
-        raw = raw.model_dump()
-    if not isinstance(raw, Mapping):
-        raise InvalidInput(f"{where}: must be a JSON object", errors=[])
-    try:
-        return _adapter().validate_python(dict(raw))
-    except ValidationError as exc:
-        # Pydantic puts the union's tag ("mlp") first in every location below the spec.
-        tag = raw.get("arch")
-        skip = 1 if isinstance(tag, str) and tag in _BUILDERS else 0
-        raise invalid_input(exc, where, skip=skip) from None
 
 
 def build_model(spec: ArchSpec | Mapping[str, Any]) -> nn.Module:

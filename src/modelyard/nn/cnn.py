@@ -2,92 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from modelyard.nn.blocks import dense_stack, make_activation
-from modelyard.nn.spec_base import Activation, Dim, Rate, SpecBase
-
-
-class ConvSpec(BaseModel):
-    """One convolution block: conv, optional batch norm, activation, optional pooling."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    channels: Dim = Field(description="Output channels of the convolution.")
-    kernel_size: Dim = Field(default=3, description="Side of the square kernel.")
-    stride: Dim = Field(default=1, description="Stride of the convolution.")
-    padding: Literal["same", "valid"] | Annotated[int, Field(ge=0)] = Field(
-        default="same", description="'same' keeps the size (stride 1 only), 'valid' is 0."
-    )
-    pool: Literal["max", "avg", "none"] = Field(default="max", description="Pooling after it.")
-    pool_size: Dim = Field(default=2, description="Side (and stride) of the pooling window.")
-    batch_norm: bool = Field(default=False, description="Batch norm before the activation.")
-
-    @model_validator(mode="after")
-    def _same_needs_stride_one(self) -> ConvSpec:
-        if self.padding == "same" and self.stride != 1:
-            raise ValueError("padding: 'same' needs stride 1; give a number or 'valid'")
-        return self
-
-    def output_size(self, size: int) -> int:
-        """Side of the feature map this block makes from a map of side ``size``."""
-        if self.padding != "same":
-            pad = 0 if self.padding == "valid" else self.padding
-            size = (size + 2 * pad - self.kernel_size) // self.stride + 1
-        if self.pool != "none" and size > 0:
-            size //= self.pool_size
-        return size
-
-
-def _default_conv() -> list[ConvSpec]:
-    return [ConvSpec(channels=32), ConvSpec(channels=64)]
-
-
-class CNNSpec(SpecBase):
-    """Convolution blocks, then dense layers, then the head.
-
-    ``input_shape`` is ``[C, H, W]``, or ``[H, W]`` for one channel. Example for 8x8
-    digits: ``{"arch": "cnn", "input_shape": [1, 8, 8], "conv": [{"channels": 16},
-    {"channels": 32}], "num_outputs": 10}``.
-    """
-
-    arch: Literal["cnn"] = "cnn"
-    conv: list[ConvSpec] = Field(
-        default_factory=_default_conv, min_length=1, description="The convolution blocks."
-    )
-    hidden: list[Dim] = Field(default_factory=list, description="Dense layers after them.")
-    activation: Activation = Field(default="relu", description="Activation everywhere.")
-    dropout: Rate = Field(default=0.0, description="Dropout on the flattened features.")
-
-    @model_validator(mode="after")
-    def _image_survives(self) -> CNNSpec:
-        if len(self.input_shape) not in (2, 3):
-            raise ValueError("input_shape: must be [C, H, W] or [H, W]")
-        height, width = self.input_shape[-2:]
-        for index, block in enumerate(self.conv):
-            height, width = block.output_size(height), block.output_size(width)
-            if height < 1 or width < 1:
-                raise ValueError(
-                    f"conv[{index}]: the {self.input_shape[-2]}x{self.input_shape[-1]} input "
-                    "shrinks to nothing here; use fewer blocks, padding or smaller pooling"
-                )
-        return self
-
-    @property
-    def in_channels(self) -> int:
-        """Channels of the input image."""
-        return self.input_shape[0] if len(self.input_shape) == 3 else 1
-
-    def feature_shape(self) -> tuple[int, int, int]:
-        """``(C, H, W)`` of the last block's feature map."""
-        height, width = self.input_shape[-2:]
-        for block in self.conv:
-            height, width = block.output_size(height), block.output_size(width)
-        return self.conv[-1].channels, height, width
+from modelyard.nn.spec_base import Activation
+from modelyard.nn.specs import CNNSpec, ConvSpec
 
 
 class ConvBlock(nn.Module):

@@ -7,7 +7,7 @@ the API passes the same list on as ``errors`` in the problem+json body.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -69,14 +69,23 @@ def _message(error: Any) -> str:
     return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
 
-def invalid_input(exc: ValidationError, root: str, *, skip: int = 0) -> InvalidInput:
+def invalid_input(
+    exc: ValidationError,
+    root: str,
+    *,
+    skip: int = 0,
+    clean: Callable[[list[int | str]], list[int | str]] | None = None,
+) -> InvalidInput:
     """One InvalidInput for all of ``exc``'s errors, each named by its path under ``root``.
 
-    ``skip`` drops leading location parts pydantic adds itself (a union's tag).
+    ``skip`` drops leading location parts pydantic adds itself (a union's tag); ``clean``,
+    when given, rewrites each location (to drop tags deeper down).
     """
     found: list[dict[str, str]] = []
     for error in exc.errors():
         loc = list(error["loc"])[skip:]
+        if clean is not None:
+            loc = clean(loc)
         message = _message(error)
         match = _FIELD_PREFIX.match(message)
         if match is not None:

@@ -2,51 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import Field, model_validator
 from torch import nn
 
-from modelyard.nn.spec_base import Dim, Rate, SpecBase
-
-
-class RNNSpec(SpecBase):
-    """A recurrent stack over ``[T, F]`` vectors, or ``[T]`` token ids with ``vocab_size``.
-
-    Example: ``{"arch": "rnn", "cell": "gru", "input_shape": [8, 8], "hidden_size": 64,
-    "num_outputs": 10}``.
-    """
-
-    arch: Literal["rnn"] = "rnn"
-    cell: Literal["rnn", "lstm", "gru"] = Field(default="lstm", description="Recurrent cell.")
-    hidden_size: Dim = Field(default=64, description="Hidden state size per direction.")
-    num_layers: Dim = Field(default=1, description="Stacked recurrent layers.")
-    bidirectional: bool = Field(default=False, description="Read the sequence both ways.")
-    dropout: Rate = Field(default=0.0, description="Dropout between layers and before the head.")
-    vocab_size: Dim | None = Field(default=None, description="Token ids in [0, vocab_size).")
-    embedding_dim: Dim | None = Field(
-        default=None, description="Token embedding size; default hidden_size."
-    )
-    pooling: Literal["last", "mean", "max"] = Field(
-        default="last", description="last: final hidden state; mean/max: over time."
-    )
-
-    @model_validator(mode="after")
-    def _shape_matches_input_kind(self) -> RNNSpec:
-        if self.vocab_size is None:
-            if len(self.input_shape) != 2:
-                raise ValueError("input_shape: must be [T, F] (or [T] with vocab_size)")
-            if self.embedding_dim is not None:
-                raise ValueError("embedding_dim: only token inputs (vocab_size) are embedded")
-        elif len(self.input_shape) != 1:
-            raise ValueError("input_shape: token inputs are [T]")
-        return self
-
-    @property
-    def takes_token_ids(self) -> bool:
-        """True when the model reads integer token ids rather than float features."""
-        return self.vocab_size is not None
+from modelyard.nn.specs import RNNSpec
 
 
 class RecurrentNet(nn.Module):

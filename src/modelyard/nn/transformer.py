@@ -3,62 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
-from pydantic import Field, model_validator
 from torch import nn
 
-from modelyard.nn.spec_base import Dim, Rate, SpecBase
-
-
-class TransformerSpec(SpecBase):
-    """A pre-norm Transformer encoder and a pooled head.
-
-    ``input_shape`` is ``[T]`` token ids (with ``vocab_size``) or ``[T, F]`` vectors.
-    Example: ``{"arch": "transformer", "input_shape": [16], "vocab_size": 100,
-    "d_model": 64, "num_heads": 4, "num_layers": 2, "num_outputs": 2}``.
-    """
-
-    arch: Literal["transformer"] = "transformer"
-    d_model: Dim = Field(default=64, description="Width of the residual stream.")
-    num_heads: Dim = Field(default=4, description="Attention heads; must divide d_model.")
-    num_layers: Dim = Field(default=2, description="Encoder layers.")
-    dim_feedforward: Dim = Field(default=128, description="Hidden width of each MLP.")
-    dropout: Rate = Field(default=0.1, description="Dropout in every layer.")
-    activation: Literal["relu", "gelu"] = Field(default="gelu", description="MLP activation.")
-    vocab_size: Dim | None = Field(default=None, description="Token ids in [0, vocab_size).")
-    positional: Literal["sinusoidal", "learned"] = Field(
-        default="sinusoidal", description="Fixed sine/cosine table or a learned one."
-    )
-    max_len: Dim | None = Field(
-        default=None, description="Longest sequence accepted; default input_shape[0]."
-    )
-    pooling: Literal["mean", "cls"] = Field(
-        default="mean", description="mean over positions, or a learned [CLS] token."
-    )
-
-    @model_validator(mode="after")
-    def _consistent(self) -> TransformerSpec:
-        if self.d_model % self.num_heads:
-            raise ValueError(f"num_heads: {self.num_heads} does not divide d_model {self.d_model}")
-        if self.vocab_size is None and len(self.input_shape) != 2:
-            raise ValueError("input_shape: must be [T, F] (or [T] with vocab_size)")
-        if self.vocab_size is not None and len(self.input_shape) != 1:
-            raise ValueError("input_shape: token inputs are [T]")
-        if self.max_len is not None and self.max_len < self.input_shape[0]:
-            raise ValueError(f"max_len: must be at least the sequence length {self.input_shape[0]}")
-        return self
-
-    @property
-    def takes_token_ids(self) -> bool:
-        """True when the model reads integer token ids rather than float features."""
-        return self.vocab_size is not None
-
-    @property
-    def positions(self) -> int:
-        """Rows of the positional table, the [CLS] slot included."""
-        return (self.max_len or self.input_shape[0]) + (1 if self.pooling == "cls" else 0)
+from modelyard.nn.specs import TransformerSpec
 
 
 def sinusoidal_table(length: int, width: int) -> torch.Tensor:

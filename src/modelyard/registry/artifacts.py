@@ -45,19 +45,20 @@ from modelyard.registry.heads import (
     torchscript_output_kind,
 )
 from modelyard.registry.hf import HF_FORMAT, describe_hf_folder, matches_hf_folder
+from modelyard.registry.intake import ArtifactInfo as ArtifactInfo
+from modelyard.registry.intake import Intake as Intake
+from modelyard.registry.intake import SpecChecker as SpecChecker
 from modelyard.registry.keras import inspect_keras, sniff_keras
 from modelyard.registry.signature import (
     exported_program_signature,
     onnx_signature,
     torchscript_signature,
 )
-from modelyard.runtimes.outputs import OutputKind, check_output_kind
+from modelyard.runtimes.outputs import check_output_kind
 
 if TYPE_CHECKING:
     import onnx
 
-SpecChecker = Callable[[dict[str, Any], Path], dict[str, Any]]
-"""Validates a spec against its safetensors weights and returns the signature."""
 
 SPEC_METADATA_KEY = "modelyard.spec"
 PICKLE_EXTENSIONS = (".pkl", ".pickle", ".joblib", ".ckpt")
@@ -83,36 +84,6 @@ _SAFETENSORS_ITEMSIZE = {
     "U64": 8,
     "F64": 8,
 }
-
-
-@dataclass(frozen=True)
-class ArtifactInfo:
-    """What an accepted artifact is.
-
-    ``files`` maps a role to a path: ``model.safetensors`` and ``spec.json`` for a
-    safetensors version (unpacked under ``work_dir`` when the upload was an archive),
-    ``model.pt`` / ``model.pt2`` / ``model.onnx`` for the other formats. ``outputs`` is
-    what the model returns (see :mod:`modelyard.registry.heads`); ``None`` for a language
-    model.
-    """
-
-    format: str
-    signature: dict[str, Any] | None
-    spec: dict[str, Any] | None
-    files: dict[str, Path]
-    outputs: OutputKind | None = None
-
-
-@dataclass(frozen=True)
-class Intake:
-    """One call's arguments, handed to every format handler."""
-
-    declared_format: str | None
-    filename: str | None
-    spec: dict[str, Any] | None
-    work_dir: Path
-    spec_checker: SpecChecker | None
-    max_unpacked_bytes: int
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from modelyard.errors import InvalidInput
+from modelyard.registry.intake import ArtifactInfo, Intake
 from modelyard.runtimes.keras_io import (
     keras_module,
     keras_signature,
@@ -22,9 +23,6 @@ from modelyard.runtimes.keras_io import (
     vet_keras_archive,
 )
 from modelyard.runtimes.outputs import OutputKind
-
-if TYPE_CHECKING:
-    from modelyard.registry.artifacts import ArtifactInfo, Intake
 
 _ACTIVATIONS: dict[str, OutputKind] = {
     "softmax": "probabilities",
@@ -51,8 +49,6 @@ def sniff_keras(path: Path, head: bytes) -> bool:
 def inspect_keras(path: Path, intake: Intake) -> ArtifactInfo:
     """The registry's check of an uploaded ``.keras`` file: vet it, load it, read its
     signature."""
-    from modelyard.registry.artifacts import ArtifactInfo
-
     if not zipfile.is_zipfile(path):
         raise InvalidInput("not a .keras file: expected a zip written by model.save('m.keras')")
     model = load_keras_model(path, intake.work_dir, intake.max_unpacked_bytes)

@@ -12,12 +12,22 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from modelyard.errors import InvalidInput
 from modelyard.nn.field_errors import invalid_input
 
 LossName = Literal["mse", "l1", "cross_entropy", "bce"]
+OptimizerName = Literal["gd", "sgd", "adam", "adamw", "rmsprop"]
+ScheduleName = Literal["constant", "step", "cosine", "linear"]
 MetricName = Literal["accuracy", "mse", "mae", "rmse", "r2"]
 CLASSIFICATION_METRICS: frozenset[str] = frozenset({"accuracy"})
 REGRESSION_METRICS: frozenset[str] = frozenset({"mse", "mae", "rmse", "r2"})
@@ -58,7 +68,7 @@ class OptimizerConfig(_Section):
     plain SGD over the whole data set at every step.
     """
 
-    name: Literal["gd", "sgd", "adam", "adamw", "rmsprop"] = Field(default="adam")
+    name: OptimizerName = Field(default="adam")
     lr: float = Field(default=1e-3, gt=0.0, description="Peak learning rate.")
     momentum: Fraction = Field(default=0.0, description="sgd and rmsprop.")
     nesterov: bool = Field(default=False, description="sgd with momentum > 0.")
@@ -90,7 +100,7 @@ class ScheduleConfig(_Section):
     ``linear`` decay from ``lr`` to ``min_lr`` over the steps after the warm-up.
     """
 
-    name: Literal["constant", "step", "cosine", "linear"] = Field(default="constant")
+    name: ScheduleName = Field(default="constant")
     step_size: Positive = Field(default=10, description="step: epochs between decays.")
     gamma: float = Field(default=0.1, gt=0.0, le=1.0, description="step: decay factor.")
     warmup_steps: NonNegative = Field(default=0, description="Linear warm-up from 0 to lr.")
@@ -158,11 +168,21 @@ class PreprocessingConfig(_Section):
 class TrainConfig(_Section):
     """A training run's settings; parse JSON with :func:`parse_config`."""
 
-    loss: LossConfig | None = Field(
-        default=None, description="Default: cross_entropy (bce for one output) or mse."
+    loss: (
+        Annotated[LossConfig, BeforeValidator(_named, json_schema_input_type=LossConfig | LossName)]
+        | None
+    ) = Field(default=None, description="Default: cross_entropy (bce for one output) or mse.")
+    optimizer: Annotated[
+        OptimizerConfig,
+        BeforeValidator(_named, json_schema_input_type=OptimizerConfig | OptimizerName),
+    ] = Field(
+        default_factory=OptimizerConfig,
+        description="An object, or a name alone (any case): gd, sgd, adam, adamw, rmsprop.",
     )
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    schedule: Annotated[
+        ScheduleConfig,
+        BeforeValidator(_named, json_schema_input_type=ScheduleConfig | ScheduleName),
+    ] = Field(default_factory=ScheduleConfig)
     epochs: Positive = Field(default=10)
     batch_size: Positive | None = Field(
         default=32, description="Rows per step; null (or >= the row count): full batch."
@@ -185,11 +205,6 @@ class TrainConfig(_Section):
     log_every_steps: Positive = Field(default=10, description="Steps between step events.")
     grad_clip_norm: float | None = Field(default=None, gt=0.0)
     eval_batch_size: Positive = Field(default=1024, description="Rows per evaluation batch.")
-
-    @field_validator("loss", "optimizer", "schedule", mode="before")
-    @classmethod
-    def _section_by_name(cls, value: Any) -> Any:
-        return _named(value)
 
     @model_validator(mode="before")
     @classmethod

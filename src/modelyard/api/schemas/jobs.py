@@ -8,6 +8,7 @@ from pydantic import Field
 
 from modelyard.api.schemas.common import PrincipalRef, Schema, UtcDatetime
 from modelyard.db.tables import Job, JobEvent
+from modelyard.jobs.requests import job_request_schema
 
 # Event numbers are stored in 32-bit columns (PostgreSQL's INTEGER); none can be larger.
 MAX_EVENT_SEQ = 2**31 - 1
@@ -30,16 +31,19 @@ FLAT_EXAMPLE = {
     "epochs": 5,
 }
 
+JOB_REQUEST = "JobRequest"
+"""The name of the job request's schema in the OpenAPI document."""
+
 JOB_BODY_DOC = {
     "requestBody": {
         "required": True,
         "description": (
-            "A job spec (see docs/api.md): the structured train form, or the flat form "
-            "{model_name, data, optimizer, learning_rate, epochs}."
+            "A job of any kind, told apart by 'type' (see docs/api.md); the flat train form "
+            "{model_name, data, optimizer, learning_rate, epochs} needs none."
         ),
         "content": {
             "application/json": {
-                "schema": {"type": "object", "additionalProperties": True},
+                "schema": {"$ref": f"#/components/schemas/{JOB_REQUEST}"},
                 "examples": {
                     "train": {"value": TRAIN_EXAMPLE},
                     "flat": {"value": FLAT_EXAMPLE},
@@ -48,6 +52,16 @@ JOB_BODY_DOC = {
         },
     }
 }
+
+
+def declare_job_request(document: dict[str, Any]) -> dict[str, Any]:
+    """Put the job request's schema, and every schema it refers to, in the document."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schema, definitions = job_request_schema("#/components/schemas/{model}")
+    for name, definition in definitions.items():
+        schemas.setdefault(name, definition)
+    schemas[JOB_REQUEST] = schema
+    return document
 
 
 class JobOut(Schema):
