@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import compression, distributed, llm, serving, training, transfer
+from bench import compression, distributed, grpc_oip, llm, serving, training, transfer
 
 SUITES = {
     "transfer": transfer.main,
@@ -12,6 +12,7 @@ SUITES = {
     "compression": compression.main,
     "llm": llm.main,
     "serving": serving.main,
+    "grpc": grpc_oip.main,
     "distributed": distributed.main,
 }
 

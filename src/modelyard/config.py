@@ -35,6 +35,16 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port the HTTP server binds.")
+    grpc_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description=(
+            "Port of the Open Inference Protocol over gRPC (inference.GRPCInferenceService, "
+            "what tritonclient.grpc calls; Triton's own is 8001), on the same host as HTTP; "
+            "0: no gRPC."
+        ),
+    )
     access_log: bool = Field(
         default=False, description="Log every HTTP request (costly on the inference path)."
     )
@@ -214,6 +224,15 @@ class Settings(BaseSettings):
     @classmethod
     def _prefix_slash(cls, value: str) -> str:
         return value if not value or value.endswith("/") else value + "/"
+
+    @model_validator(mode="after")
+    def _check_ports(self) -> Settings:
+        if self.grpc_port and self.grpc_port == self.port:
+            raise ValueError(
+                f"MODELYARD_GRPC_PORT and MODELYARD_PORT are both {self.port}: gRPC needs a "
+                "port of its own (Triton's is 8001), or 0 for no gRPC"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_key(self) -> Settings:

@@ -1,4 +1,5 @@
-"""Starting a server process: build the platform, create the first admin key, run uvicorn."""
+"""Starting a server process: build the platform, create the first admin key, run uvicorn
+(and, with ``grpc_port``, the gRPC endpoint on the same event loop)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 import uvicorn
 
 from modelyard.api.app import create_app
+from modelyard.api.grpc import attach as attach_grpc
 from modelyard.config import Settings
 from modelyard.errors import ModelyardError
 from modelyard.platform import Platform
@@ -50,6 +52,8 @@ def serve(settings: Settings) -> None:
         print(f"Modelyard cannot start: {exc.detail}", file=sys.stderr)
         raise SystemExit(1) from None
     app = create_app(platform, own_platform=True)
+    if settings.grpc_port:
+        attach_grpc(app, platform)
     log.info("Modelyard listening on http://%s:%d", settings.host, settings.port)
     uvicorn.run(
         app,

@@ -18,6 +18,15 @@ def serve(
         int | None,
         typer.Option(min=0, max=65535, help="Port to bind [env MODELYARD_PORT; default 8000]."),
     ] = None,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Port of the Open Inference Protocol over gRPC, on the same host "
+            "[env MODELYARD_GRPC_PORT; default 0: off].",
+        ),
+    ] = None,
     data_dir: Annotated[
         Path | None,
         typer.Option(file_okay=False, help="Where data lives [env MODELYARD_DATA_DIR]."),
@@ -45,6 +54,7 @@ def serve(
     flags = {
         "host": host,
         "port": port,
+        "grpc_port": grpc_port,
         "data_dir": data_dir,
         "database_url": database_url,
         "executor": executor,
