@@ -24,6 +24,7 @@ from modelyard.compression.methods import (
 from modelyard.datasets.service import DatasetService
 from modelyard.db.tables import Dataset, ModelVersion
 from modelyard.errors import Conflict, InvalidInput, NotFound
+from modelyard.jobs.plans import DistillPlan, EvaluatePlan, SourcePlan
 from modelyard.jobs.requests import (
     CompressRequest,
     DistillRequest,
@@ -111,6 +112,11 @@ def _parse(model: type[BaseModel], body: Mapping[str, Any]) -> Any:
         return model.model_validate(dict(body))
     except ValidationError as exc:
         raise invalid_input(exc, "") from None
+
+
+def _stored(kind: type[BaseModel], plan: dict[str, Any]) -> dict[str, Any]:
+    """The plan as the job stores it, checked against its model."""
+    return kind.model_validate(plan).model_dump(mode="json")
 
 
 def _pinned(version: ModelVersion, name: str) -> dict[str, Any]:
@@ -237,7 +243,7 @@ def plan_compress(
     method = request.method
     planner = _Planner(caller, datasets, registry, work)
     plan = _plan_source_job(planner, request, method, _fit_dataset(method))
-    return {**plan, "request": dict(body)}
+    return _stored(SourcePlan, {**plan, "request": dict(body)})
 
 
 def plan_finetune(
@@ -260,7 +266,7 @@ def plan_finetune(
     method = parse_method({"name": "finetune", "fit": fit})
     planner = _Planner(caller, datasets, registry, work)
     plan = _plan_source_job(planner, request, method, request.dataset)
-    return {**plan, "request": dict(body)}
+    return _stored(SourcePlan, {**plan, "request": dict(body)})
 
 
 def plan_distill(
@@ -316,21 +322,24 @@ def plan_distill(
     output = planner.output(
         request.output_model, request.teacher.model, f"distilled from {request.teacher.model}"
     )
-    return {
-        "type": "distill",
-        "teacher": _pinned(teacher, request.teacher.model),
-        "student_spec": student.model_dump(mode="json"),
-        "options": options.model_dump(mode="json"),
-        "eval_dataset": eval_row.name,
-        "eval_dataset_id": eval_row.id,
-        "fit_dataset": fit_row.name,
-        "fit_dataset_id": fit_row.id,
-        "label": label,
-        "output_model": output,
-        "gate": _gate(request),
-        "description": request.description,
-        "request": dict(body),
-    }
+    return _stored(
+        DistillPlan,
+        {
+            "type": "distill",
+            "teacher": _pinned(teacher, request.teacher.model),
+            "student_spec": student.model_dump(mode="json"),
+            "options": options.model_dump(mode="json"),
+            "eval_dataset": eval_row.name,
+            "eval_dataset_id": eval_row.id,
+            "fit_dataset": fit_row.name,
+            "fit_dataset_id": fit_row.id,
+            "label": label,
+            "output_model": output,
+            "gate": _gate(request),
+            "description": request.description,
+            "request": dict(body),
+        },
+    )
 
 
 def plan_evaluate(
@@ -348,11 +357,14 @@ def plan_evaluate(
     label = request.label or eval_row.label
     x, y = planner.rows(eval_row, label, "eval_dataset")
     planner.check_rows(version, x, y, "eval_dataset")
-    return {
-        "type": "evaluate",
-        "source": _pinned(version, request.source.model),
-        "eval_dataset": eval_row.name,
-        "eval_dataset_id": eval_row.id,
-        "label": label,
-        "request": dict(body),
-    }
+    return _stored(
+        EvaluatePlan,
+        {
+            "type": "evaluate",
+            "source": _pinned(version, request.source.model),
+            "eval_dataset": eval_row.name,
+            "eval_dataset_id": eval_row.id,
+            "label": label,
+            "request": dict(body),
+        },
+    )

@@ -16,9 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelyard.compression import (
     Data,
-    DistillOptions,
     FitStopped,
-    Gate,
     Source,
     compare,
     compress,
@@ -27,13 +25,12 @@ from modelyard.compression import (
     load_module,
     measure,
     objective_for,
-    parse_method,
-    parse_model,
     preprocessor_for,
 )
 from modelyard.compression.distill import distill
 from modelyard.errors import InvalidInput
 from modelyard.jobs.context import JobCancelled, JobContext, dataset_row, owner_caller
+from modelyard.jobs.plans import DistillPlan, EvaluatePlan, PinnedVersion, SourcePlan
 from modelyard.registry.keras import load_keras_model, save_keras_model
 from modelyard.registry.service import VersionMeta
 from modelyard.runtimes.outputs import OUTPUTS_PARAM, OutputKind
@@ -80,6 +77,10 @@ class _FitHooks:
         return self._ctx.should_stop()
 
 
+Compared = SourcePlan | DistillPlan | EvaluatePlan
+"""A plan that evaluates a version on held-out data."""
+
+
 class _Job:
     """One job's services, scratch folder and owner."""
 
@@ -90,11 +91,10 @@ class _Job:
         self.datasets: DatasetService = ctx.datasets
         self.registry = ctx.registry
 
-    def source(self, pinned: dict[str, Any], role: str) -> Source:
+    def source(self, pinned: PinnedVersion, role: str) -> Source:
         """The pinned version, fetched, with a loader for its format."""
-
-        version = self.registry.get_version(self.owner, pinned["model"], str(pinned["version"]))
-        if version.sha256 != pinned["sha256"]:
+        version = self.registry.get_version(self.owner, pinned.model, str(pinned.version))
+        if version.sha256 != pinned.sha256:
             raise InvalidInput(f"{role}: version {version.version} changed since the job was made")
         path = self.ctx.blobs.fetch_to(
             version.sha256, self.work / f"{role}{_SUFFIX[version.format]}"
@@ -121,22 +121,20 @@ class _Job:
             load=lambda: load_module(fmt, path, spec, params),
         )
 
-    def rows(self, dataset_id: str, name: str, label: str) -> tuple[Any, Any]:
+    def rows(self, dataset_id: str, name: str, label: str | None) -> tuple[Any, Any]:
         """A data set's raw features and labels (memory-mapped where they can be)."""
-
         row = dataset_row(self.ctx, dataset_id=dataset_id, name=name)
         files = self.datasets.canonical_files(row, self.work / f"data-{row.id}")
         return load_xy(files, row.kind, label, None)  # type: ignore[arg-type]
 
-    def data(self, source: Source, spec: dict[str, Any]) -> tuple[Data, Preprocessor]:
+    def data(self, source: Source, plan: Compared) -> tuple[Data, Preprocessor]:
         """Model-ready eval (and training or calibration) rows, and the preprocessing used."""
-
-        x, y = self.rows(spec["eval_dataset_id"], spec["eval_dataset"], spec["label"])
+        x, y = self.rows(plan.eval_dataset_id, plan.eval_dataset, plan.label)
         pre = preprocessor_for(source.params, source.signature, y)
         labels = pre.encode_labels(y)
         data = Data(pre.apply(x), labels, objective_for(labels, pre.num_outputs))
-        if spec.get("fit_dataset_id"):
-            fx, fy = self.rows(spec["fit_dataset_id"], spec["fit_dataset"], spec["label"])
+        if not isinstance(plan, EvaluatePlan) and plan.fit_dataset_id and plan.fit_dataset:
+            fx, fy = self.rows(plan.fit_dataset_id, plan.fit_dataset, plan.label)
             data.x_fit, data.y_fit = pre.apply(fx), pre.encode_labels(fy)
         return data, pre
 
@@ -145,37 +143,35 @@ class _Job:
     ) -> dict[str, Any]:
         """The report row of ``module``, whose outputs are ``outputs`` (logits or
         probabilities)."""
-
         objective = data.objective.with_outputs(outputs)
         return measure(module, artifact, data.x_eval, data.y_eval, objective)
 
     def register(
         self,
-        spec: dict[str, Any],
+        plan: SourcePlan | DistillPlan,
         child: Child,
         report: dict[str, Any],
         params: dict[str, Any],
-        parent: dict[str, Any],
+        parent: PinnedVersion,
     ) -> int:
         """Push the child as the next version of the output model; returns its number."""
-
         staged = stage_file(child.artifact, self.ctx.settings.tmp_dir, 1 << 62)
         staged.filename = "model" + _SUFFIX[child.format]
         if child.compression is not None:
             params = {**params, "compression": child.compression}
         version = self.registry.push_version(
             self.owner,
-            spec["output_model"],
+            plan.output_model,
             staged,
             VersionMeta(
                 format=child.format,
                 spec=child.spec,
                 metrics={**flat_metrics(report["child"]), "metric_delta": -report["metric_drop"]},
                 params=params,
-                description=spec.get("description") or f"made by job {self.ctx.job_id}",
-                parent_version=parent["version"],
-                parent_model=parent["model"],
-                dataset_id=spec.get("fit_dataset_id"),
+                description=plan.description or f"made by job {self.ctx.job_id}",
+                parent_version=parent.version,
+                parent_model=parent.model,
+                dataset_id=plan.fit_dataset_id,
                 job_id=self.ctx.job_id,
             ),
         )
@@ -183,21 +179,19 @@ class _Job:
 
     def report(
         self,
-        spec: dict[str, Any],
+        plan: SourcePlan | DistillPlan,
         parent_row: dict[str, Any],
         child: Child,
         data: Data,
         outputs: OutputKind,
     ) -> dict[str, Any]:
         """Evaluate the child, compare, record the report on the job; fail on the gate."""
-
         report = compare(parent_row, self.measure(child.module, child.artifact, data, outputs))
-        report["dataset"] = spec["eval_dataset"]
+        report["dataset"] = plan.eval_dataset
         report["facts"] = _summary(child.facts)
         self.ctx.update(metrics={"report": report}, progress=0.95)
         self.ctx.emit("report", {"metric": report["metric"], "ratio": report["ratio"]})
-        gate = parse_model(Gate, spec["gate"], "gate") if spec.get("gate") else None
-        failure = gate_failure(report, gate)
+        failure = gate_failure(report, plan.gate)
         if failure is not None:
             raise InvalidInput(f"{failure}; the child was not registered")
         return report
@@ -212,9 +206,9 @@ def _summary(facts: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _lineage(ctx: JobContext, parent: dict[str, Any], method: str) -> dict[str, Any]:
+def _lineage(ctx: JobContext, parent: PinnedVersion, method: str) -> dict[str, Any]:
     return {
-        "parent": {k: parent[k] for k in ("model", "version", "sha256", "format")},
+        "parent": parent.model_dump(mode="json"),
         "method": method,
         "job": ctx.job_id,
     }
@@ -222,16 +216,15 @@ def _lineage(ctx: JobContext, parent: dict[str, Any], method: str) -> dict[str, 
 
 def run_compress(ctx: JobContext) -> dict[str, Any]:
     """Run a compress or finetune job as its plan says; returns the job's result."""
-
-    spec = ctx.spec
-    method = parse_method(spec["method"])
+    plan = ctx.plan(SourcePlan)
+    method = plan.method
     with scratch_dir(ctx.settings.tmp_dir, f"job-{ctx.job_id}-") as work:
         job = _Job(ctx, work)
         started = time.monotonic()
-        source = job.source(spec["source"], "source")
-        data, pre = job.data(source, spec)
+        source = job.source(plan.source, "source")
+        data, pre = job.data(source, plan)
         ctx.log(
-            f"{method.name} of {spec['source']['model']} v{spec['source']['version']} "
+            f"{method.name} of {plan.source.model} v{plan.source.version} "
             f"({source.format}); data ready in {time.monotonic() - started:.2f}s"
         )
         parent_row = job.measure(source.load(), source.path, data, source.outputs)
@@ -242,19 +235,19 @@ def run_compress(ctx: JobContext) -> dict[str, Any]:
             child = compress(method, source, data, child_dir, _FitHooks(ctx, 0.2, 0.8))
         except FitStopped as exc:
             raise JobCancelled from exc
-        report = job.report(spec, parent_row, child, data, source.outputs)
+        report = job.report(plan, parent_row, child, data, source.outputs)
         params: dict[str, Any] = {
-            "lineage": _lineage(ctx, spec["source"], method.name),
+            "lineage": _lineage(ctx, plan.source, method.name),
             "method": method.model_dump(mode="json"),
             "report": report,
-            "label": spec["label"],
+            "label": plan.label,
             OUTPUTS_PARAM: source.outputs,
         }
         if "preprocessing" in source.params or child.format in ("safetensors", "onnx"):
             params["preprocessing"] = pre.to_dict()
-        version = job.register(spec, child, report, params, spec["source"])
+        version = job.register(plan, child, report, params, plan.source)
     return {
-        "model": spec["output_model"],
+        "model": plan.output_model,
         "version": version,
         "method": method.name,
         "metrics": {"eval": report["child"]["metrics"]},
@@ -264,13 +257,12 @@ def run_compress(ctx: JobContext) -> dict[str, Any]:
 
 def run_distill(ctx: JobContext) -> dict[str, Any]:
     """Distill the teacher into the planned student; returns the job's result."""
-
-    spec = ctx.spec
-    options = parse_model(DistillOptions, spec["options"], "options")
+    plan = ctx.plan(DistillPlan)
+    options = plan.options
     with scratch_dir(ctx.settings.tmp_dir, f"job-{ctx.job_id}-") as work:
         job = _Job(ctx, work)
-        teacher = job.source(spec["teacher"], "teacher")
-        data, pre = job.data(teacher, spec)
+        teacher = job.source(plan.teacher, "teacher")
+        data, pre = job.data(teacher, plan)
         teacher_module = teacher.load()
         parent_row = job.measure(teacher_module, teacher.path, data, teacher.outputs)
         ctx.update(progress=0.1)
@@ -279,7 +271,7 @@ def run_distill(ctx: JobContext) -> dict[str, Any]:
         try:
             child = distill(
                 teacher_module,
-                spec["student_spec"],
+                plan.student_spec,
                 data,
                 options,
                 child_dir,
@@ -288,22 +280,22 @@ def run_distill(ctx: JobContext) -> dict[str, Any]:
             )
         except FitStopped as exc:
             raise JobCancelled from exc
-        report = job.report(spec, parent_row, child, data, "logits")
+        report = job.report(plan, parent_row, child, data, "logits")
         params = {
-            "lineage": _lineage(ctx, spec["teacher"], "distill"),
+            "lineage": _lineage(ctx, plan.teacher, "distill"),
             "distillation": {
-                "teacher": spec["teacher"],
+                "teacher": plan.teacher.model_dump(mode="json"),
                 "temperature": options.temperature,
                 "alpha": options.alpha,
                 "fit": options.fit.model_dump(mode="json"),
             },
             "report": report,
             "preprocessing": pre.to_dict(),
-            "label": spec["label"],
+            "label": plan.label,
         }
-        version = job.register(spec, child, report, params, spec["teacher"])
+        version = job.register(plan, child, report, params, plan.teacher)
     return {
-        "model": spec["output_model"],
+        "model": plan.output_model,
         "version": version,
         "method": "distill",
         "metrics": {"eval": report["child"]["metrics"]},
@@ -313,17 +305,17 @@ def run_distill(ctx: JobContext) -> dict[str, Any]:
 
 def run_evaluate(ctx: JobContext) -> dict[str, Any]:
     """Evaluate one version on a data set; returns its report row."""
-    spec = ctx.spec
+    plan = ctx.plan(EvaluatePlan)
     with scratch_dir(ctx.settings.tmp_dir, f"job-{ctx.job_id}-") as work:
         job = _Job(ctx, work)
-        source = job.source(spec["source"], "source")
-        data, _pre = job.data(source, spec)
+        source = job.source(plan.source, "source")
+        data, _pre = job.data(source, plan)
         row = job.measure(source.load(), source.path, data, source.outputs)
-    row["dataset"] = spec["eval_dataset"]
+    row["dataset"] = plan.eval_dataset
     ctx.update(metrics={"report": row})
     return {
-        "model": spec["source"]["model"],
-        "version": spec["source"]["version"],
+        "model": plan.source.model,
+        "version": plan.source.version,
         "metrics": {"eval": row["metrics"]},
         "report": row,
     }

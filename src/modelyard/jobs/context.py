@@ -20,8 +20,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import select, update
 
 from modelyard.auth.access import Caller, Scope
@@ -34,6 +35,8 @@ from modelyard.jobs.events import EventLog
 from modelyard.registry.service import ModelRegistry
 from modelyard.storage.base import BlobStore
 from modelyard.storage.factory import build_blob_store
+
+PlanT = TypeVar("PlanT", bound=BaseModel)
 
 # How often a job reports that it is alive and looks for a cancel request.
 POLL_INTERVAL_S = 0.5
@@ -97,6 +100,10 @@ class JobContext:
 
     def log(self, message: str) -> None:
         self.emit("log", {"message": message})
+
+    def plan(self, kind: type[PlanT]) -> PlanT:
+        """The job's stored plan, read as ``kind`` (a model of :mod:`modelyard.jobs.plans`)."""
+        return kind.model_validate(self.spec)
 
     @functools.cached_property
     def registry(self) -> ModelRegistry:

@@ -31,6 +31,7 @@ from modelyard.jobs.context import (
     open_context,
     worker_threads,
 )
+from modelyard.jobs.plans import TrainPlan
 from modelyard.jobs.train_runner import JobCallbacks, register_result, start_state
 from modelyard.storage.staging import scratch_dir
 from modelyard.training.data import load_xy
@@ -39,7 +40,6 @@ from modelyard.training.distributed import (
     DistributedConfig,
     init_group,
     launch,
-    parse_distributed,
     rank_device,
     restart_count,
 )
@@ -54,7 +54,7 @@ class RankJob:
     job_id: str
     attempt: int
     owner_id: str
-    spec: dict[str, Any]
+    plan: TrainPlan
     kind: str
     files: dict[str, str]
     val_files: dict[str, str] | None
@@ -100,13 +100,20 @@ def run_distributed_train(ctx: JobContext) -> dict[str, Any]:
 
 def announce(ctx: JobContext) -> DistributedConfig:
     """The job's distributed config, logged as the job starts."""
-    config = parse_distributed(ctx.spec["distributed"])
+    config = distributed_config(ctx.plan(TrainPlan))
     ctx.log(
         f"{config.strategy}: {config.world_size} workers"
         + (f" on {config.nodes} nodes" if config.nodes > 1 else "")
         + f", up to {config.max_restarts} restarts"
     )
     return config
+
+
+def distributed_config(plan: TrainPlan) -> DistributedConfig:
+    """The plan's ``distributed`` section (a plan without one is not run here)."""
+    if plan.distributed is None:
+        raise InvalidInput("distributed: this job's plan does not run distributed")
+    return plan.distributed
 
 
 def job_result(results: dict[int, Any]) -> dict[str, Any]:
@@ -128,15 +135,16 @@ def run_node(
 
     Returns what each of this node's ranks returned, keyed by global rank.
     """
-    config = parse_distributed(ctx.spec["distributed"])
-    spec, settings = ctx.spec, ctx.settings
+    plan = ctx.plan(TrainPlan)
+    config = distributed_config(plan)
+    settings = ctx.settings
     datasets = ctx.datasets
     with scratch_dir(settings.tmp_dir, f"job-{ctx.job_id}-") as work:
-        train_row = dataset_row(ctx, dataset_id=spec["dataset_id"], name=spec["dataset"])
+        train_row = dataset_row(ctx, dataset_id=plan.dataset_id, name=plan.dataset)
         files = datasets.canonical_files(train_row, work / "train")
         val_files = None
-        if spec.get("validation_dataset"):
-            val_row = dataset_row(ctx, dataset_id=None, name=spec["validation_dataset"])
+        if plan.validation_dataset:
+            val_row = dataset_row(ctx, dataset_id=None, name=plan.validation_dataset)
             val_files = {
                 k: str(v) for k, v in datasets.canonical_files(val_row, work / "val").items()
             }
@@ -145,7 +153,7 @@ def run_node(
             job_id=ctx.job_id,
             attempt=ctx.attempt,
             owner_id=ctx.owner_id,
-            spec=spec,
+            plan=plan,
             kind=train_row.kind,
             files={k: str(v) for k, v in files.items()},
             val_files=val_files,
@@ -175,20 +183,20 @@ def _heartbeat(ctx: JobContext, done: threading.Event) -> None:
 
 
 def _load(job: RankJob) -> tuple[Any, Any, Any, Any]:
-    spec = job.spec
+    plan = job.plan
     x, y = load_xy(
         {k: Path(v) for k, v in job.files.items()},
         job.kind,  # type: ignore[arg-type]
-        spec["label"],
-        spec["features"],
+        plan.label,
+        plan.features,
     )
     x_val = y_val = None
     if job.val_files is not None:
         x_val, y_val = load_xy(
             {k: Path(v) for k, v in job.val_files.items()},
             job.kind,  # type: ignore[arg-type]
-            spec["label"],
-            spec["features"],
+            plan.label,
+            plan.features,
         )
     return x, y, x_val, y_val
 
@@ -201,8 +209,8 @@ def rank_context(job: RankJob) -> JobContext:
 def ddp_rank(job: RankJob) -> dict[str, Any] | None:
     """One DDP rank of the job; rank 0 returns the job's result, the others None."""
     torch.set_num_threads(job.threads)
-    spec = job.spec
-    init_group(rank_device(str(spec["config"].get("device", "auto"))))
+    plan = job.plan
+    init_group(rank_device(str(plan.config.get("device", "auto"))))
     rank = dist.get_rank()
     ctx = rank_context(job)
     scratch = Path(job.work) / f"rank-{rank}-restart-{restart_count()}"
@@ -218,7 +226,7 @@ def ddp_rank(job: RankJob) -> dict[str, Any] | None:
             _announce(ctx, pids, resume)
         callbacks = JobCallbacks(ctx, scratch) if rank == 0 else None
         result = train_ddp(
-            spec["arch_spec"],
+            plan.arch_spec,
             config,
             x,
             y,
@@ -233,7 +241,7 @@ def ddp_rank(job: RankJob) -> dict[str, Any] | None:
             return None
         if result.cancelled:
             return {"cancelled": True}
-        train_row = dataset_row(ctx, dataset_id=job.dataset_id, name=spec["dataset"])
+        train_row = dataset_row(ctx, dataset_id=job.dataset_id, name=plan.dataset)
         return register_result(ctx, ctx.registry, result, train_row, scratch)
     finally:
         ctx.db.dispose()
@@ -254,7 +262,7 @@ def parameter_server_rank(job: RankJob) -> dict[str, Any] | None:
     """Rank 0 serves the parameters and registers the version; the others are workers."""
     torch.set_num_threads(job.threads)
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    config = parse_distributed(job.spec["distributed"])
+    config = distributed_config(job.plan)
     ctx = rank_context(job)
     scratch = Path(job.work) / f"rank-{rank}"
     scratch.mkdir(parents=True, exist_ok=True)
@@ -268,8 +276,8 @@ def parameter_server_rank(job: RankJob) -> dict[str, Any] | None:
         result = run_rank(
             rank,
             world,
-            job.spec["arch_spec"],
-            job.spec["config"],
+            job.plan.arch_spec,
+            job.plan.config,
             x,
             y,
             x_val=x_val,
@@ -283,7 +291,7 @@ def parameter_server_rank(job: RankJob) -> dict[str, Any] | None:
             return None
         if result.cancelled:
             return {"cancelled": True}
-        train_row = dataset_row(ctx, dataset_id=job.dataset_id, name=job.spec["dataset"])
+        train_row = dataset_row(ctx, dataset_id=job.dataset_id, name=job.plan.dataset)
         return register_result(ctx, ctx.registry, result, train_row, scratch)
     finally:
         ctx.db.dispose()

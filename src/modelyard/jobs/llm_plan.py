@@ -22,6 +22,7 @@ from modelyard.auth.access import Caller, Permission
 from modelyard.datasets.service import DatasetService
 from modelyard.db.tables import Dataset
 from modelyard.errors import Conflict, InvalidInput, NotFound
+from modelyard.jobs.plans import LlmFineTunePlan
 from modelyard.llm.data import parse_examples
 from modelyard.llm.finetune import resolve_hyperparameters
 from modelyard.registry.service import ModelRegistry
@@ -75,7 +76,7 @@ def plan_llm_finetune(
     fine_tuned = f"ft:{base_id}:{suffix}:{short}"
     output = fine_tuned.replace(":", "-")[:128]
     _ensure_output_model(caller, registry, output, base_id)
-    return {
+    plan = {
         "type": "llm_finetune",
         "base": {
             "model": model["from"],
@@ -102,6 +103,7 @@ def plan_llm_finetune(
         "deployment": output,
         "request": dict(body),
     }
+    return LlmFineTunePlan.model_validate(plan).model_dump(mode="json")
 
 
 def _examples(

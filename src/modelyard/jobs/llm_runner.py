@@ -16,6 +16,7 @@ from typing import Any
 
 from modelyard.errors import Conflict
 from modelyard.jobs.context import JobCancelled, JobContext, owner_caller
+from modelyard.jobs.plans import LlmFineTunePlan
 from modelyard.llm.data import parse_examples
 from modelyard.llm.finetune import FineTuneConfig, fine_tune
 from modelyard.llm.language_model import load_causal_lm
@@ -85,39 +86,38 @@ def _tar(folder: Path, target: Path) -> Path:
 
 def run_llm_finetune(ctx: JobContext) -> dict[str, Any]:
     """Fine-tune as the job's plan says; returns the job's result."""
-
-    spec = ctx.spec
+    plan = ctx.plan(LlmFineTunePlan)
     settings = ctx.settings
     registry = ctx.registry
-    hyper = spec["hyperparameters"]
+    hyper = plan.hyperparameters
+    base = plan.base
     with scratch_dir(settings.tmp_dir, f"job-{ctx.job_id}-") as work:
-        base = spec["base"]
-        archive = ctx.blobs.fetch_to(base["sha256"], work / "base.tar")
+        archive = ctx.blobs.fetch_to(base.sha256, work / "base.tar")
         folder = unpack_hf(archive, work / "base", max_bytes=settings.max_upload_bytes * 4)
-        train = _examples(ctx, spec["training_sha256"], work / "train.jsonl")
+        train = _examples(ctx, plan.training_sha256, work / "train.jsonl")
         valid = (
-            _examples(ctx, spec["validation_sha256"], work / "valid.jsonl")
-            if spec.get("validation_sha256")
+            _examples(ctx, plan.validation_sha256, work / "valid.jsonl")
+            if plan.validation_sha256
             else []
         )
         config = FineTuneConfig(
-            method=spec["method"],
+            method=plan.method,
             n_epochs=hyper["n_epochs"],
             batch_size=hyper["batch_size"],
             learning_rate_multiplier=hyper["learning_rate_multiplier"],
-            seed=spec["seed"],
-            lora_r=spec["lora"]["r"],
-            lora_alpha=spec["lora"]["alpha"],
-            lora_dropout=spec["lora"]["dropout"],
+            seed=plan.seed,
+            lora_r=plan.lora.r,
+            lora_alpha=plan.lora.alpha,
+            lora_dropout=plan.lora.dropout,
         )
         ctx.log(
-            f"fine-tuning {base['model']} v{base['version']} ({spec['method']}) on "
+            f"fine-tuning {base.model} v{base.version} ({plan.method}) on "
             f"{len(train)} examples, {len(valid)} for validation"
         )
         model, tokenizer = load_causal_lm(folder, device="auto")
         model.float()
         total = math.ceil(len(train) / config.batch_size) * config.n_epochs
-        reporter = _Reporter(ctx, total, spec["fine_tuned_model"])
+        reporter = _Reporter(ctx, total, plan.fine_tuned_model)
         result = fine_tune(model, tokenizer, train, valid, config, reporter)
         if result.cancelled:
             raise JobCancelled
@@ -134,44 +134,43 @@ def run_llm_finetune(ctx: JobContext) -> dict[str, Any]:
         owner = owner_caller(ctx)
         version = registry.push_version(
             owner,
-            spec["output_model"],
+            plan.output_model,
             staged,
             VersionMeta(
                 format="hf",
                 metrics={k: v for k, v in metrics.items() if v is not None},
                 params={
-                    "openai_model_id": spec["fine_tuned_model"],
-                    "base": base,
-                    "method": spec["method"],
+                    "openai_model_id": plan.fine_tuned_model,
+                    "base": base.model_dump(mode="json"),
+                    "method": plan.method,
                     "hyperparameters": hyper,
-                    "lora": spec["lora"] if spec["method"] == "lora" else None,
-                    "training_file": spec["training_file"],
-                    "validation_file": spec.get("validation_file"),
+                    "lora": plan.lora.model_dump(mode="json") if plan.method == "lora" else None,
+                    "training_file": plan.training_file,
+                    "validation_file": plan.validation_file,
                     "history": result.history,
                     "steps": result.steps,
                     "trained_tokens": result.trained_tokens,
                 },
-                description=f"fine-tuned from {base['model']} v{base['version']} by job "
-                f"{ctx.job_id}",
-                parent_version=base["version"],
-                parent_model=base["model"],
-                dataset_id=spec.get("training_dataset_id"),
+                description=f"fine-tuned from {base.model} v{base.version} by job {ctx.job_id}",
+                parent_version=base.version,
+                parent_model=base.model,
+                dataset_id=plan.training_dataset_id,
                 job_id=ctx.job_id,
             ),
         )
     deployments = DeploymentService(ctx.db, registry)
     try:
         deployments.create(
-            owner, spec["deployment"], {"model": spec["output_model"], "version": "latest"}
+            owner, plan.deployment, {"model": plan.output_model, "version": "latest"}
         )
     except Conflict:
-        deployments.update(owner, spec["deployment"], {"version": "latest"})
+        deployments.update(owner, plan.deployment, {"version": "latest"})
     return {
-        "model": spec["output_model"],
+        "model": plan.output_model,
         "version": version.version,
         "metrics": metrics,
-        "fine_tuned_model": spec["fine_tuned_model"],
-        "deployment": spec["deployment"],
+        "fine_tuned_model": plan.fine_tuned_model,
+        "deployment": plan.deployment,
         "trained_tokens": result.trained_tokens,
         "steps": result.steps,
     }

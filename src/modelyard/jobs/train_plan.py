@@ -12,6 +12,7 @@ from modelyard.auth.access import Caller, Permission
 from modelyard.datasets.service import DatasetService
 from modelyard.db.tables import Dataset
 from modelyard.errors import Conflict, InvalidInput, NotFound
+from modelyard.jobs.plans import InitWeights, TrainPlan
 from modelyard.jobs.train_spec import infer_arch_defaults, normalize_request, split_request
 from modelyard.naming import check_name
 from modelyard.nn.specs import parse_spec
@@ -93,20 +94,20 @@ def plan_train(
         raise InvalidInput("output_model: must be a model name")
     check_name(output, "output_model")
     _ensure_output_model(caller, registry, output, spec.arch)
-    return {
-        "type": "train",
-        "arch_spec": spec.model_dump(mode="json"),
-        "init": init,
-        "dataset": dataset.name,
-        "dataset_id": dataset.id,
-        "label": label,
-        "features": features,
-        "validation_dataset": validation,
-        "output_model": output,
-        "config": config.model_dump(mode="json"),
-        "distributed": distributed.model_dump(mode="json") if distributed else None,
-        "request": dict(body),
-    }
+    planned = TrainPlan(
+        arch_spec=spec.model_dump(mode="json"),
+        init=InitWeights.model_validate(init) if init is not None else None,
+        dataset=dataset.name,
+        dataset_id=dataset.id,
+        label=label,
+        features=features,
+        validation_dataset=validation,
+        output_model=output,
+        config=config.model_dump(mode="json"),
+        distributed=distributed,
+        request=dict(body),
+    )
+    return planned.model_dump(mode="json")
 
 
 MODEL_FIELDS = {

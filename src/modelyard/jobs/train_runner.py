@@ -16,6 +16,7 @@ from sqlalchemy import update
 
 from modelyard.db.tables import Dataset, Job
 from modelyard.jobs.context import JobCancelled, JobContext, dataset_row, owner_caller
+from modelyard.jobs.plans import TrainPlan
 from modelyard.nn import save_weights
 from modelyard.registry.service import ModelRegistry, VersionMeta
 from modelyard.storage.refs import add_refs, delete_unreferenced, drop_refs
@@ -86,14 +87,13 @@ def start_state(
     Weights and checkpoint are fetched from the blob store into ``work``; each is None when
     the job starts from scratch or has not checkpointed yet.
     """
-
-    config = dict(ctx.spec["config"])
+    plan = ctx.plan(TrainPlan)
+    config = dict(plan.config)
     init_weights = None
-    init = ctx.spec.get("init")
-    if init:
-        weights = ctx.blobs.fetch_to(init["sha256"], work / "init.safetensors")
+    if plan.init is not None:
+        weights = ctx.blobs.fetch_to(plan.init.sha256, work / "init.safetensors")
         init_weights = dict(load_file(str(weights)))
-        if init.get("replace_head"):
+        if plan.init.replace_head:
             config["replace_head"] = True
     resume = None
     if ctx.checkpoint_sha:
@@ -104,32 +104,29 @@ def start_state(
 
 def run_train(ctx: JobContext) -> dict[str, Any]:
     """Train as the job's plan says, in this process; returns the job's result."""
-
-    spec = ctx.spec
-    settings = ctx.settings
+    plan = ctx.plan(TrainPlan)
     datasets = ctx.datasets
-    registry = ctx.registry
-    with scratch_dir(settings.tmp_dir, f"job-{ctx.job_id}-") as work:
+    with scratch_dir(ctx.settings.tmp_dir, f"job-{ctx.job_id}-") as work:
         started = time.monotonic()
-        train_row = dataset_row(ctx, dataset_id=spec["dataset_id"], name=spec["dataset"])
+        train_row = dataset_row(ctx, dataset_id=plan.dataset_id, name=plan.dataset)
         files = datasets.canonical_files(train_row, work / "train")
-        x, y = load_xy(files, train_row.kind, spec["label"], spec["features"])  # type: ignore[arg-type]
+        x, y = load_xy(files, train_row.kind, plan.label, plan.features)  # type: ignore[arg-type]
         x_val = y_val = None
-        if spec.get("validation_dataset"):
-            val_row = dataset_row(ctx, dataset_id=None, name=spec["validation_dataset"])
+        if plan.validation_dataset:
+            val_row = dataset_row(ctx, dataset_id=None, name=plan.validation_dataset)
             val_files = datasets.canonical_files(val_row, work / "val")
-            x_val, y_val = load_xy(val_files, val_row.kind, spec["label"], spec["features"])  # type: ignore[arg-type]
+            x_val, y_val = load_xy(val_files, val_row.kind, plan.label, plan.features)  # type: ignore[arg-type]
 
         config, init_weights, resume = start_state(ctx, work)
         if resume is not None:
             ctx.emit("resumed", {"step": ctx.checkpoint_step, "attempt": ctx.attempt})
             ctx.log(f"resuming from the checkpoint at step {ctx.checkpoint_step}")
         ctx.log(
-            f"training {spec['arch_spec']['arch']} on '{train_row.name}' "
+            f"training {plan.arch_spec['arch']} on '{train_row.name}' "
             f"({train_row.num_rows} rows), data ready in {time.monotonic() - started:.2f}s"
         )
         result = train(
-            spec["arch_spec"],
+            plan.arch_spec,
             config,
             x,
             y,
@@ -141,7 +138,7 @@ def run_train(ctx: JobContext) -> dict[str, Any]:
         )
         if result.cancelled:
             raise JobCancelled
-        return register_result(ctx, registry, result, train_row, work)
+        return register_result(ctx, ctx.registry, result, train_row, work)
 
 
 def register_result(
@@ -152,9 +149,8 @@ def register_result(
     work: Path,
 ) -> dict[str, Any]:
     """Push the trained model as a new version with its lineage; returns the job's result."""
-
-    spec = ctx.spec
-    init = spec.get("init")
+    plan = ctx.plan(TrainPlan)
+    init = plan.init
     final_spec = result.spec.model_dump(mode="json")
     out = work / "model.safetensors"
     save_weights(result.model, out, spec=final_spec)
@@ -162,34 +158,38 @@ def register_result(
     staged.filename = "model.safetensors"
     version = registry.push_version(
         owner_caller(ctx),
-        spec["output_model"],
+        plan.output_model,
         staged,
         VersionMeta(
             format="safetensors",
             spec=final_spec,
             metrics=_flat_metrics(result.metrics),
             params={
-                "config": spec["config"],
+                "config": plan.config,
                 "preprocessing": result.preprocessing,
                 "history": result.history,
                 "dataset": train_row.name,
                 "dataset_sha256": train_row.sha256,
-                "label": spec["label"],
+                "label": plan.label,
                 "epochs_run": result.epochs_run,
                 "steps": result.steps,
                 "stopped_early": result.stopped_early,
                 "device": result.device,
-                **({"distributed": spec["distributed"]} if spec.get("distributed") else {}),
+                **(
+                    {"distributed": plan.distributed.model_dump(mode="json")}
+                    if plan.distributed
+                    else {}
+                ),
             },
             description=f"trained by job {ctx.job_id}",
-            parent_version=init["version"] if init else None,
-            parent_model=init["model"] if init else None,
+            parent_version=init.version if init else None,
+            parent_model=init.model if init else None,
             dataset_id=train_row.id,
             job_id=ctx.job_id,
         ),
     )
     return {
-        "model": spec["output_model"],
+        "model": plan.output_model,
         "version": version.version,
         "metrics": result.metrics,
         "epochs_run": result.epochs_run,
