@@ -12,8 +12,8 @@ from sqlalchemy import select, update
 
 from modelyard.config import Settings
 from modelyard.db.tables import Job, Principal
-from modelyard.jobs.train_runner import JobCallbacks
 from modelyard.jobs.context import open_context
+from modelyard.jobs.train_runner import JobCallbacks
 from modelyard.platform import Platform
 from modelyard.training.checkpoint import checkpoint_to_bytes
 

@@ -155,13 +155,6 @@ class AuthService:
         with self._db.session() as session:
             return session.scalars(select(Principal).order_by(Principal.created_at)).all()
 
-    def principal_by_name(self, name: str) -> Principal:
-        with self._db.session() as session:
-            principal = session.scalar(select(Principal).where(Principal.name == name))
-            if principal is None:
-                raise NotFound(f"no principal named '{name}'")
-            return principal
-
     # -- keys ------------------------------------------------------------------------
     def create_key(
         self,

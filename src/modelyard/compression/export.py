@@ -18,8 +18,9 @@ from torch import nn
 
 from modelyard.compression.onnx_module import WeightStats
 from modelyard.errors import InvalidInput
+from modelyard.formats import FILE_SUFFIX
 
-EXPORT_SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "torch_export": ".pt2"}
+EXPORT_SUFFIX = {f: FILE_SUFFIX[f] for f in ("onnx", "torchscript", "torch_export")}
 
 
 class _SingleInput(nn.Module):

@@ -154,11 +154,6 @@ class UnrolledRecurrent(nn.Module):
         return torch.stack(out, dim=1), h, c
 
 
-def recurrent_modules(model: nn.Module) -> list[str]:
-    """Names of the LSTM / GRU / RNN layers in ``model``."""
-    return [name for name, module in model.named_modules() if isinstance(module, RECURRENT_TYPES)]
-
-
 def unroll(model: nn.Module, names: list[str], *, copy_weights: bool = True) -> None:
     """Replace the recurrent layers ``names`` of ``model`` by :class:`UnrolledRecurrent`."""
     for name in names:

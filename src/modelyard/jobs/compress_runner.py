@@ -29,6 +29,7 @@ from modelyard.compression import (
 )
 from modelyard.compression.distill import distill
 from modelyard.errors import InvalidInput
+from modelyard.formats import FILE_SUFFIX
 from modelyard.jobs.context import JobCancelled, JobContext, dataset_row, owner_caller
 from modelyard.jobs.plans import DistillPlan, EvaluatePlan, PinnedVersion, SourcePlan
 from modelyard.registry.keras import load_keras_model, save_keras_model
@@ -41,14 +42,6 @@ if TYPE_CHECKING:
     from modelyard.compression import Child, Data, Source
     from modelyard.datasets.service import DatasetService
     from modelyard.training import Preprocessor
-
-_SUFFIX = {
-    "safetensors": ".safetensors",
-    "onnx": ".onnx",
-    "torchscript": ".pt",
-    "torch_export": ".pt2",
-    "keras": ".keras",
-}
 
 
 class _FitHooks:
@@ -97,7 +90,7 @@ class _Job:
         if version.sha256 != pinned.sha256:
             raise InvalidInput(f"{role}: version {version.version} changed since the job was made")
         path = self.ctx.blobs.fetch_to(
-            version.sha256, self.work / f"{role}{_SUFFIX[version.format]}"
+            version.sha256, self.work / f"{role}{FILE_SUFFIX[version.format]}"
         )
         fmt, spec, params = version.format, version.spec, dict(version.params)
         if fmt == "keras":
@@ -156,7 +149,7 @@ class _Job:
     ) -> int:
         """Push the child as the next version of the output model; returns its number."""
         staged = stage_file(child.artifact, self.ctx.settings.tmp_dir, 1 << 62)
-        staged.filename = "model" + _SUFFIX[child.format]
+        staged.filename = "model" + FILE_SUFFIX[child.format]
         if child.compression is not None:
             params = {**params, "compression": child.compression}
         version = self.registry.push_version(

@@ -12,7 +12,7 @@ from modelyard.auth.access import Caller, Permission, Scope
 from modelyard.auth.audit import record
 from modelyard.datasets.service import DatasetService
 from modelyard.db.engine import Database
-from modelyard.db.tables import Dataset, Job, JobEvent
+from modelyard.db.tables import Job, JobEvent
 from modelyard.errors import NotFound
 from modelyard.jobs.events import EventLog
 from modelyard.jobs.kinds import KINDS
@@ -117,10 +117,6 @@ class JobService:
                 lines.append(_log_line(event))
             seq = batch[-1].seq
         return "\n".join(lines) + ("\n" if lines else "")
-
-    def dataset_by_id(self, dataset_id: str) -> Dataset | None:
-        with self._db.session() as session:
-            return session.get(Dataset, dataset_id)
 
 
 def _log_line(event: JobEvent) -> str:

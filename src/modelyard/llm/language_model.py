@@ -101,10 +101,6 @@ class LanguageModel:
     def context_length(self) -> int:
         return self.engine.config.context_length
 
-    @property
-    def has_chat_template(self) -> bool:
-        return bool(getattr(self.tokenizer, "chat_template", None))
-
     def _decode(self, ids: Sequence[int]) -> str:
         text: str = self.tokenizer.decode(list(ids), skip_special_tokens=True)
         return text

@@ -8,8 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from modelyard.errors import InvalidInput
-
 # BF16 has no numpy type; float32 carries it and the torch runtimes convert on the device.
 NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
     "FP32": np.dtype(np.float32),
@@ -94,9 +92,3 @@ def with_variable_batch(spec: TensorSpec) -> TensorSpec:
     if not spec.shape:
         return spec
     return TensorSpec(spec.name, spec.datatype, [-1, *spec.shape[1:]])
-
-
-def check_datatype(spec: TensorSpec, where: str) -> None:
-    """InvalidInput unless ``spec``'s datatype is one this package can carry."""
-    if spec.datatype is not None and spec.datatype not in NUMPY_DTYPES:
-        raise InvalidInput(f"{where} {spec.name!r} has datatype {spec.datatype!r}, not supported")
