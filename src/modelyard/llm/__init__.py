@@ -13,7 +13,7 @@ from modelyard.llm.chat import NoChatTemplate, render_chat
 from modelyard.llm.embeddings import TextEmbedder
 from modelyard.llm.engine import Delta, EngineConfig, GenerationStream, LLMEngine
 from modelyard.llm.language_model import LanguageModel
-from modelyard.llm.sampling import SamplingParams
+from modelyard.llm.sampling import SamplingParams, TokenLogprob
 
 
 def load_hf_model(
@@ -47,6 +47,7 @@ __all__ = [
     "NoChatTemplate",
     "SamplingParams",
     "TextEmbedder",
+    "TokenLogprob",
     "load_hf_model",
     "render_chat",
 ]

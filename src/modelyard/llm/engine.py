@@ -44,7 +44,13 @@ from modelyard.llm.batch import (
     select_rows,
 )
 from modelyard.llm.detok import StreamDecoder
-from modelyard.llm.sampling import SamplingParams, make_generator, sample_next
+from modelyard.llm.sampling import (
+    SamplingParams,
+    TokenLogprob,
+    logprobs_of,
+    make_generator,
+    sample_next,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -93,6 +99,9 @@ class Delta:
     completion_tokens: int
     finish_reason: str | None = None
     """``stop`` (end token or stop string), ``length`` (max_tokens or context), or None."""
+    logprobs: tuple[TokenLogprob, ...] = ()
+    """The token this step chose, with its log-probability, when the request asked for it
+    (an end token, which is not part of the text, has none)."""
 
 
 @dataclass
@@ -309,11 +318,10 @@ class LLMEngine:
                 seq.generator = make_generator(seq.params.seed, self.device)
             inputs = prefill_inputs([seq.prompt_ids for seq in ready], self.device)
             out = self._model(**inputs, use_cache=True)
-            tokens = sample_next(
-                out.logits[:, -1, :],
-                [seq.params for seq in ready],
-                [seq.generator for seq in ready],
-            )
+            logits = out.logits[:, -1, :]
+            params = [seq.params for seq in ready]
+            tokens = sample_next(logits, params, [seq.generator for seq in ready])
+            chosen = logprobs_of(logits, tokens, params)
             kv = cache_tensors(out.past_key_values)
         except Exception as exc:
             log.exception("prefill failed in %s", self.config.name)
@@ -321,7 +329,9 @@ class LLMEngine:
                 seq.deliver(_as_error(exc))
                 self._finished(seq, "error")
             return
-        rows = [row for row, seq in enumerate(ready) if not self._accept(seq, tokens[row])]
+        rows = [
+            row for row, seq in enumerate(ready) if not self._accept(seq, tokens[row], chosen[row])
+        ]
         if not rows:
             return
         if len(rows) != len(ready):
@@ -335,11 +345,10 @@ class LLMEngine:
         try:
             cache = build_cache(self._batch.kv, self._model.config)
             out = self._model(**self._batch.step_inputs(), past_key_values=cache, use_cache=True)
-            tokens = sample_next(
-                out.logits[:, -1, :],
-                [seq.params for seq in running],
-                [seq.generator for seq in running],
-            )
+            logits = out.logits[:, -1, :]
+            params = [seq.params for seq in running]
+            tokens = sample_next(logits, params, [seq.generator for seq in running])
+            chosen = logprobs_of(logits, tokens, params)
             self._batch.advance(cache_tensors(out.past_key_values), tokens)
         except Exception as exc:
             log.exception("decoding step failed in %s", self.config.name)
@@ -351,12 +360,16 @@ class LLMEngine:
             return
         self.steps += 1
         self.max_batch_seen = max(self.max_batch_seen, len(running))
-        keep = [row for row, seq in enumerate(running) if not self._accept(seq, tokens[row])]
+        keep = [
+            row
+            for row, seq in enumerate(running)
+            if not self._accept(seq, tokens[row], chosen[row])
+        ]
         if len(keep) != len(running):
             self._batch.keep(keep)
             self._running = [running[row] for row in keep]
 
-    def _accept(self, seq: _Sequence, token: int) -> bool:
+    def _accept(self, seq: _Sequence, token: int, logprob: TokenLogprob | None = None) -> bool:
         """Record a sampled token, tell the client, and say whether the sequence is done."""
         if seq.aborted:
             self._finished(seq, "abort")
@@ -366,8 +379,9 @@ class LLMEngine:
             self.observer.on_first_token(time.monotonic() - seq.submitted)
         params = seq.params
         finish: str | None = None
+        shown = (logprob,) if logprob is not None else ()
         if token in params.stop_token_ids:
-            text, finish = seq.decoder.flush(seq.generated[:-1]), "stop"
+            text, finish, shown = seq.decoder.flush(seq.generated[:-1]), "stop", ()
         else:
             text, hit = seq.decoder.push(seq.generated)
             if hit:
@@ -377,7 +391,7 @@ class LLMEngine:
                 or len(seq.prompt_ids) + len(seq.generated) >= self.config.context_length
             ):
                 text, finish = text + seq.decoder.flush(seq.generated), "length"
-        seq.deliver(Delta(text, len(seq.generated), finish))
+        seq.deliver(Delta(text, len(seq.generated), finish, shown))
         if finish is not None:
             self._finished(seq, finish)
         return finish is not None

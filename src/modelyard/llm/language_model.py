@@ -123,6 +123,7 @@ class LanguageModel:
         top_p: float = 1.0,
         stop: Sequence[str] = (),
         seed: int | None = None,
+        logprobs: int | None = None,
     ) -> SamplingParams:
         return SamplingParams(
             max_tokens=max_tokens,
@@ -131,7 +132,13 @@ class LanguageModel:
             stop=tuple(stop),
             seed=seed,
             stop_token_ids=self.stop_token_ids,
+            logprobs=logprobs,
         )
+
+    def token_text(self, token_id: int) -> str:
+        """The text of one token alone (a piece of a multi-byte character may show as U+FFFD)."""
+        text: str = self.tokenizer.decode([token_id], skip_special_tokens=False)
+        return text
 
     def check_room(self, prompt_tokens: int, max_tokens: int | None, param: str) -> int:
         """The max_tokens to use; InvalidInput when prompt plus max_tokens exceed the context."""

@@ -1,4 +1,4 @@
-"""Choosing the next token: greedy, temperature and nucleus (top-p) sampling."""
+"""Choosing the next token (greedy, temperature and nucleus sampling), and its log-probability."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ class SamplingParams:
     ``temperature`` 0 means greedy decoding; ``seed`` makes sampling repeatable;
     generation stops at ``max_tokens`` new tokens, at a token of ``stop_token_ids`` (not
     shown in the text) or where the text would contain one of ``stop`` (cut before it).
+    ``logprobs``, when set, asks for each chosen token's log-probability and that many of the
+    most likely tokens at its position (0: the chosen token's only).
     """
 
     max_tokens: int
@@ -24,6 +26,7 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     stop_token_ids: frozenset[int] = field(default_factory=frozenset)
+    logprobs: int | None = None
 
     @property
     def greedy(self) -> bool:
@@ -67,4 +70,43 @@ def sample_next(
     return out
 
 
-__all__ = ["SamplingParams", "make_generator", "sample_next"]
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A chosen token's log-probability under the model, and the most likely tokens there.
+
+    The distribution is the model's own (``log_softmax`` of its logits), whatever the
+    temperature or top-p the token was sampled with.
+    """
+
+    token_id: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
+    """``(token_id, logprob)`` of the most likely tokens, most likely first."""
+
+
+def logprobs_of(
+    logits: torch.Tensor, tokens: list[int], params: list[SamplingParams]
+) -> list[TokenLogprob | None]:
+    """Per row of ``logits`` ([rows, vocab]): the chosen token's log-probability and the top
+    ``params[row].logprobs`` alternatives, or None where the row did not ask for them."""
+    wanted = [row for row, p in enumerate(params) if p.logprobs is not None]
+    out: list[TokenLogprob | None] = [None] * len(tokens)
+    if not wanted:
+        return out
+    import torch
+
+    logprobs = torch.log_softmax(logits[wanted].float(), dim=-1)
+    widest = max(params[row].logprobs or 0 for row in wanted)
+    top_values, top_ids = (
+        torch.topk(logprobs, widest, dim=-1) if widest else (logprobs[:, :0], logprobs[:, :0])
+    )
+    for i, row in enumerate(wanted):
+        k = params[row].logprobs or 0
+        chosen = float(logprobs[i, tokens[row]])
+        ids, values = top_ids[i, :k].tolist(), top_values[i, :k].tolist()
+        top = tuple((int(t), float(v)) for t, v in zip(ids, values, strict=True))
+        out[row] = TokenLogprob(tokens[row], chosen, top)
+    return out
+
+
+__all__ = ["SamplingParams", "TokenLogprob", "logprobs_of", "make_generator", "sample_next"]

@@ -12,6 +12,7 @@ from modelyard.api.deps import CallerDep, PlatformDep
 from modelyard.api.routes.openai.protocol import ChatCompletionRequest
 from modelyard.api.routes.openai.streaming import (
     SSE_HEADERS,
+    chat_logprobs,
     collect,
     event_stream,
     new_id,
@@ -52,9 +53,11 @@ async def create_chat_completion(
             top_p=body.top_p,
             stop=body.stop_list(),
             seed=seeded(body.seed, i),
+            logprobs=body.logprobs_wanted(),
         )
         for i in range(body.n)
     ]
+    wants_logprobs = body.logprobs_wanted() is not None
     deadline = time.monotonic() + wait_budget(platform, body.model)
     streams = start_all(lm, [(prompt_ids, p) for p in params], deadline)
     completion_id, created = new_id("chatcmpl"), now()
@@ -65,15 +68,15 @@ async def create_chat_completion(
         "system_fingerprint": None,
     }
     if not body.stream:
-        texts = await collect(streams)
+        outputs = await collect(streams)
         choices = [
             {
                 "index": i,
-                "message": {"role": "assistant", "content": text, "refusal": None},
+                "message": {"role": "assistant", "content": out.text, "refusal": None},
                 "finish_reason": stream.finish_reason,
-                "logprobs": None,
+                "logprobs": chat_logprobs(lm, out.logprobs) if wants_logprobs else None,
             }
-            for i, (text, stream) in enumerate(zip(texts, streams, strict=True))
+            for i, (out, stream) in enumerate(zip(outputs, streams, strict=True))
         ]
         return JSONResponse(
             {
@@ -100,7 +103,7 @@ async def create_chat_completion(
             "index": index,
             "delta": delta,
             "finish_reason": item.finish_reason,
-            "logprobs": None,
+            "logprobs": chat_logprobs(lm, item.logprobs) if wants_logprobs else None,
         }
         return chunk([choice])
 

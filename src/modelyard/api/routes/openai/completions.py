@@ -13,6 +13,7 @@ from modelyard.api.routes.openai.protocol import CompletionRequest
 from modelyard.api.routes.openai.streaming import (
     SSE_HEADERS,
     collect,
+    completion_logprobs,
     event_stream,
     new_id,
     now,
@@ -56,8 +57,10 @@ async def create_completion(
                 top_p=body.top_p,
                 stop=body.stop_list(),
                 seed=seeded(body.seed, j),
+                logprobs=body.logprobs,
             )
             jobs.append((ids, params))
+    wants_logprobs = body.logprobs is not None
     deadline = time.monotonic() + wait_budget(platform, body.model)
     streams = start_all(lm, jobs, deadline)
     prompt_tokens = sum(len(ids) for ids in encoded)
@@ -70,15 +73,15 @@ async def create_completion(
         "system_fingerprint": None,
     }
     if not body.stream:
-        texts = await collect(streams)
+        outputs = await collect(streams)
         choices = [
             {
                 "index": i,
-                "text": echoes[i // body.n] + text,
+                "text": echoes[i // body.n] + out.text,
                 "finish_reason": stream.finish_reason,
-                "logprobs": None,
+                "logprobs": completion_logprobs(lm, out.logprobs) if wants_logprobs else None,
             }
-            for i, (text, stream) in enumerate(zip(texts, streams, strict=True))
+            for i, (out, stream) in enumerate(zip(outputs, streams, strict=True))
         ]
         return JSONResponse({**base, "choices": choices, "usage": usage(prompt_tokens, streams)})
 
@@ -94,12 +97,18 @@ async def create_completion(
             return None
         return chunk([{"index": index, "text": echo, "finish_reason": None, "logprobs": None}])
 
+    sent = [0] * len(streams)
+
     def step(index: int, item: Delta) -> dict[str, Any]:
+        logprobs = None
+        if wants_logprobs:
+            logprobs = completion_logprobs(lm, item.logprobs, sent[index])
+            sent[index] += sum(len(text) for text in logprobs["tokens"])
         choice = {
             "index": index,
             "text": item.text,
             "finish_reason": item.finish_reason,
-            "logprobs": None,
+            "logprobs": logprobs,
         }
         return chunk([choice])
 

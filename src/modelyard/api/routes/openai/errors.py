@@ -7,6 +7,7 @@ that each request gets the shape its API speaks.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -74,15 +75,25 @@ def _from_modelyard(exc: ModelyardError) -> JSONResponse:
     )
 
 
+_NAMED = re.compile(r"^([A-Za-z_][\w.]*): (.*)$", re.DOTALL)
+
+
 def _from_validation(exc: RequestValidationError) -> JSONResponse:
     errors = exc.errors()
     first: dict[str, Any] = errors[0] if errors else {}
     loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
     param = ".".join(loc) or None
-    message = "; ".join(
-        f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
-        for e in errors
-    )
+    parts = []
+    for e in errors:
+        where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+        text = str(e.get("msg", "")).removeprefix("Value error, ")
+        named = _NAMED.match(text)
+        if not where and named is not None:
+            # A check across fields names the field it refuses at the start of its message.
+            where, text = named.group(1), named.group(2)
+            param = param or where
+        parts.append(f"{where or 'body'}: {text}")
+    message = "; ".join(parts)
     return openai_error(400, message or "invalid request", param=param, code="invalid_value")
 
 

@@ -7,10 +7,11 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from modelyard.errors import ModelyardError
-from modelyard.llm import Delta, GenerationStream, LanguageModel, SamplingParams
+from modelyard.llm import Delta, GenerationStream, LanguageModel, SamplingParams, TokenLogprob
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -81,12 +82,62 @@ async def merged(streams: Sequence[GenerationStream]) -> AsyncIterator[tuple[int
             task.cancel()
 
 
-async def collect(streams: Sequence[GenerationStream]) -> list[str]:
-    """The whole text of each stream (aborting the rest if one fails)."""
-    texts = ["" for _ in streams]
+@dataclass
+class Generated:
+    """One stream's whole output: its text and its tokens' log-probabilities (if asked)."""
+
+    text: str = ""
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+
+
+async def collect(streams: Sequence[GenerationStream]) -> list[Generated]:
+    """The whole output of each stream (aborting the rest if one fails)."""
+    out = [Generated() for _ in streams]
     async for index, delta in merged(streams):
-        texts[index] += delta.text
-    return texts
+        out[index].text += delta.text
+        out[index].logprobs.extend(delta.logprobs)
+    return out
+
+
+# OpenAI's stand-in for a log-probability too small to show (JSON has no -Infinity).
+_FLOOR = -9999.0
+
+
+def _logprob(value: float) -> float:
+    return value if value > _FLOOR else _FLOOR
+
+
+def chat_logprobs(lm: LanguageModel, items: Sequence[TokenLogprob]) -> dict[str, Any]:
+    """A chat choice's ``logprobs``: ``{"content": [{token, logprob, bytes, top_logprobs}]}``."""
+
+    def entry(token_id: int, value: float) -> dict[str, Any]:
+        text = lm.token_text(token_id)
+        return {"token": text, "logprob": _logprob(value), "bytes": list(text.encode())}
+
+    content = [
+        {**entry(item.token_id, item.logprob), "top_logprobs": [entry(t, v) for t, v in item.top]}
+        for item in items
+    ]
+    return {"content": content, "refusal": None}
+
+
+def completion_logprobs(
+    lm: LanguageModel, items: Sequence[TokenLogprob], offset: int = 0
+) -> dict[str, Any]:
+    """A completion choice's ``logprobs`` in the legacy shape: ``tokens``,
+    ``token_logprobs``, ``top_logprobs`` (one ``{token: logprob}`` per position) and
+    ``text_offset`` (each token's start in the choice's text, from ``offset``)."""
+    tokens = [lm.token_text(item.token_id) for item in items]
+    offsets = []
+    for text in tokens:
+        offsets.append(offset)
+        offset += len(text)
+    return {
+        "tokens": tokens,
+        "token_logprobs": [_logprob(item.logprob) for item in items],
+        "top_logprobs": [{lm.token_text(t): _logprob(v) for t, v in item.top} for item in items],
+        "text_offset": offsets,
+    }
 
 
 def usage(prompt_tokens: int, streams: Sequence[GenerationStream]) -> dict[str, int]:
