@@ -21,6 +21,7 @@ from modelyard.errors import (
     Unavailable,
 )
 from modelyard.serving.batcher import BatchConfig, Batcher
+from modelyard.serving.release import ReleasePolicy
 
 # A batch delay no test waits out: batches in such tests are released by size or by stop().
 FOREVER_MS = 600_000.0
@@ -77,10 +78,14 @@ class Events:
 
     def __init__(self) -> None:
         self.batches: list[tuple[int, str, float, float]] = []
+        self.failed: list[int] = []
         self.rejects = self.expires = self.errors = 0
 
-    def on_batch(self, size: int, reason: str, queue_s: float, compute_s: float) -> None:
+    def on_batch(
+        self, size: int, reason: str, queue_s: float, compute_s: float, failed: int
+    ) -> None:
         self.batches.append((size, reason, queue_s, compute_s))
+        self.failed.append(failed)
 
     def on_reject(self) -> None:
         self.rejects += 1
@@ -141,16 +146,29 @@ async def test_with_every_worker_idle_a_batch_leaves_at_once() -> None:
     assert all(queue_s >= 0 and compute_s >= 0 for _, _, queue_s, compute_s in events.batches)
 
 
+def costly_batches(config: BatchConfig) -> ReleasePolicy:
+    """A release policy that has seen batches cost 1 s whatever their size: waiting pays."""
+    release = ReleasePolicy(config.max_batch_size, config.max_batch_delay_ms / 1000)
+    for size in (1, 10, 1, 10):
+        release.computed(size, 1.0)
+    return release
+
+
 @pytest.mark.asyncio
-async def test_while_a_batch_computes_the_next_waits_for_the_delay_or_a_free_worker() -> None:
+async def test_while_a_batch_computes_the_next_waits_while_it_pays_up_to_the_delay() -> None:
     model = Model(gated=True)
     events = Events()
     config = BatchConfig(max_batch_size=100, max_batch_delay_ms=20, workers=2)
-    async with Batcher(model, config, observer=events) as batcher, asyncio.timeout(10):
+    release = costly_batches(config)
+    async with (
+        Batcher(model, config, observer=events, release=release) as batcher,
+        asyncio.timeout(10),
+    ):
         with opened_at_exit(model):
             first = asyncio.ensure_future(batcher.submit({"x": rows(0)}))
             await asyncio.to_thread(model.entered.wait, 10)
-            # One worker is busy, one free: these three wait out the delay together.
+            # One worker is busy, one free, and a batch costs far more than the wait for the
+            # next request: these three wait out the delay together.
             later = [asyncio.ensure_future(batcher.submit({"x": rows(i)})) for i in (1, 2, 3)]
             await eventually(lambda: len(model.batches) == 2)
             model.gate.set()
@@ -159,6 +177,27 @@ async def test_while_a_batch_computes_the_next_waits_for_the_delay_or_a_free_wor
     assert sorted((size, reason) for size, reason, _, _ in events.batches) == [
         (1, "idle"),
         (3, "delay"),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_while_a_batch_computes_the_next_leaves_at_once_when_waiting_does_not_pay() -> None:
+    model = Model(gated=True)
+    events = Events()
+    # Nothing has shown that batches cost more than their rows: no wait pays, however long
+    # the delay allows.
+    config = BatchConfig(max_batch_size=100, max_batch_delay_ms=FOREVER_MS, workers=2)
+    async with Batcher(model, config, observer=events) as batcher, asyncio.timeout(10):
+        with opened_at_exit(model):
+            first = asyncio.ensure_future(batcher.submit({"x": rows(0)}))
+            await asyncio.to_thread(model.entered.wait, 10)
+            second = asyncio.ensure_future(batcher.submit({"x": rows(1)}))
+            await eventually(lambda: len(model.batches) == 2)
+            model.gate.set()
+            await asyncio.gather(first, second)
+    assert sorted((size, reason) for size, reason, _, _ in events.batches) == [
+        (1, "cost"),
+        (1, "idle"),
     ]
 
 
@@ -340,15 +379,43 @@ async def test_a_failing_batch_fails_exactly_its_requests() -> None:
 @pytest.mark.asyncio
 async def test_modelyard_errors_from_infer_pass_through_as_they_are() -> None:
     def infer(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        raise InvalidInput("column 2 must be positive")
+        raise Unavailable("the GPU is gone")
 
     config = BatchConfig(max_batch_size=2, max_batch_delay_ms=FOREVER_MS)
     async with Batcher(infer, config) as batcher, asyncio.timeout(10):
         results = await asyncio.gather(
             *(batcher.submit({"x": rows(i)}) for i in range(2)), return_exceptions=True
         )
-    assert isinstance(results[0], InvalidInput)
+    assert isinstance(results[0], Unavailable)
     assert results[0] is results[1]
+
+
+@pytest.mark.asyncio
+async def test_a_batch_refused_as_invalid_input_fails_only_the_requests_at_fault() -> None:
+    calls: list[int] = []
+
+    def infer(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = inputs["x"]
+        calls.append(len(x))
+        if (x < 0).any():
+            raise InvalidInput(f"input 'x': row {int(np.argmax((x < 0).any(axis=1)))} is negative")
+        return {"y": expected(x), "total": x.sum(axis=1)}
+
+    events = Events()
+    config = BatchConfig(max_batch_size=4, max_batch_delay_ms=FOREVER_MS)
+    inputs = [rows(1), rows(-2, n=2), rows(3)]
+    async with Batcher(infer, config, observer=events) as batcher, asyncio.timeout(10):
+        results = await asyncio.gather(
+            *(batcher.submit({"x": x}) for x in inputs), return_exceptions=True
+        )
+    assert isinstance(results[1], InvalidInput) and "row 0 is negative" in results[1].detail
+    for index in (0, 2):
+        assert isinstance(results[index], dict)
+        check(results[index], inputs[index])
+    # The batch of four rows was refused, then each request ran alone.
+    assert calls == [4, 1, 2, 1]
+    assert events.failed == [2] and events.errors == 1
+    assert batcher.stats.failed_rows == 2 and batcher.stats.rows == 4
 
 
 @pytest.mark.parametrize(
@@ -420,7 +487,7 @@ async def test_inputs_named_in_any_order_share_a_batch() -> None:
 async def test_stop_with_drain_completes_queued_work_without_waiting_the_delay() -> None:
     model = Model(gated=True)
     config = BatchConfig(max_batch_size=100, max_batch_delay_ms=FOREVER_MS, workers=2)
-    batcher = Batcher(model, config)
+    batcher = Batcher(model, config, release=costly_batches(config))
     await batcher.start()
     with opened_at_exit(model):
         async with asyncio.timeout(10):
@@ -522,7 +589,9 @@ def test_nonsense_config_is_refused(field: dict[str, Any]) -> None:
 @pytest.mark.asyncio
 async def test_a_broken_observer_does_not_break_serving() -> None:
     class Broken(Events):
-        def on_batch(self, size: int, reason: str, queue_s: float, compute_s: float) -> None:
+        def on_batch(
+            self, size: int, reason: str, queue_s: float, compute_s: float, failed: int
+        ) -> None:
             raise RuntimeError("metrics backend down")
 
     config = BatchConfig(max_batch_size=1, max_batch_delay_ms=0)

@@ -204,6 +204,43 @@ def test_canary_split_and_per_version_metrics(
     assert pinned["model_version"] == 2
 
 
+def test_a_lone_request_leaves_at_once_whatever_the_delay(
+    api: httpx.Client, tmp_path: Path
+) -> None:
+    push_catalog(api, "mlp", MLP, tmp_path)
+    deploy(api, "lone", model="mlp", max_batch_delay_ms=10_000)
+    body = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0.5] * 64}]}
+    for _ in range(3):
+        assert api.post("/v2/models/lone/infer", json=body).status_code == 200
+    metrics = api.get("/metrics").text
+    # Every batch found the worker idle: none waited for more rows.
+    assert 'deployment="lone",reason="idle",version="1"} 3.0' in metrics
+    for reason in ("delay", "cost", "full"):
+        assert f'deployment="lone",reason="{reason}",version="1"}} 0.0' in metrics
+
+
+def test_stats_count_only_requests_that_got_outputs(api: httpx.Client, tmp_path: Path) -> None:
+    push_catalog(api, "mlp", MLP, tmp_path)
+    deploy(api, "mlp", model="mlp")
+
+    def infer(shape: list[int], data: list[float]) -> int:
+        tensor = {"name": "input", "shape": shape, "datatype": "FP32", "data": data}
+        body = json.dumps({"inputs": [tensor]})  # NaN as Python writes it, as tritonclient does
+        headers = {"Content-Type": "application/json"}
+        return api.post("/v2/models/mlp/infer", content=body, headers=headers).status_code
+
+    assert infer([2, 64], [0.5] * 128) == 200
+    assert infer([2, 64], [0.25] * 128) == 200
+    assert infer([1, 64], [float("nan")] * 64) == 422  # refused by the model's input checks
+    assert infer([1, 63], [0.5] * 63) == 422
+    stats = api.get("/v2/models/mlp/stats").json()["model_stats"][0]
+    assert stats["inference_count"] == 4  # rows of the two answered requests
+    assert stats["execution_count"] == 2
+    assert stats["inference_stats"]["success"]["count"] == 2
+    assert stats["inference_stats"]["fail"]["count"] == 2
+    assert stats["inference_stats"]["compute_infer"]["count"] == 2
+
+
 def test_pipeline_chains_deployments(api: httpx.Client, tmp_path: Path) -> None:
     first = push_catalog(api, "encoder", MLP, tmp_path)
     head_spec = {"arch": "mlp", "input_shape": [10], "hidden": [8], "num_outputs": 3}

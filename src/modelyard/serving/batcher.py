@@ -11,16 +11,19 @@ A controller task takes queued requests, oldest first, into a batch of at most
 ``max_batch_size`` rows. When no batch is computing, whatever is queued leaves at once
 (``"idle"``): waiting while the workers stand still only adds latency, and requests that
 arrive meanwhile queue up behind the batch and leave together when it is done. While a batch
-computes and another worker is free, the next batch leaves when it is full (``"full"``) or
+computes and another worker is free, the next batch leaves when it is full (``"full"``), or
+as soon as waiting for more rows no longer pays for itself (``"cost"``: see
+:mod:`modelyard.serving.release`, which fits batch latency as ``a·n + b``), and at the latest
 when ``max_batch_delay_ms`` has passed since its oldest request arrived (``"delay"``), so
 ``max_batch_delay_ms`` is an upper bound on the wait, never a floor. It concatenates each
 input along axis 0, runs ``infer`` on a worker thread, splits the outputs by each request's
 row count and resolves one future per request, with a single hop back to the event loop per
-batch. While
-``workers`` batches compute, the next requests wait in the queue, so under load batches fill
-up on their own. Only requests with the same input names, dtypes and trailing shapes share a
-batch; the others queue in their own group. Requests whose client went away (their awaiting
-task was cancelled) or whose deadline passed are dropped before compute.
+batch. While ``workers`` batches compute, the next requests wait in the queue, so under load
+batches fill up on their own. Only requests with the same input names, dtypes and trailing
+shapes share a batch; the others queue in their own group. Requests whose client went away
+(their awaiting task was cancelled) or whose deadline passed are dropped before compute. A
+batch that ``infer`` refuses as invalid input (one request's NaN, say) is computed again one
+request at a time, so that only the requests at fault get the error.
 
 Workers are threads. ``bench/batcher_threads_vs_processes.py`` on the 2-core development
 machine while other jobs shared it (rows/s at batch 32, median of 5 alternating rounds)::
@@ -44,12 +47,13 @@ import asyncio
 import contextlib
 import logging
 import math
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from operator import itemgetter
+from queue import SimpleQueue
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -62,6 +66,7 @@ from modelyard.errors import (
     TooManyRequests,
     Unavailable,
 )
+from modelyard.serving.release import ReleasePolicy
 
 log = logging.getLogger("modelyard.batcher")
 
@@ -72,6 +77,7 @@ InferFn = Callable[[Arrays], Arrays]
 FULL = "full"
 DELAY = "delay"
 IDLE = "idle"
+COST = "cost"
 # Deadlines are watched in slots of this many seconds, one loop timer per slot rather than
 # per request: a timer each cost about a third of the event loop's time per request under
 # load, and a 504 that is at most 10 ms late is as good as a punctual one.
@@ -88,7 +94,8 @@ class BatchConfig:
     """Rows per batch; a request with more rows than this runs alone."""
     max_batch_delay_ms: float = 2.0
     """Longest a batch waits for more rows after its oldest request arrived, while another
-    batch computes; with every worker idle, a batch leaves at once."""
+    batch computes; it waits only while that pays (see :mod:`modelyard.serving.release`),
+    and with every worker idle it leaves at once."""
     max_queue: int = 1024
     """Rows that may wait for compute; a request that would exceed it is answered 429. A
     single request is always accepted into an empty queue, however many rows it has."""
@@ -110,11 +117,15 @@ class BatchConfig:
 class BatchObserver(Protocol):
     """Receives a batcher's events, on the event loop thread (the serving layer's metrics)."""
 
-    def on_batch(self, size: int, reason: str, queue_s: float, compute_s: float) -> None:
+    def on_batch(
+        self, size: int, reason: str, queue_s: float, compute_s: float, failed: int
+    ) -> None:
         """A batch of ``size`` rows was computed, successfully or not.
 
-        ``reason`` is ``"full"``, ``"delay"`` or ``"idle"``, ``queue_s`` how long its oldest request
-        waited for compute and ``compute_s`` how long the worker took.
+        ``reason`` is ``"full"``, ``"cost"``, ``"delay"`` or ``"idle"``, ``queue_s`` how long its
+        oldest request waited for compute, ``compute_s`` how long the worker took and
+        ``failed`` how many of its rows got an error instead of outputs (all of them when
+        ``infer`` failed, those of the requests at fault when it refused invalid input).
         """
 
     def on_reject(self) -> None:
@@ -124,7 +135,7 @@ class BatchObserver(Protocol):
         """A request's deadline passed before it was answered (504)."""
 
     def on_error(self) -> None:
-        """A batch failed; each of its requests got the error."""
+        """A batch failed: some or all of its requests got an error."""
 
 
 @dataclass
@@ -136,11 +147,13 @@ class BatchStats:
     batches: int = 0
     """Batches computed, failed ones included."""
     rows: int = 0
-    """Rows computed."""
+    """Rows computed, failed ones included."""
+    failed_rows: int = 0
+    """Rows that got an error instead of outputs."""
     batch_sizes: Counter[int] = field(default_factory=Counter)
     """Batches by their number of rows."""
     releases: Counter[str] = field(default_factory=Counter)
-    """Batches by why they were released: ``"full"``, ``"delay"`` or ``"idle"``."""
+    """Batches by why they were released: ``"full"``, ``"cost"``, ``"delay"`` or ``"idle"``."""
     queue_seconds: float = 0.0
     """Sum over batches of how long the batch's oldest request waited for compute."""
     compute_seconds: float = 0.0
@@ -154,7 +167,8 @@ class BatchStats:
     cancelled: int = 0
     """Requests dropped before compute because their caller went away."""
     errors: int = 0
-    """Batches whose ``infer`` failed or returned outputs without the batch's rows."""
+    """Batches with failed rows: ``infer`` failed, refused a request's input, or returned
+    outputs without the batch's rows."""
 
 
 class _Group:
@@ -189,7 +203,7 @@ class _Request:
 
 
 class _Batch:
-    __slots__ = ("compute_s", "error", "queue_s", "reason", "requests", "results", "rows")
+    __slots__ = ("compute_s", "failed", "outcomes", "queue_s", "reason", "requests", "rows")
 
     def __init__(self, requests: list[_Request], rows: int, reason: str, queue_s: float) -> None:
         self.requests = requests
@@ -197,15 +211,19 @@ class _Batch:
         self.reason = reason
         self.queue_s = queue_s
         self.compute_s = 0.0
-        self.results: list[Arrays] = []
-        self.error: ModelyardError | None = None
+        self.outcomes: list[Arrays | ModelyardError] = []
+        """Per request, in order: its outputs or its error."""
+        self.failed = 0
+        """Rows whose request got an error."""
 
 
 class Batcher:
     """Batches one deployment's requests and runs them on ``config.workers`` threads.
 
     ``infer`` must be thread-safe when ``workers > 1``. Use it from one event loop, as an
-    async context manager or between :meth:`start` and :meth:`stop`.
+    async context manager or between :meth:`start` and :meth:`stop`. ``release`` decides how
+    long a batch collects rows while another computes (by default a
+    :class:`~modelyard.serving.release.ReleasePolicy` for ``config``).
     """
 
     def __init__(
@@ -215,6 +233,7 @@ class Batcher:
         *,
         name: str = "",
         observer: BatchObserver | None = None,
+        release: ReleasePolicy | None = None,
     ) -> None:
         self.infer = infer
         self.config = config
@@ -224,7 +243,8 @@ class Batcher:
         self._label = f"'{name}'" if name else "the model"
         self._groups: dict[_Signature, _Group] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._batches: SimpleQueue[_Batch | None] = SimpleQueue()
+        self._workers: list[threading.Thread] = []
         self._task: asyncio.Task[None] | None = None
         self._busy = 0
         self._wake: asyncio.Future[None] | None = None
@@ -232,6 +252,9 @@ class Batcher:
         self._closing = False
         self._deadlines: dict[int, set[_Request]] = {}
         self._deadline_timers: dict[int, asyncio.TimerHandle] = {}
+        self._policy = release or ReleasePolicy(
+            config.max_batch_size, config.max_batch_delay_ms / 1000
+        )
 
     @property
     def queue_depth(self) -> int:
@@ -239,12 +262,19 @@ class Batcher:
         return self.stats.queue_depth
 
     async def start(self) -> None:
-        """Start the controller task; the worker threads start with the first batches."""
+        """Start the controller task and the worker threads."""
         if self._task is not None:
             raise RuntimeError(f"the batcher of {self._label} was already started")
         self._loop = asyncio.get_running_loop()
         prefix = f"batcher-{self.name}" if self.name else "batcher"
-        self._executor = ThreadPoolExecutor(self.config.workers, thread_name_prefix=prefix)
+        # Plain threads on a SimpleQueue: a ThreadPoolExecutor's submit (a future, a lock, a
+        # look at its thread count) cost more than the hand-over itself, once per batch.
+        self._workers = [
+            threading.Thread(target=self._work, name=f"{prefix}_{index}", daemon=True)
+            for index in range(self.config.workers)
+        ]
+        for worker in self._workers:
+            worker.start()
         self._task = self._loop.create_task(self._control(), name=prefix)
 
     async def stop(self, drain: bool = True) -> None:
@@ -254,7 +284,7 @@ class Batcher:
         delay); without it they fail with :class:`Unavailable`. Batches already computing
         finish either way. New submits fail with :class:`Unavailable` from the start.
         """
-        if self._task is None or self._executor is None:
+        if self._task is None:
             return
         self._closing = True
         if not drain:
@@ -264,7 +294,10 @@ class Batcher:
         # leave batches half delivered; a controller that failed was logged when it failed.
         with contextlib.suppress(Exception):
             await asyncio.shield(self._task)
-        self._executor.shutdown(wait=True)
+        for _ in self._workers:
+            self._batches.put(None)
+        for worker in self._workers:
+            worker.join()
         for timer in self._deadline_timers.values():
             timer.cancel()
         self._deadline_timers.clear()
@@ -325,6 +358,7 @@ class Batcher:
         group.rows += rows
         stats.queue_depth += rows
         stats.requests += 1
+        self._policy.arrived(now, rows)
         # The controller only needs waking for a first request or a group that just filled;
         # every other arrival is picked up when its delay ends or a worker frees up.
         if self._collecting and (
@@ -358,17 +392,16 @@ class Batcher:
                     await self._sleep(math.inf, collecting=False)
                     continue
                 now = time.monotonic()
-                group, wait = self._pick(now)
+                group, reason, wait = self._pick(now)
                 if group is None:
                     if self._closing:
                         break
                     await self._sleep(wait, collecting=True)
                     continue
-                batch = self._take(group, now)
+                batch = self._take(group, now, reason)
                 if batch is not None:
                     self._busy += 1
-                    assert self._executor is not None
-                    self._executor.submit(self._compute, batch)
+                    self._batches.put(batch)
             while self._busy:
                 await self._sleep(math.inf, collecting=False)
         except asyncio.CancelledError:
@@ -381,8 +414,8 @@ class Batcher:
             self._fail_queued(Unavailable(f"{self._label} stopped unexpectedly"))
             raise
 
-    def _pick(self, now: float) -> tuple[_Group | None, float]:
-        """The group to release now, or None and how long until the oldest one is due."""
+    def _pick(self, now: float) -> tuple[_Group | None, str, float]:
+        """The group to release now and why, or None and how long to keep collecting."""
         oldest: _Group | None = None
         full: _Group | None = None
         limit = self.config.max_batch_size
@@ -398,16 +431,21 @@ class Batcher:
             if full is None and group.rows >= limit:
                 full = group
         if oldest is None:
-            return None, math.inf
-        wait = oldest.requests[0].arrived + self.config.max_batch_delay_ms / 1000 - now
-        if oldest.rows >= limit or wait <= 0 or self._closing or self._busy == 0:
-            return oldest, 0.0
+            return None, "", math.inf
+        if oldest.rows >= limit or self._closing or self._busy == 0:
+            return oldest, DELAY, 0.0
+        arrived = oldest.requests[0].arrived
+        hold = self._policy.hold(now, oldest.rows, arrived)
+        if hold <= 0:
+            due = now >= arrived + self.config.max_batch_delay_ms / 1000
+            return oldest, DELAY if due else COST, 0.0
         if full is not None:
-            return full, 0.0
-        return None, wait
+            return full, FULL, 0.0
+        return None, "", hold
 
-    def _take(self, group: _Group, now: float) -> _Batch | None:
-        """Up to ``max_batch_size`` rows of ``group``'s live requests, oldest first."""
+    def _take(self, group: _Group, now: float, reason: str) -> _Batch | None:
+        """Up to ``max_batch_size`` rows of ``group``'s live requests, oldest first; the
+        batch is released as ``reason`` unless it is full or no batch computes."""
         limit = self.config.max_batch_size
         requests = group.requests
         batch: list[_Request] = []
@@ -433,8 +471,6 @@ class Batcher:
             reason = FULL
         elif self._busy == 0:
             reason = IDLE
-        else:
-            reason = DELAY
         return _Batch(batch, rows, reason, now - batch[0].arrived)
 
     async def _sleep(self, timeout: float, *, collecting: bool) -> None:
@@ -494,47 +530,86 @@ class Batcher:
 
     # -- workers ----------------------------------------------------------------------
 
+    def _work(self) -> None:
+        batches = self._batches
+        while (batch := batches.get()) is not None:
+            self._compute(batch)
+
     def _compute(self, batch: _Batch) -> None:
         """Run one batch on a worker thread and hand the outcome back to the loop."""
         started = time.perf_counter()
+        requests = batch.requests
         try:
-            outputs = self.infer(_concatenate(batch.requests))
-            batch.results = _split(outputs, batch, self._label)
+            batch.outcomes = list(self._run(requests, batch.rows))
+        except InvalidInput as exc:
+            if len(requests) == 1:
+                batch.outcomes = [exc]
+            else:
+                # One request's values (a NaN, an integer out of range) refuse the whole
+                # batch: the others must not pay for them.
+                batch.outcomes = [self._run_alone(request) for request in requests]
         except ModelyardError as exc:
-            batch.error = exc
-        except Exception as exc:
-            log.error("a batch of %d rows failed in %s", batch.rows, self._label, exc_info=exc)
-            error = ModelyardError(f"{self._label} failed: {type(exc).__name__}: {exc}")
-            error.__cause__ = exc
-            batch.error = error
+            batch.outcomes = [exc] * len(requests)
+        batch.failed = sum(
+            request.rows
+            for request, outcome in zip(requests, batch.outcomes, strict=True)
+            if isinstance(outcome, ModelyardError)
+        )
         batch.compute_s = time.perf_counter() - started
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._finish, batch)
 
+    def _run(self, requests: list[_Request], rows: int) -> list[Arrays]:
+        """The outputs of each request, computed together; raises a ModelyardError."""
+        try:
+            outputs = self.infer(_concatenate(requests))
+        except ModelyardError:
+            raise
+        except Exception as exc:
+            log.error("a batch of %d rows failed in %s", rows, self._label, exc_info=exc)
+            error = ModelyardError(f"{self._label} failed: {type(exc).__name__}: {exc}")
+            raise error from exc
+        return _split(outputs, requests, rows, self._label)
+
+    def _run_alone(self, request: _Request) -> Arrays | ModelyardError:
+        try:
+            return self._run([request], request.rows)[0]
+        except ModelyardError as exc:
+            return exc
+
     def _finish(self, batch: _Batch) -> None:
         self._busy -= 1
         self._poke()
-        if batch.error is None:
-            for request, result in zip(batch.requests, batch.results, strict=True):
-                if not request.future.done():
-                    request.future.set_result(result)
-        else:
-            for request in batch.requests:
-                if not request.future.done():
-                    request.future.set_exception(batch.error)
+        for request, outcome in zip(batch.requests, batch.outcomes, strict=True):
+            if request.future.done():
+                continue
+            if isinstance(outcome, ModelyardError):
+                request.future.set_exception(outcome)
+            else:
+                request.future.set_result(outcome)
+        if not batch.failed:
+            self._policy.computed(batch.rows, batch.compute_s)
         stats = self.stats
         stats.batches += 1
         stats.rows += batch.rows
+        stats.failed_rows += batch.failed
         stats.batch_sizes[batch.rows] += 1
         stats.releases[batch.reason] += 1
         stats.queue_seconds += batch.queue_s
         stats.compute_seconds += batch.compute_s
-        if batch.error is not None:
+        if batch.failed:
             stats.errors += 1
         observer = self.observer
         if observer is not None:
-            _guarded(observer.on_batch, batch.rows, batch.reason, batch.queue_s, batch.compute_s)
-            if batch.error is not None:
+            _guarded(
+                observer.on_batch,
+                batch.rows,
+                batch.reason,
+                batch.queue_s,
+                batch.compute_s,
+                batch.failed,
+            )
+            if batch.failed:
                 _guarded(observer.on_error)
 
 
@@ -570,21 +645,21 @@ def _concatenate(requests: list[_Request]) -> Arrays:
     }
 
 
-def _split(outputs: Arrays, batch: _Batch, label: str) -> list[Arrays]:
+def _split(outputs: Arrays, requests: list[_Request], rows: int, label: str) -> list[Arrays]:
     if not isinstance(outputs, dict):
         raise ModelyardError(f"{label} returned {type(outputs).__name__}, not named arrays")
     for name, value in outputs.items():
-        if not isinstance(value, np.ndarray) or value.ndim == 0 or value.shape[0] != batch.rows:
+        if not isinstance(value, np.ndarray) or value.ndim == 0 or value.shape[0] != rows:
             got = f"shape {value.shape}" if isinstance(value, np.ndarray) else type(value).__name__
             raise ModelyardError(
-                f"{label} returned output '{name}' with {got} for a batch of {batch.rows} rows; "
+                f"{label} returned output '{name}' with {got} for a batch of {rows} rows; "
                 "every output must keep the batch's rows along axis 0"
             )
-    if len(batch.requests) == 1:
+    if len(requests) == 1:
         return [outputs]
     results: list[Arrays] = []
     start = 0
-    for request in batch.requests:
+    for request in requests:
         end = start + request.rows
         results.append({name: value[start:end] for name, value in outputs.items()})
         start = end

@@ -355,22 +355,14 @@ class DeploymentManager:
                 f"deployment '{name}' serves a language model; use /v1/chat/completions or "
                 "/v1/completions"
             )
-        labels = (name, str(served.number))
+        metrics = self.metrics.version(name, str(served.number))
         started = time.perf_counter()
         try:
             outputs = await served.batcher.submit(dict(inputs), deadline=deadline)
         except ModelyardError as exc:
-            outcome = "rejected" if exc.status == 429 else "error"
-            self.metrics.requests.labels(*labels, outcome).inc()
-            self.metrics.version_stats(*labels).failure += 1
+            metrics.failed(exc.status)
             raise
-        elapsed = time.perf_counter() - started
-        self.metrics.requests.labels(*labels, "ok").inc()
-        self.metrics.latency.labels(*labels).observe(elapsed)
-        stats = self.metrics.version_stats(*labels)
-        stats.success += 1
-        stats.success_ns += int(elapsed * 1e9)
-        stats.last_inference_ms = int(time.time() * 1000)
+        metrics.succeeded(time.perf_counter() - started)
         if postprocess:
             outputs = self._postprocess(live.spec, served, outputs)
         return InferResult(name, served.number, outputs)

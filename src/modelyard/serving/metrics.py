@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -15,7 +16,12 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 @dataclass
 class VersionStats:
-    """Counters like Triton's ``/v2/models/{m}/stats`` reports them (nanoseconds)."""
+    """Counters like Triton's ``/v2/models/{m}/stats`` reports them (nanoseconds).
+
+    ``batches`` and ``batch_rows`` count what was computed for a request that got outputs
+    (Triton's execution and inference counts): a batch whose every row failed, and the rows
+    of requests refused as invalid input, are no inferences.
+    """
 
     success: int = 0
     failure: int = 0
@@ -35,6 +41,7 @@ class ServingMetrics:
 
     registry: CollectorRegistry
     stats: dict[tuple[str, str], VersionStats] = field(default_factory=dict)
+    _versions: dict[tuple[str, str], VersionMetrics] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -76,7 +83,8 @@ class ServingMetrics:
         )
         self.batch_reason = Counter(
             "modelyard_inference_batches_total",
-            "Batches by why they were released (full or delay).",
+            "Batches by why they were released: idle (no batch computing), full, cost "
+            "(waiting longer would not pay) or delay (max_batch_delay_ms ran out).",
             [*labels, "reason"],
             registry=r,
         )
@@ -92,41 +100,85 @@ class ServingMetrics:
         with self._lock:
             return self.stats.setdefault((deployment, version), VersionStats())
 
-    def observer(self, deployment: str, version: str) -> BatchMetrics:
-        return BatchMetrics(self, deployment, version)
+    def version(self, deployment: str, version: str) -> VersionMetrics:
+        """The collectors of one deployment version, bound to its labels."""
+        key = (deployment, version)
+        found = self._versions.get(key)
+        if found is None:
+            with self._lock:
+                found = self._versions.get(key)
+                if found is None:
+                    stats = self.stats.setdefault(key, VersionStats())
+                    found = self._versions[key] = VersionMetrics(self, key, stats)
+        return found
+
+    def observer(self, deployment: str, version: str) -> VersionMetrics:
+        """What one deployment version's batcher reports to (a BatchObserver)."""
+        return self.version(deployment, version)
 
     def forget(self, deployment: str) -> None:
         with self._lock:
             for key in [k for k in self.stats if k[0] == deployment]:
                 del self.stats[key]
+            for key in [k for k in self._versions if k[0] == deployment]:
+                del self._versions[key]
         self.llm.forget(deployment)
 
 
-@dataclass
-class BatchMetrics:
-    """What one deployment version's batcher reports (the batcher's observer)."""
+class VersionMetrics:
+    """One deployment version's collectors, bound to its labels once: each ``labels()``
+    lookup costs a lock and a dict lookup, and requests would otherwise pay several."""
 
-    metrics: ServingMetrics
-    deployment: str
-    version: str
+    def __init__(
+        self, metrics: ServingMetrics, labels: tuple[str, str], stats: VersionStats
+    ) -> None:
+        self.stats = stats
+        self._ok = metrics.requests.labels(*labels, "ok")
+        self._rejected = metrics.requests.labels(*labels, "rejected")
+        self._error = metrics.requests.labels(*labels, "error")
+        self._latency = metrics.latency.labels(*labels)
+        self._queue_time = metrics.queue_time.labels(*labels)
+        self._compute_time = metrics.compute_time.labels(*labels)
+        self._batch_size = metrics.batch_size.labels(*labels)
+        self._reasons = {
+            reason: metrics.batch_reason.labels(*labels, reason)
+            for reason in ("idle", "full", "cost", "delay")
+        }
 
-    def on_batch(self, size: int, reason: str, queue_s: float, compute_s: float) -> None:
-        m, labels = self.metrics, (self.deployment, self.version)
-        m.batch_size.labels(*labels).observe(size)
-        m.batch_reason.labels(*labels, reason).inc()
-        m.queue_time.labels(*labels).observe(queue_s)
-        m.compute_time.labels(*labels).observe(compute_s)
-        stats = m.version_stats(*labels)
-        stats.batches += 1
-        stats.batch_rows += size
-        stats.queue_ns += int(queue_s * 1e9)
-        stats.compute_ns += int(compute_s * 1e9)
+    def succeeded(self, seconds: float) -> None:
+        """A request got its outputs after ``seconds``."""
+        self._ok.inc()
+        self._latency.observe(seconds)
+        stats = self.stats
+        stats.success += 1
+        stats.success_ns += int(seconds * 1e9)
+        stats.last_inference_ms = int(time.time() * 1000)
+
+    def failed(self, status: int) -> None:
+        """A request failed with HTTP ``status`` (429: turned away by a full queue)."""
+        (self._rejected if status == 429 else self._error).inc()
+        self.stats.failure += 1
+
+    # -- the batcher's observer ----------------------------------------------------------
+    def on_batch(
+        self, size: int, reason: str, queue_s: float, compute_s: float, failed: int
+    ) -> None:
+        self._batch_size.observe(size)
+        self._reasons[reason].inc()
+        self._queue_time.observe(queue_s)
+        self._compute_time.observe(compute_s)
+        if failed < size:
+            stats = self.stats
+            stats.batches += 1
+            stats.batch_rows += size - failed
+            stats.queue_ns += int(queue_s * 1e9)
+            stats.compute_ns += int(compute_s * 1e9)
 
     def on_reject(self) -> None:
-        self.metrics.version_stats(self.deployment, self.version).rejected += 1
+        self.stats.rejected += 1
 
     def on_expire(self) -> None:
-        self.metrics.version_stats(self.deployment, self.version).expired += 1
+        self.stats.expired += 1
 
     def on_error(self) -> None:
-        """Counted per request by the manager; nothing more to do per batch."""
+        """Counted per request by :meth:`failed`; nothing more to do per batch."""
