@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import MutableMapping
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -26,16 +27,22 @@ async def get_platform(request: Request) -> Platform:
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 
+def caller_of(scope: MutableMapping[str, Any]) -> Caller:
+    """The principal behind the request's API key, as the gate authenticated it (before the
+    body was read; see :mod:`modelyard.api.gate`); 401 when the request had none."""
+    caller: Caller | None = scope.get(CALLER_KEY)
+    if caller is None:
+        raise Unauthenticated("an API key is required: send 'Authorization: Bearer <key>'")
+    return caller
+
+
 async def get_caller(
     request: Request,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Caller:
-    """The principal behind the request's API key, as the gate authenticated it (before the
-    body was read; see :mod:`modelyard.api.gate`)."""
-    caller: Caller | None = request.scope.get(CALLER_KEY)
-    if caller is None:
-        raise Unauthenticated("an API key is required: send 'Authorization: Bearer <key>'")
-    return caller
+    """The caller of :func:`caller_of`, as a dependency (which also declares the bearer
+    scheme in the OpenAPI document)."""
+    return caller_of(request.scope)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]

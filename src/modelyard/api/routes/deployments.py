@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Response
 from starlette.concurrency import run_in_threadpool
 
 from modelyard.api.deps import CallerDep, Limit, Offset, PlatformDep, authorize_inference
+from modelyard.api.lean import json_response, lean_post
 from modelyard.api.schemas.common import AclBody, Page
 from modelyard.api.schemas.deployments import DeploymentCreate, DeploymentOut, PredictIn, PredictOut
 from modelyard.auth.acl import AclEntry
@@ -84,24 +85,25 @@ def set_deployment_acl(
     return AclBody.model_validate(platform.deployments.set_acl(caller, name, body.public, grants))
 
 
-@router.post(
+@lean_post(
+    router,
     "/{name}/predict",
     response_model=PredictOut,
     summary='Predict with plain JSON: {"inputs": ...} → {"outputs": ...}',
 )
-async def predict(
-    name: str, body: PredictIn, platform: PlatformDep, caller: CallerDep
-) -> PredictOut:
+async def predict(name: str, body: PredictIn, platform: PlatformDep, caller: CallerDep) -> Response:
     await authorize_inference(platform, caller, name)
     live = platform.serving.get(name)
     inputs = _as_arrays(body.inputs, live)
     deadline = time.monotonic() + live.spec.timeout_ms / 1000
     result = await platform.serving.infer(name, inputs, version=body.version, deadline=deadline)
-    return PredictOut(
-        deployment=name,
-        model_version=result.version,
-        outputs={k: np.asarray(v).tolist() for k, v in result.outputs.items()},
-    )
+    # PredictOut's shape, written without building the model: the outputs are plain lists.
+    answer = {
+        "deployment": name,
+        "model_version": result.version,
+        "outputs": {k: np.asarray(v).tolist() for k, v in result.outputs.items()},
+    }
+    return json_response(answer)
 
 
 def _as_arrays(raw: list[Any] | dict[str, list[Any]], live: Any) -> dict[str, np.ndarray]:

@@ -2,7 +2,8 @@
 
 ``{m}`` is a deployment's name and ``{v}`` one of the model versions it serves, so existing
 clients such as ``tritonclient.http`` work unchanged. The health probes are open; every other
-route needs a key (``infer`` scope for inference).
+route needs a key (``infer`` scope for inference). The two inference routes are lean
+(:mod:`modelyard.api.lean`): the hot path of every request.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from modelyard import __version__
 from modelyard.api.deps import CallerDep, PlatformDep, authorize_inference
+from modelyard.api.lean import lean_post
 from modelyard.auth.access import Caller
 from modelyard.errors import InvalidInput, NotFound
 from modelyard.platform import Platform
@@ -155,12 +157,12 @@ async def _infer(
     return Response(payload, media_type=media, headers=headers)
 
 
-@router.post("/models/{model}/infer", summary="Inference (JSON or binary tensors)")
+@lean_post(router, "/models/{model}/infer", summary="Inference (JSON or binary tensors)")
 async def infer(model: str, request: Request, platform: PlatformDep, caller: CallerDep) -> Response:
     return await _infer(request, platform, caller, model, None)
 
 
-@router.post("/models/{model}/versions/{version}/infer", summary="Inference on one version")
+@lean_post(router, "/models/{model}/versions/{version}/infer", summary="Inference on one version")
 async def infer_version(
     model: str, version: str, request: Request, platform: PlatformDep, caller: CallerDep
 ) -> Response:

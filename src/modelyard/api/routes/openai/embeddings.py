@@ -1,4 +1,5 @@
-"""POST /v1/embeddings: batched with other requests by the deployment's dynamic batcher."""
+"""POST /v1/embeddings: batched with other requests by the deployment's dynamic batcher; a
+lean route (:mod:`modelyard.api.lean`)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import time
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from modelyard.api.deps import CallerDep, PlatformDep
+from modelyard.api.lean import json_response, lean_post
 from modelyard.api.routes.openai.protocol import EmbeddingRequest
 from modelyard.api.routes.openai.target import (
     deployment_name,
@@ -42,10 +44,15 @@ def _texts(body: EmbeddingRequest, tokenizer: Any) -> list[str]:
     return texts
 
 
-@router.post("/embeddings", summary="Create embeddings (OpenAI-compatible)")
+@lean_post(
+    router,
+    "/embeddings",
+    response_model=dict[str, Any],
+    summary="Create embeddings (OpenAI-compatible)",
+)
 async def create_embeddings(
     body: EmbeddingRequest, platform: PlatformDep, caller: CallerDep
-) -> dict[str, Any]:
+) -> Response:
     served = await served_model(platform, caller, body.model)
     embedder = runtime_of(served, body.model, "embedding", "/v1/embeddings")
     texts = _texts(body, embedder.tokenizer)
@@ -68,12 +75,14 @@ async def create_embeddings(
         {"object": "embedding", "index": i, "embedding": _encode(row, body.encoding_format)}
         for i, row in enumerate(vectors)
     ]
-    return {
-        "object": "list",
-        "data": data,
-        "model": body.model,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }
+    return json_response(
+        {
+            "object": "list",
+            "data": data,
+            "model": body.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
 
 
 def _encode(row: np.ndarray, encoding: str) -> list[float] | str:
