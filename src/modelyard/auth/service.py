@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from modelyard.auth.access import Caller, Scope
 from modelyard.auth.audit import record
+from modelyard.auth.cache import AnswerCache
 from modelyard.auth.keys import digests_match, display_prefix, generate_key, hash_key
 from modelyard.db.engine import Database
 from modelyard.db.tables import ApiKey, Principal
@@ -35,6 +34,13 @@ def _as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _unexpired(caller: Caller | None) -> Caller | None:
+    """``caller`` unless its key expired since it was remembered."""
+    if caller is None or caller.key_expires_at is None:
+        return caller
+    return caller if datetime.now(UTC) < caller.key_expires_at else None
+
+
 class AuthService:
     """Everything about who may call the server."""
 
@@ -43,14 +49,11 @@ class AuthService:
         # Recently seen keys, so the inference hot path does not query the database on every
         # request. A key revoked here is dropped at once; another server sharing the
         # database notices within the TTL.
-        self._cache_ttl = cache_ttl_s
-        self._cache: dict[str, tuple[Caller, float, datetime | None]] = {}
-        self._cache_lock = threading.Lock()
+        self._cache: AnswerCache[str, Caller] = AnswerCache(cache_ttl_s)
 
     def clear_cache(self) -> None:
         """Forget every recently authenticated key."""
-        with self._cache_lock:
-            self._cache.clear()
+        self._cache.clear()
 
     # -- bootstrap -------------------------------------------------------------------
     def bootstrap(self, key: str | None) -> str | None:
@@ -84,14 +87,7 @@ class AuthService:
         database (safe to call on the event loop); None when it must be looked up."""
         if not presented:
             return None
-        with self._cache_lock:
-            hit = self._cache.get(hash_key(presented))
-        if hit is None:
-            return None
-        caller, until, expires = hit
-        if time.monotonic() >= until or (expires is not None and datetime.now(UTC) >= expires):
-            return None
-        return caller
+        return _unexpired(self._cache.get(hash_key(presented)))
 
     def authenticate(self, presented: str | None) -> Caller:
         """The caller behind a bearer key; raises 401 for a missing, unknown, revoked or
@@ -100,7 +96,7 @@ class AuthService:
             raise Unauthenticated("an API key is required: send 'Authorization: Bearer <key>'")
         digest = hash_key(presented)
         now = datetime.now(UTC)
-        cached = self.cached(presented)
+        cached = _unexpired(self._cache.fresh(digest))
         if cached is not None:
             return cached
         with self._db.session() as session:
@@ -111,6 +107,7 @@ class AuthService:
                 or key.revoked_at is not None
                 or (key.expires_at is not None and _as_utc(key.expires_at) <= now)
             ):
+                self._cache.drop(digest)
                 raise Unauthenticated("the API key is invalid, expired or revoked")
             last = key.last_used_at
             # Writing on every request would serialize reads on SQLite; a minute is plenty.
@@ -125,12 +122,7 @@ class AuthService:
                 key_id=key.id,
                 key_expires_at=_as_utc(key.expires_at) if key.expires_at else None,
             )
-            expires_at = caller.key_expires_at
-        if self._cache_ttl > 0:
-            with self._cache_lock:
-                if len(self._cache) > 10_000:
-                    self._cache.clear()
-                self._cache[digest] = (caller, time.monotonic() + self._cache_ttl, expires_at)
+        self._cache.put(digest, caller)
         return caller
 
     # -- principals ------------------------------------------------------------------
@@ -243,6 +235,5 @@ class AuthService:
                 raise NotFound(f"no key with id '{key_id}'")
             if key.revoked_at is None:
                 key.revoked_at = datetime.now(UTC)
-            with self._cache_lock:
-                self._cache = {d: v for d, v in self._cache.items() if v[0].key_id != key.id}
+            self._cache.drop_where(lambda _digest, known: known.key_id == key.id)
             record(session, caller, "key.revoke", f"key:{key.id}")

@@ -31,6 +31,7 @@ from modelyard.config import Settings
 from modelyard.db.tables import Deployment, ModelVersion
 from modelyard.errors import InvalidInput, ModelyardError, NotFound, Unavailable
 from modelyard.registry.service import ModelRegistry
+from modelyard.serving import heap
 from modelyard.serving.batcher import BatchConfig, Batcher
 from modelyard.serving.metrics import ServingMetrics
 from modelyard.serving.service import DeploymentService
@@ -271,6 +272,7 @@ class DeploymentManager:
             observer=self.metrics.observer(name, str(version.version)),
         )
         await batcher.start()
+        heap.settle()  # what the model brought lives as long as it is served
         return Served(version=version, runtime=runtime, batcher=batcher)
 
     def _load_runtime(self, spec: DeploymentSpec, version: ModelVersion) -> Any:

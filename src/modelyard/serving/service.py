@@ -6,7 +6,6 @@ this service checks and stores what should be served.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -17,9 +16,10 @@ from sqlalchemy.exc import IntegrityError
 from modelyard.auth.access import Caller, Permission, Scope, ensure_access, visible_clause
 from modelyard.auth.acl import Acl, AclEntry, read_grants, replace_grants
 from modelyard.auth.audit import record
+from modelyard.auth.cache import AnswerCache
 from modelyard.db.engine import Database
 from modelyard.db.tables import Deployment
-from modelyard.errors import Conflict, InvalidInput, NotFound
+from modelyard.errors import Conflict, InvalidInput, ModelyardError, NotFound
 from modelyard.naming import check_name
 from modelyard.registry.service import ModelRegistry
 from modelyard.serving.spec import DeploymentSpec, parse_deployment_spec
@@ -35,24 +35,26 @@ class DeploymentService:
         self._registry = registry
         # Inference checks access on every request; remember recent answers briefly, per key:
         # another key of the same principal may lack the 'infer' scope.
-        self._ttl = cache_ttl_s
-        self._allowed: dict[tuple[str, str], float] = {}
+        self._allowed: AnswerCache[tuple[str, str], bool] = AnswerCache(cache_ttl_s)
 
     def may_infer_cached(self, caller: Caller, name: str) -> bool:
-        """True if this caller was recently allowed to call this deployment."""
-        until = self._allowed.get((caller.key_id, name))
-        return until is not None and time.monotonic() < until
+        """True if this caller was recently allowed to call this deployment; False when it
+        must :meth:`check_infer` (also, once, when the answer is due for renewal)."""
+        return self._allowed.get((caller.key_id, name)) is not None
 
     def check_infer(self, caller: Caller, name: str) -> None:
         """Raise unless the caller may call the deployment (404 if it may not see it)."""
-        caller.require(Scope.INFER)
-        self.check(caller, name, Permission.READ)
-        if len(self._allowed) > 10_000:
-            self._allowed.clear()
-        self._allowed[(caller.key_id, name)] = time.monotonic() + self._ttl
+        key = (caller.key_id, name)
+        try:
+            caller.require(Scope.INFER)
+            self.check(caller, name, Permission.READ)
+        except ModelyardError:
+            self._allowed.drop(key)
+            raise
+        self._allowed.put(key, True)
 
     def _forget_access(self, name: str) -> None:
-        self._allowed = {k: v for k, v in self._allowed.items() if k[1] != name}
+        self._allowed.drop_where(lambda key, _allowed: key[1] == name)
 
     def _check_sources(self, caller: Caller, name: str, spec: DeploymentSpec) -> None:
         """The caller must be able to read what it deploys, and every version must exist."""
