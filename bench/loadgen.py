@@ -16,6 +16,7 @@ server is counted as status 0 for its request and opened again.
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import time
 from collections import Counter
@@ -275,15 +276,30 @@ def run_load(
     requests: int,
     concurrency: int,
     method: str = "POST",
+    pause_gc: bool = False,
 ) -> LoadResult:
     """Send ``requests`` copies of one request over ``concurrency`` keep-alive connections.
 
     Blocks until every request has an answer (or a failed connection, counted as status 0).
-    Runs its own event loop, so call it from a thread that has none running.
+    Runs its own event loop, so call it from a thread that has none running. With
+    ``pause_gc`` this process's cyclic garbage collector is off for the run: in a client
+    that imported torch, each full collection walks a few hundred thousand objects and
+    stalls every request in flight, which would be measured as the server's latency (the
+    run itself makes no reference cycles worth collecting). Leave it off when the server
+    under test runs in this process.
     """
     coro = load(url, body, headers, requests=requests, concurrency=concurrency, method=method)
+    collecting = pause_gc and gc.isenabled()
+    if collecting:
+        gc.freeze()
+        gc.disable()
     try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
+        try:
+            import uvloop
+        except ImportError:
+            return asyncio.run(coro)
+        return uvloop.run(coro)
+    finally:
+        if collecting:
+            gc.unfreeze()
+            gc.enable()
