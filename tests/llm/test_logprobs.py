@@ -172,3 +172,70 @@ def test_logprob_fields_out_of_range_or_inconsistent_are_refused(
     # Asked for none, a choice says so.
     plain = client.chat.completions.create(model="tiny", messages=messages, max_tokens=2)  # type: ignore[arg-type]
     assert plain.choices[0].logprobs is None
+
+
+def _penalised_greedy(
+    folder: Path, prompt_ids: list[int], count: int, frequency: float, presence: float
+) -> list[int]:
+    """Greedy decoding with OpenAI's penalties, written out step by step."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    model = AutoModelForCausalLM.from_pretrained(str(folder)).eval()
+    ids = list(prompt_ids)
+    new: list[int] = []
+    with torch.inference_mode():
+        for _ in range(count):
+            logits = model(torch.tensor([ids])).logits[0, -1].float()
+            for token in set(new):
+                logits[token] -= new.count(token) * frequency + presence
+            chosen = int(torch.argmax(logits))
+            if chosen == tok.eos_token_id:
+                break
+            new.append(chosen)
+            ids.append(chosen)
+    return new
+
+
+def test_penalties_and_logit_bias_change_the_choice_as_openai_defines_them(
+    client: openai.OpenAI, tiny_folder: Path
+) -> None:
+    messages = [{"role": "user", "content": "what is the capital of mars ?"}]
+    prompt_ids = _chat_prompt(tiny_folder, messages)
+    plain = _greedy(tiny_folder, prompt_ids, 6)
+    penalised = _penalised_greedy(tiny_folder, prompt_ids, 6, frequency=1.5, presence=0.5)
+    assert penalised != plain  # the tiny model repeats itself; the penalties must show
+    reply = client.chat.completions.create(
+        model="tiny",
+        messages=messages,  # type: ignore[arg-type]
+        max_tokens=6,
+        temperature=0,
+        frequency_penalty=1.5,
+        presence_penalty=0.5,
+        logprobs=True,
+    )
+    assert reply.choices[0].logprobs is not None
+    tokens = [entry.token for entry in reply.choices[0].logprobs.content or []]
+    assert tokens == _texts(tiny_folder, penalised)
+
+    # A large bias makes greedy decoding pick that token every time.
+    favourite = plain[0] + 1
+    biased = client.chat.completions.create(
+        model="tiny",
+        messages=messages,  # type: ignore[arg-type]
+        max_tokens=3,
+        temperature=0,
+        logit_bias={str(favourite): 100},
+        logprobs=True,
+    )
+    assert biased.choices[0].logprobs is not None
+    chosen = [entry.token for entry in biased.choices[0].logprobs.content or []]
+    assert chosen == _texts(tiny_folder, [favourite]) * 3
+    with pytest.raises(openai.BadRequestError) as unknown:
+        client.chat.completions.create(
+            model="tiny",
+            messages=messages,  # type: ignore[arg-type]
+            logit_bias={"99999999": 5},
+        )
+    assert unknown.value.param == "logit_bias"

@@ -320,7 +320,9 @@ class LLMEngine:
             out = self._model(**inputs, use_cache=True)
             logits = out.logits[:, -1, :]
             params = [seq.params for seq in ready]
-            tokens = sample_next(logits, params, [seq.generator for seq in ready])
+            tokens = sample_next(
+                logits, params, [seq.generator for seq in ready], [[]] * len(ready)
+            )
             chosen = logprobs_of(logits, tokens, params)
             kv = cache_tensors(out.past_key_values)
         except Exception as exc:
@@ -347,7 +349,12 @@ class LLMEngine:
             out = self._model(**self._batch.step_inputs(), past_key_values=cache, use_cache=True)
             logits = out.logits[:, -1, :]
             params = [seq.params for seq in running]
-            tokens = sample_next(logits, params, [seq.generator for seq in running])
+            tokens = sample_next(
+                logits,
+                params,
+                [seq.generator for seq in running],
+                [seq.generated for seq in running],
+            )
             chosen = logprobs_of(logits, tokens, params)
             self._batch.advance(cache_tensors(out.past_key_values), tokens)
         except Exception as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +124,9 @@ class LanguageModel:
         stop: Sequence[str] = (),
         seed: int | None = None,
         logprobs: int | None = None,
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
+        logit_bias: Mapping[int, float] | None = None,
     ) -> SamplingParams:
         return SamplingParams(
             max_tokens=max_tokens,
@@ -133,7 +136,23 @@ class LanguageModel:
             seed=seed,
             stop_token_ids=self.stop_token_ids,
             logprobs=logprobs,
+            presence_penalty=presence_penalty,
+            frequency_penalty=frequency_penalty,
+            logit_bias=tuple(sorted((logit_bias or {}).items())),
         )
+
+    def check_logit_bias(self, bias: Mapping[str, float] | None) -> dict[int, float]:
+        """``logit_bias`` with its keys as token ids; InvalidInput naming a key out of range."""
+        out: dict[int, float] = {}
+        vocab = len(self.tokenizer)
+        for key, value in (bias or {}).items():
+            if not key.isdigit() or not 0 <= int(key) < vocab:
+                raise InvalidInput(
+                    f"logit_bias: {key!r} is not a token id of this model (0 to {vocab - 1})",
+                    param="logit_bias",
+                )
+            out[int(key)] = float(value)
+        return out
 
     def token_text(self, token_id: int) -> str:
         """The text of one token alone (a piece of a multi-byte character may show as U+FFFD)."""

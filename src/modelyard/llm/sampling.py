@@ -18,6 +18,10 @@ class SamplingParams:
     shown in the text) or where the text would contain one of ``stop`` (cut before it).
     ``logprobs``, when set, asks for each chosen token's log-probability and that many of the
     most likely tokens at its position (0: the chosen token's only).
+
+    Before a token is chosen its logits are adjusted as OpenAI's API does:
+    ``logit_bias`` adds a bias to given tokens, and a token already generated ``c`` times loses
+    ``c * frequency_penalty + presence_penalty``.
     """
 
     max_tokens: int
@@ -27,6 +31,13 @@ class SamplingParams:
     seed: int | None = None
     stop_token_ids: frozenset[int] = field(default_factory=frozenset)
     logprobs: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: tuple[tuple[int, float], ...] = ()
+
+    @property
+    def adjusts_logits(self) -> bool:
+        return bool(self.logit_bias or self.presence_penalty or self.frequency_penalty)
 
     @property
     def greedy(self) -> bool:
@@ -44,15 +55,41 @@ def make_generator(seed: int | None, device: torch.device) -> torch.Generator | 
     return generator
 
 
+def adjust_logits(
+    logits: torch.Tensor, params: list[SamplingParams], generated: list[list[int]]
+) -> torch.Tensor:
+    """``logits`` with each row's bias and penalties applied (a copy when any row has some)."""
+    import torch
+
+    rows = [row for row, p in enumerate(params) if p.adjusts_logits]
+    if not rows:
+        return logits
+    logits = logits.clone()
+    for row in rows:
+        p = params[row]
+        if p.logit_bias:
+            ids = torch.tensor([t for t, _ in p.logit_bias], device=logits.device)
+            bias = torch.tensor([b for _, b in p.logit_bias], device=logits.device)
+            logits[row, ids] += bias.to(logits.dtype)
+        if generated[row] and (p.presence_penalty or p.frequency_penalty):
+            seen = torch.tensor(generated[row], device=logits.device)
+            ids, counts = torch.unique(seen, return_counts=True)
+            penalty = counts.to(logits.dtype) * p.frequency_penalty + p.presence_penalty
+            logits[row, ids] -= penalty
+    return logits
+
+
 def sample_next(
     logits: torch.Tensor,
     params: list[SamplingParams],
     generators: list[torch.Generator | None],
+    generated: list[list[int]] | None = None,
 ) -> list[int]:
-    """One next token per row of ``logits`` ([rows, vocab]), each row with its own params."""
+    """One next token per row of ``logits`` ([rows, vocab]), each row with its own params;
+    ``generated`` holds each row's tokens so far (for the penalties)."""
     import torch
 
-    logits = logits.float()
+    logits = adjust_logits(logits.float(), params, generated or [[] for _ in params])
     chosen = torch.argmax(logits, dim=-1)
     out: list[int] = chosen.tolist()
     for row, p in enumerate(params):
@@ -109,4 +146,11 @@ def logprobs_of(
     return out
 
 
-__all__ = ["SamplingParams", "TokenLogprob", "logprobs_of", "make_generator", "sample_next"]
+__all__ = [
+    "SamplingParams",
+    "TokenLogprob",
+    "adjust_logits",
+    "logprobs_of",
+    "make_generator",
+    "sample_next",
+]

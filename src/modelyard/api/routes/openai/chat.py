@@ -46,6 +46,7 @@ async def create_chat_completion(
     except InvalidInput as exc:
         raise InvalidInput(exc.detail, param="messages") from exc
     max_tokens = lm.check_room(len(prompt_ids), body.limit(), body.limit_param())
+    logit_bias = lm.check_logit_bias(body.logit_bias)
     params = [
         lm.sampling(
             max_tokens=max_tokens,
@@ -54,6 +55,9 @@ async def create_chat_completion(
             stop=body.stop_list(),
             seed=seeded(body.seed, i),
             logprobs=body.logprobs_wanted(),
+            presence_penalty=body.presence_penalty,
+            frequency_penalty=body.frequency_penalty,
+            logit_bias=logit_bias,
         )
         for i in range(body.n)
     ]

@@ -47,6 +47,7 @@ async def create_completion(
         if any(not 0 <= t < vocab for t in ids):
             raise InvalidInput(f"prompt: token ids must be in [0, {vocab})", param="prompt")
         encoded.append(ids)
+    logit_bias = lm.check_logit_bias(body.logit_bias)
     jobs: list[tuple[list[int], SamplingParams]] = []
     for ids in encoded:
         max_tokens = lm.check_room(len(ids), body.max_tokens, "max_tokens")
@@ -58,6 +59,9 @@ async def create_completion(
                 stop=body.stop_list(),
                 seed=seeded(body.seed, j),
                 logprobs=body.logprobs,
+                presence_penalty=body.presence_penalty,
+                frequency_penalty=body.frequency_penalty,
+                logit_bias=logit_bias,
             )
             jobs.append((ids, params))
     wants_logprobs = body.logprobs is not None

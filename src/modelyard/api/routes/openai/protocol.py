@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -49,6 +49,18 @@ class _Sampling(_Body):
     n: int = Field(default=1, ge=1, le=MAX_N)
     stream: bool = False
     stream_options: StreamOptions | None = None
+    presence_penalty: float = Field(
+        default=0.0, ge=-2.0, le=2.0, description="Subtracted once from every token already used."
+    )
+    frequency_penalty: float = Field(
+        default=0.0,
+        ge=-2.0,
+        le=2.0,
+        description="Subtracted from a token's logit for each time it was already used.",
+    )
+    logit_bias: dict[str, Annotated[float, Field(ge=-100.0, le=100.0)]] | None = Field(
+        default=None, description="Token id (as a string) to a bias added to its logit."
+    )
 
     @field_validator("stop")
     @classmethod
