@@ -51,9 +51,10 @@ def test_raw_rows_give_the_in_process_forward_of_the_preprocessed_input(
      [TensorSpec("logits", "FP32", [-1, 10])]),
     ("torch_export", [TensorSpec("x", "FP32", [-1, 1, 8, 8])],
      [TensorSpec("linear_1", "FP32", [-1, 10])]),
-    # TorchScript records no types; the recorded preprocessing says what the input is.
+    # TorchScript records no types; the recorded preprocessing says what the input is, and
+    # the outputs are measured by running the model on it.
     ("torchscript", [TensorSpec("x", "FP32", [-1, 1, 8, 8])],
-     [TensorSpec("output0", None, None)]),
+     [TensorSpec("output0", "FP32", [-1, 10])]),
 ])  # fmt: skip
 def test_tensor_names_follow_the_format(
     cnn: Version, fmt: str, inputs: list[TensorSpec], outputs: list[TensorSpec], tmp_path: Path

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request, Response
 
 from modelyard import __version__
 from modelyard.api import gate, problems
+from modelyard.api.docs import install_docs
 from modelyard.api.metrics import HttpMetrics, MetricsMiddleware
 from modelyard.api.routes import (
     auth,
@@ -69,7 +70,11 @@ def create_app(platform: Platform, *, own_platform: bool = False) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Served from the package instead (api/docs.py): FastAPI's pages load from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app, app.title)
     app.state.platform = platform
     app.state.metrics = HttpMetrics(platform.metrics_registry)
     problems.install(app)

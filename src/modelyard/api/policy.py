@@ -65,7 +65,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/openapi.json"): OPEN,
     ("GET", "/docs"): OPEN,
     ("GET", "/docs/oauth2-redirect"): OPEN,
-    ("GET", "/redoc"): OPEN,
+    ("GET", "/docs/static/{file}"): OPEN,
     # With metrics_require_key the gate asks for the 'metrics' scope here.
     ("GET", "/metrics"): Rule(Auth.OPTIONAL, frozenset({Scope.METRICS})),
     # -- identity, principals and keys ---------------------------------------------------

@@ -9,7 +9,15 @@ from rich.table import Table
 
 from modelyard.cli._acl import acl_command
 from modelyard.cli._context import connect
-from modelyard.cli._output import JsonFlag, details, print_json, print_note, show, table
+from modelyard.cli._output import (
+    JsonFlag,
+    details,
+    print_error,
+    print_json,
+    print_note,
+    show,
+    table,
+)
 from modelyard.client import Deployment, TensorInfo
 
 app = typer.Typer(
@@ -26,10 +34,22 @@ CanaryOption = Annotated[
         show_default=False,
     ),
 ]
+RUNTIMES = (
+    "auto, or the version's engine: torch or onnxruntime (a catalog version), torchscript, "
+    "torch_export, onnxruntime (ONNX) or keras"
+)
 # Unset options are not sent, so the server's defaults (shown in brackets) apply.
 RuntimeOption = Annotated[
     str | None,
-    typer.Option(help="auto, torch or onnxruntime [server default: auto].", show_default=False),
+    typer.Option(help=f"{RUNTIMES} [server default: auto].", show_default=False),
+]
+ForceOption = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Swap even to versions that take or return other tensors than the deployment "
+        "serves (running clients may break).",
+    ),
 ]
 DeviceOption = Annotated[
     str | None,
@@ -101,9 +121,13 @@ def deploy(
     top_k: Annotated[
         int | None, typer.Option(min=1, help="Add the K best classes to the outputs.")
     ] = None,
+    force: ForceOption = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Serve a model version (or a pipeline) under NAME; returns once it is warmed up."""
+    """Serve a model version (or a pipeline) under NAME; returns once it is warmed up.
+
+    A deployment that cannot load is refused (nothing is deployed) and the command exits 1.
+    """
     if (model is None) == (pipeline is None):
         raise typer.BadParameter("give --model or --pipeline (one of them)", param_hint="--model")
     traffic = None
@@ -128,12 +152,9 @@ def deploy(
             traffic=traffic,
             pipeline=pipeline.split(",") if pipeline else None,
             postprocess=postprocess,
+            force=force,
         )
-    if as_json:
-        print_json(deployment.raw)
-        return
-    print_note(f"[green]Deployed[/] {deployment.name}: {serving_label(deployment)}")
-    show(*deployment_tables(deployment))
+    report(deployment, "Deployed", as_json)
 
 
 @app.command("list")
@@ -179,7 +200,7 @@ def update(
         typer.Option(help="Serve another model: name, name@alias or name@N.", show_default=False),
     ] = None,
     canary: CanaryOption = None,
-    runtime: Annotated[str | None, typer.Option(help="auto, torch or onnxruntime.")] = None,
+    runtime: Annotated[str | None, typer.Option(help=f"{RUNTIMES}.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda[:N].")] = None,
     replicas: Annotated[int | None, typer.Option(min=1, help="Batches computed at once.")] = None,
     max_batch_size: Annotated[int | None, typer.Option(min=1, help="Most rows in a batch.")] = None,
@@ -190,9 +211,15 @@ def update(
     timeout_ms: Annotated[
         float | None, typer.Option(min=1.0, help="Request deadline (ms).")
     ] = None,
+    force: ForceOption = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Change a deployment; a new version is warmed up before requests move to it."""
+    """Change a deployment; a new version is warmed up before requests move to it.
+
+    A change that does not load, or (without --force) a swap to versions that take or
+    return other tensors, is refused: the deployment goes on as it was and the command
+    exits 1. --force alone takes a version an alias moved to but that was held back.
+    """
     changes: dict[str, Any] = {
         key: value
         for key, value in {
@@ -211,7 +238,7 @@ def update(
     if version is not None or (model is not None and "@" in model):
         # A split would go on deciding which versions serve; the new version is meant to.
         changes["traffic"] = None
-    if not changes and not canary:
+    if not changes and not canary and not force:
         raise typer.BadParameter("nothing to change: give --version, --canary, ...")
     with connect(ctx) as client:
         if canary:
@@ -219,12 +246,8 @@ def update(
             if not main:
                 main = str(client.deployments.get(name).spec.get("version") or "latest")
             changes["traffic"] = canary_split(main, canary)
-        deployment = client.deployments.update(name, **changes)
-    if as_json:
-        print_json(deployment.raw)
-        return
-    print_note(f"[green]Updated[/] {deployment.name}: {serving_label(deployment)}")
-    show(*deployment_tables(deployment))
+        deployment = client.deployments.update(name, force=force, **changes)
+    report(deployment, "Updated", as_json)
 
 
 @app.command("rm")
@@ -236,6 +259,23 @@ def rm(ctx: typer.Context, name: NameArg) -> None:
 
 
 app.command("acl")(acl_command("deployment", lambda client: client.deployments))
+
+
+def report(deployment: Deployment, done: str, as_json: bool) -> None:
+    """Print what was deployed; exit 1 if it is not serving as asked (failed to load, or
+    still on an earlier version and saying why)."""
+    if as_json:
+        print_json(deployment.raw)
+    failed = deployment.status == "failed" or bool(deployment.error)
+    if failed:
+        print_error(
+            f"Error: deployment {deployment.name} is {deployment.status}: "
+            f"{deployment.error or 'no reason given'}"
+        )
+        raise typer.Exit(1)
+    if not as_json:
+        print_note(f"[green]{done}[/] {deployment.name}: {serving_label(deployment)}")
+        show(*deployment_tables(deployment))
 
 
 def canary_split(main: str, canary: list[str]) -> list[tuple[str, float]]:

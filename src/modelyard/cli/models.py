@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -100,9 +100,28 @@ def push(
     params: Annotated[str | None, typer.Option(help="Hyper-parameters as a JSON object.")] = None,
     description: Annotated[str | None, typer.Option(help="What changed.")] = None,
     parent: Annotated[int | None, typer.Option(help="The version this one derives from.")] = None,
+    signature: Annotated[
+        str | None,
+        typer.Option(
+            metavar="JSON|FILE",
+            help='The tensors of a TorchScript module (which records none): {"inputs": '
+            '[{"name", "datatype", "shape"}], "outputs": [...]}, -1 for a size that varies; '
+            "inline or a JSON file.",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Push even if deployments following the latest version would then serve "
+            "other tensors.",
+        ),
+    ] = False,
 ) -> None:
-    """Upload an artifact as the model's next version."""
+    """Upload an artifact as the model's next version (registering NAME on its first push)."""
     spec_obj = json_object(spec.read_text(encoding="utf-8"), "--spec") if spec else None
+    signature_obj = _json_or_file(signature, "--signature") if signature else None
     with connect(ctx) as client, transfer_progress(f"Uploading {file.name}") as progress:
         version = client.models.push(
             name,
@@ -113,6 +132,8 @@ def push(
             params=json_object(params, "--params") if params else None,
             description=description,
             parent=parent,
+            signature=signature_obj,
+            force=force,
             progress=progress,
         )
     print_note(
@@ -168,6 +189,19 @@ def compare(
         )
 
 
+def _json_or_file(value: str, option: str) -> dict[str, Any]:
+    """A JSON object given inline, or the path of a file holding one."""
+    text = value
+    if not value.lstrip().startswith("{"):
+        path = Path(value)
+        if not path.is_file():
+            raise typer.BadParameter(
+                f"{value!r} is neither a JSON object nor a file", param_hint=option
+            )
+        text = path.read_text(encoding="utf-8")
+    return json_object(text, option)
+
+
 def _ref(version: str) -> int | str:
     return int(version) if version.isdigit() else version
 
@@ -178,10 +212,17 @@ def alias(
     name: NameArg,
     alias_name: Annotated[str, typer.Argument(metavar="ALIAS", help="e.g. production.")],
     version: Annotated[int, typer.Argument(help="The version the alias points to.")],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Move it even if deployments following it would then serve other tensors.",
+        ),
+    ] = False,
 ) -> None:
-    """Point an alias at a version."""
+    """Point an alias at a version; deployments that follow it swap to it."""
     with connect(ctx) as client:
-        result = client.models.set_alias(name, alias_name, version)
+        result = client.models.set_alias(name, alias_name, version, force=force)
     print_note(f"{name}@{result.alias} → v{result.version}")
 
 

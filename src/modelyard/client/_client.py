@@ -157,6 +157,7 @@ class Client:
         traffic: TrafficLike | None = None,
         pipeline: Sequence[str] | None = None,
         postprocess: Mapping[str, Any] | None = None,
+        force: bool = False,
     ) -> Deployment:
         """Serve a model version under ``name``; returns once it is loaded and warmed up.
 
@@ -165,7 +166,9 @@ class Client:
         that follows an alias swaps models when the alias moves. ``traffic`` splits requests
         between versions by weight (``{1: 90, 2: 10}``: a canary); ``pipeline`` chains
         other deployments instead of serving a model, each one's output feeding the next.
-        ``runtime`` is ``auto``, ``torch`` or ``onnxruntime``; ``device`` ``auto``, ``cpu``
+        ``runtime`` is ``auto`` or an engine of the version's format (``torch`` or
+        ``onnxruntime`` for a catalog version, ``torchscript``, ``torch_export``,
+        ``onnxruntime`` for ONNX, ``keras``); ``device`` ``auto``, ``cpu``
         or ``cuda[:N]``; ``replicas`` how many batches are computed at once. Requests are
         batched up to ``max_batch_size`` rows, waiting at most ``max_batch_delay_ms`` for a
         batch to fill while another computes; beyond ``max_queue`` waiting requests the
@@ -175,7 +178,10 @@ class Client:
         labels to the outputs.
 
         Raises :class:`ValidationError` naming the field for a spec that does not fit (an
-        unknown version, a bad device), :class:`ConflictError` if the name is taken.
+        unknown version, a bad device, a runtime that cannot run the version's format, a
+        version that does not load, pipeline stages that do not fit); nothing is deployed
+        then. :class:`ConflictError` if the name is taken, or if the versions of a
+        ``traffic`` split take or return different tensors (``force=True`` deploys anyway).
 
         Example::
 
@@ -196,6 +202,7 @@ class Client:
             traffic=traffic,
             pipeline=pipeline,
             postprocess=postprocess,
+            force=force,
         )
 
     def close(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from modelyard.db.tables import Alias, Model, ModelVersion
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.naming import MAX_VERSION, check_name, version_number
 from modelyard.registry.artifacts import inspect_artifact
+from modelyard.registry.signature import with_declared
 from modelyard.registry.specs import spec_checker_for
 from modelyard.runtimes.outputs import OUTPUTS_PARAM
 from modelyard.storage.base import DOWNLOAD_CHUNK_SIZE, BlobStore
@@ -42,6 +43,23 @@ class VersionMeta:
     parent_model: str | None = None  # the parent version's model, when it is another one
     dataset_id: str | None = None
     job_id: str | None = None
+    signature: dict[str, Any] | None = None
+    """Tensors the uploader describes, for a format that records none (TorchScript)."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A checked artifact about to become a model's next version (for :data:`PushCheck`)."""
+
+    model: str
+    format: str
+    signature: dict[str, Any] | None
+    spec: dict[str, Any] | None
+    params: dict[str, Any]
+
+
+PushCheck = Callable[[Candidate], None]
+"""Called with a checked artifact before it is registered; raising refuses the push."""
 
 
 class ModelRegistry:
@@ -149,17 +167,28 @@ class ModelRegistry:
 
     # -- versions --------------------------------------------------------------------
     def push_version(
-        self, caller: Caller, name: str, upload: StagedFile, meta: VersionMeta
+        self,
+        caller: Caller,
+        name: str,
+        upload: StagedFile,
+        meta: VersionMeta,
+        *,
+        create: bool = False,
+        check: PushCheck | None = None,
     ) -> ModelVersion:
         """Check an uploaded artifact, store it and register it as the next version.
 
-        The staged file is consumed; on any error nothing is stored. The version's
-        ``params["outputs"]`` records what the model returns (``logits``,
-        ``probabilities``…): as stated in ``meta.params``, else as read from the artifact.
+        The staged file is consumed; on any error nothing is stored. With ``create`` a model
+        ``name`` that does not exist yet is registered with the version (as MLflow's
+        ``register_model`` does), owned by the caller; one that exists must be writable by
+        the caller. ``check`` sees the checked artifact before it is registered and may
+        refuse it by raising. The version's ``params["outputs"]`` records what the model
+        returns (``logits``, ``probabilities``…): as stated in ``meta.params``, else as read
+        from the artifact.
         """
         caller.require(Scope.WRITE)
         try:
-            model = self.get_model(caller, name, Permission.WRITE)
+            model = self._model_to_push(caller, name, create)
             if meta.parent_version is not None:
                 self.get_version(caller, meta.parent_model or name, str(meta.parent_version))
             with scratch_dir(self._tmp, "artifact-") as work:
@@ -175,6 +204,9 @@ class ModelRegistry:
                 )
                 if info.outputs is not None:
                     meta = replace(meta, params={**meta.params, OUTPUTS_PARAM: info.outputs})
+                signature = with_declared(info.signature, meta.signature, info.format)
+                if check is not None:
+                    check(Candidate(name, info.format, signature, info.spec, meta.params))
                 weights = info.files.get("model.safetensors")
                 if weights is not None and weights.resolve() != upload.path.resolve():
                     stored = self._blobs.put_file(weights)  # unpacked from an archive
@@ -182,21 +214,38 @@ class ModelRegistry:
                     stored = self._blobs.put_file(upload.path, upload.sha256, trusted=True)
             return self._register(
                 caller,
-                model,
+                model if model is not None else name,
                 stored.sha256,
                 stored.size,
                 info.format,
                 info.spec,
-                info.signature,
+                signature,
                 meta,
             )
         finally:
             upload.discard()
 
+    def _model_to_push(self, caller: Caller, name: str, create: bool) -> Model | None:
+        """The model a version is pushed to; None when ``create`` and there is none yet.
+
+        A model that exists but that the caller may not read is "not found", as everywhere.
+        """
+        with self._db.session() as session:
+            exists = session.scalar(select(Model.id).where(Model.name == name)) is not None
+            if exists or not create:
+                return self._model(session, caller, name, Permission.WRITE)
+        check_name(name, "model name")
+        return None
+
+    def check_push(self, caller: Caller, name: str, *, create: bool = False) -> None:
+        """Raise, before an upload is read, if ``caller`` may not push a version to ``name``."""
+        caller.require(Scope.WRITE)
+        self._model_to_push(caller, name, create)
+
     def _register(
         self,
         caller: Caller,
-        model: Model,
+        model: Model | str,
         sha256: str,
         size: int,
         fmt: str,
@@ -204,18 +253,25 @@ class ModelRegistry:
         signature: dict[str, Any] | None,
         meta: VersionMeta,
     ) -> ModelVersion:
+        """Add the version (and, given a name of a model not yet registered, the model)."""
         for _attempt in range(5):
             with self._db.session() as session:
+                if isinstance(model, str):
+                    owner = self._new_model(session, caller, model)
+                    if owner is None:
+                        continue  # registered meanwhile by a concurrent push; check access
+                else:
+                    owner = model
                 number = (
                     session.scalar(
                         select(func.max(ModelVersion.version)).where(
-                            ModelVersion.model_id == model.id
+                            ModelVersion.model_id == owner.id
                         )
                     )
                     or 0
                 ) + 1
                 row = ModelVersion(
-                    model_id=model.id,
+                    model_id=owner.id,
                     version=number,
                     format=fmt,
                     sha256=sha256,
@@ -228,7 +284,7 @@ class ModelRegistry:
                     dataset_id=meta.dataset_id,
                     job_id=meta.job_id,
                     parent_version=meta.parent_version,
-                    parent_model=meta.parent_model if meta.parent_model != model.name else None,
+                    parent_model=meta.parent_model if meta.parent_model != owner.name else None,
                     created_by_id=caller.principal_id,
                 )
                 session.add(row)
@@ -242,12 +298,29 @@ class ModelRegistry:
                     session,
                     caller,
                     "version.create",
-                    f"model:{model.name}/{number}",
+                    f"model:{owner.name}/{number}",
                     {"sha256": sha256, "format": fmt},
                 )
                 session.refresh(row)
                 return row
         raise Conflict("could not allocate a version number; retry")
+
+    def _new_model(self, session: Session, caller: Caller, name: str) -> Model | None:
+        """The model ``name`` for a first push: registered now in ``session`` if there is
+        none, else the existing one if the caller may write to it; None (the session rolled
+        back) when a concurrent push registered it first."""
+        existing = session.scalar(select(Model).where(Model.name == name))
+        if existing is not None:
+            return self._model(session, caller, name, Permission.WRITE)
+        row = Model(name=name, task=None, description="", owner_id=caller.principal_id)
+        session.add(row)
+        try:
+            session.flush()
+        except IntegrityError:
+            session.rollback()
+            return None
+        record(session, caller, "model.create", f"model:{name}", {"on": "push"})
+        return row
 
     def list_versions(
         self, caller: Caller, name: str, limit: int, offset: int

@@ -164,10 +164,94 @@ def _onnx_entry(value: onnx.ValueInfoProto, side: str) -> dict[str, Any]:
     return tensor_entry(value.name, datatype, shape)
 
 
+# The Open Inference Protocol's datatypes (a declared signature may use these only).
+DATATYPES = frozenset(
+    {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64"}
+    | {"FP16", "FP32", "FP64", "BF16", "BYTES"}
+)
+
+
+def with_declared(
+    recorded: dict[str, Any] | None, declared: Any, fmt: str
+) -> dict[str, Any] | None:
+    """The signature read from an artifact, completed with the one its uploader declared.
+
+    A format that records no datatypes or shapes (TorchScript) takes them from
+    ``declared``, which may also name the outputs (``output0``… otherwise). Its inputs
+    must be the artifact's, in order, and as many outputs as the artifact returns; where
+    the artifact records a datatype or a shape, the declared one must be the same.
+
+    >>> with_declared({"inputs": [{"name": "x", "datatype": None, "shape": None}],
+    ...                "outputs": [{"name": "output0", "datatype": None, "shape": None}]},
+    ...               {"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],
+    ...                "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 3]}]},
+    ...               "torchscript")["outputs"]
+    [{'name': 'y', 'datatype': 'FP32', 'shape': [-1, 3]}]
+
+    Raises InvalidInput, naming the tensor, for a malformed or contradicting signature.
+    """
+    if declared is None:
+        return recorded
+    if not isinstance(declared, dict) or not set(declared) <= {"inputs", "outputs"}:
+        raise InvalidInput('signature: must be a JSON object with "inputs" and "outputs" lists')
+    if recorded is None:
+        raise InvalidInput(f"signature: {fmt} versions have no tensors to describe")
+    merged: dict[str, Any] = {}
+    for side in ("inputs", "outputs"):
+        have: list[dict[str, Any]] = recorded.get(side) or []
+        given = declared.get(side)
+        if given is None:
+            merged[side] = have
+            continue
+        if not isinstance(given, list) or len(given) != len(have):
+            raise InvalidInput(
+                f"signature.{side}: the {fmt} file has {len(have)} {side} "
+                f"({', '.join(repr(e['name']) for e in have)}); describe each of them, in order"
+            )
+        merged[side] = [
+            _merged_entry(f"signature.{side}[{i}]", old, new, renamable=side == "outputs")
+            for i, (old, new) in enumerate(zip(have, given, strict=True))
+        ]
+    return merged
+
+
+def _merged_entry(
+    where: str, recorded: dict[str, Any], given: Any, *, renamable: bool
+) -> dict[str, Any]:
+    if not isinstance(given, dict) or not set(given) <= {"name", "datatype", "shape"}:
+        raise InvalidInput(f'{where}: must be an object with "name", "datatype" and "shape"')
+    name = given.get("name", recorded["name"])
+    if not isinstance(name, str) or not name:
+        raise InvalidInput(f"{where}.name: must be a non-empty string")
+    if name != recorded["name"] and not renamable:
+        raise InvalidInput(f"{where}.name: the file names this tensor {recorded['name']!r}")
+    datatype = given.get("datatype")
+    if datatype is not None and datatype not in DATATYPES:
+        raise InvalidInput(
+            f"{where}.datatype: {datatype!r} is not one of {', '.join(sorted(DATATYPES))}"
+        )
+    shape = given.get("shape")
+    if shape is not None and (
+        not isinstance(shape, list)
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= -1 for d in shape)
+    ):
+        raise InvalidInput(f"{where}.shape: must be a list of sizes, -1 for one that varies")
+    for key, value in (("datatype", datatype), ("shape", shape)):
+        if recorded.get(key) is not None and value is not None and value != recorded[key]:
+            raise InvalidInput(f"{where}.{key}: the file records {recorded[key]!r}, not {value!r}")
+    return tensor_entry(
+        name,
+        datatype if datatype is not None else recorded.get("datatype"),
+        shape if shape is not None else recorded.get("shape"),
+    )
+
+
 __all__ = [
+    "DATATYPES",
     "exported_program_signature",
     "onnx_signature",
     "tensor_entry",
     "torch_datatype",
     "torchscript_signature",
+    "with_declared",
 ]

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from modelyard.errors import InvalidInput, UnsupportedFormat
 from modelyard.runtimes import keras, onnx, torch_catalog, torch_export, torchscript
-from modelyard.runtimes.runtime import FormatLoader, LoadOptions, Runtime, VersionArtifact
+from modelyard.runtimes.runtime import (
+    FormatLoader,
+    LoadOptions,
+    ModelRuntime,
+    Runtime,
+    VersionArtifact,
+)
+from modelyard.runtimes.tensors import NUMPY_DTYPES, TensorSpec, torch_datatype_name
 
 LOADERS: dict[str, FormatLoader] = {
     "safetensors": torch_catalog.LOADER,
@@ -62,4 +72,50 @@ def load_runtime(
             "runtime": loaded.name,
             "reason": f"the only runtime for {artifact.format} versions",
         }
+    try:
+        describe_outputs(loaded)
+    except Exception:
+        loaded.close()
+        raise
     return loaded
+
+
+def describe_outputs(runtime: ModelRuntime) -> None:
+    """Fill in the datatypes and shapes of outputs the format does not record (TorchScript)
+    by running the model, when its inputs are known.
+
+    Two calls, with 1 and then 2 rows (and 1, then 2 in every other dimension that varies),
+    show each output's datatype and which of its dimensions vary (-1). Nothing changes when
+    an input's datatype or shape is unknown, or when the outputs are all described.
+    """
+    if all(s.datatype is not None and s.shape is not None for s in runtime.outputs):
+        return
+    if any(s.datatype is None or s.shape is None for s in runtime.inputs):
+        return
+    calls = []
+    for size in (1, 2):
+        sample = {
+            spec.name: np.zeros(
+                [size if d < 0 else d for d in (spec.shape or [])],
+                dtype=NUMPY_DTYPES[spec.datatype or "FP32"],
+            )
+            for spec in runtime.inputs
+        }
+        calls.append(runtime.infer(sample))
+    first, second = calls
+    described = []
+    for spec in runtime.outputs:
+        a, b = first.get(spec.name), second.get(spec.name)
+        if a is None or b is None or a.ndim != b.ndim:
+            described.append(spec)
+            continue
+        shape = [x if x == y else -1 for x, y in zip(a.shape, b.shape, strict=True)]
+        datatype = spec.datatype or _datatype_of(a.dtype)
+        described.append(
+            TensorSpec(spec.name, datatype, spec.shape if spec.shape is not None else shape)
+        )
+    runtime.outputs = described
+
+
+def _datatype_of(dtype: Any) -> str | None:
+    return torch_datatype_name(str(dtype))

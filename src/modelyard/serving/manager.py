@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,11 @@ import numpy as np
 
 from modelyard.config import Settings
 from modelyard.db.tables import Deployment, ModelVersion
-from modelyard.errors import InvalidInput, ModelyardError, NotFound, Unavailable
+from modelyard.errors import Conflict, InvalidInput, ModelyardError, NotFound, Unavailable
 from modelyard.registry.service import ModelRegistry
 from modelyard.serving import heap
 from modelyard.serving.batcher import BatchConfig, Batcher
+from modelyard.serving.compat import Interface, feed_differences, swap_differences
 from modelyard.serving.metrics import ServingMetrics
 from modelyard.serving.service import DeploymentService
 from modelyard.serving.spec import DeploymentSpec
@@ -183,10 +185,15 @@ class DeploymentManager:
                 return True
         return False
 
-    async def sync(self, name: str) -> Live | None:
-        """Make what is served for ``name`` match its record (load, swap or remove)."""
-        lock = self._locks.setdefault(name, asyncio.Lock())
-        async with lock:
+    async def sync(self, name: str, *, force: bool = False) -> Live | None:
+        """Make what is served for ``name`` match its record (load, swap or remove).
+
+        When only a version reference moved (an alias, or ``latest`` after a push or a job)
+        and the version it now names takes or returns other tensors than the deployment
+        serves, the version is not swapped in unless ``force``: the deployment goes on
+        serving what it did and says why in its ``error``.
+        """
+        async with self._lock(name):
             row = await asyncio.to_thread(self._find, name)
             if row is None:
                 old = self._live.pop(name, None)
@@ -196,11 +203,18 @@ class DeploymentManager:
                 return None
             spec = DeploymentSpec.model_validate(row.spec)
             old = self._live.get(name)
+            guarded = not force and old is not None and bool(old.routes) and old.spec == spec
+            if guarded and old is not None and await self._hold_unfit_moves(old):
+                return old
             live = Live(name=name, spec=spec)
             if old is None:
                 self._live[name] = live
             try:
                 await self._load(live, old)
+                if guarded and old is not None and (problems := self._swap_problems(old, live)):
+                    await self._drop_new(live, old)
+                    self._hold(old, live.refs, problems)
+                    return old
             except ModelyardError as exc:
                 live.status, live.error = "failed", exc.detail
             except Exception as exc:
@@ -208,16 +222,237 @@ class DeploymentManager:
                 live.status, live.error = "failed", f"{type(exc).__name__}: {exc}"
             if live.status == "failed" and old is not None and old.routes:
                 # Keep serving what worked; report the failed change.
+                await self._drop_new(live, old)
                 old.error = live.error
                 return old
-            self._live[name] = live
-            if old is not None:
-                kept = {id(s) for s, _ in live.routes}
-                stale = [s for s, _ in old.routes if id(s) not in kept]
-                task = asyncio.create_task(self._retire(stale, grace=SWAP_GRACE_S))
-                self._retiring.add(task)
-                task.add_done_callback(self._retiring.discard)
+            self._install(live, old)
             return live
+
+    async def apply(
+        self,
+        name: str,
+        spec: DeploymentSpec,
+        store: Callable[[], Deployment],
+        *,
+        replacing: bool,
+        force: bool = False,
+    ) -> tuple[Deployment, Live]:
+        """Serve ``spec`` as deployment ``name``: load and warm up what it serves, check it,
+        then store its record (``store()``) and route requests to it.
+
+        Nothing is stored when a check fails, and what was served before goes on:
+
+        - InvalidInput (422): a version does not load (on the runtime asked for), the stages
+          of a pipeline do not fit one another, or ``postprocess`` cannot apply to the
+          outputs;
+        - Conflict (409): the new versions take or return other tensors than ``name`` serves
+          now, or than one another in a traffic split (a swap that would break running
+          clients), unless ``force``.
+
+        ``replacing`` says whether ``name`` exists (a change) or is new; for a new one,
+        whatever this server still serves under the name is stale and is neither reused nor
+        compared with.
+        """
+        async with self._lock(name):
+            old = self._live.get(name)
+            current = old if replacing else None
+            live = Live(name=name, spec=spec)
+            try:
+                await self._load(live, current)
+            except ModelyardError:
+                await self._drop_new(live, current)
+                raise
+            except Exception as exc:
+                await self._drop_new(live, current)
+                log.exception("loading deployment %s failed", name)
+                raise InvalidInput(
+                    f"deployment '{name}' does not load: {type(exc).__name__}: {exc}"
+                ) from exc
+            try:
+                self._check(live, current, force=force)
+                row = await asyncio.to_thread(store)
+            except BaseException:
+                await self._drop_new(live, current)
+                raise
+            self._install(live, old)
+            return row, live
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    def _install(self, live: Live, old: Live | None) -> None:
+        """Route requests to ``live``; what ``old`` served and ``live`` does not drains."""
+        self._live[live.name] = live
+        if old is not None and old is not live:
+            kept = {id(s) for s, _ in live.routes}
+            stale = [s for s, _ in old.routes if id(s) not in kept]
+            task = asyncio.create_task(self._retire(stale, grace=SWAP_GRACE_S))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+    async def _drop_new(self, live: Live, old: Live | None) -> None:
+        """Release what ``live`` loaded that ``old`` was not serving already."""
+        kept = {id(s) for s, _ in (old.routes if old else [])}
+        await self._retire([s for s, _ in live.routes if id(s) not in kept], grace=0)
+        if self._live.get(live.name) is live:
+            if old is not None:
+                self._live[live.name] = old
+            else:
+                self._live.pop(live.name, None)
+
+    # -- checks before a swap --------------------------------------------------------
+    def interface(self, live: Live) -> Interface | None:
+        """The tensors a deployment takes and returns (a pipeline: its first stage's inputs,
+        its last stage's outputs); None when they are not known on this server."""
+        if live.spec.pipeline is not None:
+            first = self._stage_interface(live.spec.pipeline[0], {live.name})
+            last = self._stage_interface(live.spec.pipeline[-1], {live.name})
+            if first is None or last is None:
+                return None
+            return Interface(first.inputs, last.outputs)
+        if not live.routes:
+            return None
+        return Interface.of_runtime(live.routes[0][0].runtime)
+
+    def _stage_interface(self, name: str, seen: set[str]) -> Interface | None:
+        live = self._live.get(name)
+        if live is None or name in seen:
+            return None
+        if live.spec.pipeline is None:
+            return self.interface(live)
+        first = self._stage_interface(live.spec.pipeline[0], seen | {name})
+        last = self._stage_interface(live.spec.pipeline[-1], seen | {name})
+        return Interface(first.inputs, last.outputs) if first and last else None
+
+    def _check(self, live: Live, old: Live | None, *, force: bool) -> None:
+        """Refuse a spec whose pipeline or postprocessing cannot work, or (unless ``force``)
+        a swap that changes the tensors clients send and read."""
+        spec = live.spec
+        if spec.pipeline is not None:
+            problems = self.pipeline_problems(spec.pipeline, live.name)
+            if problems:
+                raise InvalidInput(
+                    f"pipeline: the stages do not fit: {'; '.join(problems)}", field="pipeline"
+                )
+        interface = self.interface(live)
+        if interface is not None:
+            problem = postprocess_problem(spec, interface)
+            if problem:
+                raise InvalidInput(f"postprocess: {problem}", field="postprocess")
+        if force:
+            return
+        problems = self._swap_problems(old, live)
+        if problems:
+            what = "a pipeline" if spec.pipeline else "the versions"
+            raise Conflict(
+                f"deployment '{live.name}': {what} to serve would break its clients: "
+                f'{"; ".join(problems)}. Send "force": true to swap anyway'
+            )
+
+    def pipeline_problems(self, stages: list[str], name: str) -> list[str]:
+        """Where one stage's outputs cannot feed the next stage's inputs."""
+        problems: list[str] = []
+        for producer, consumer in itertools.pairwise(stages):
+            made = self._stage_interface(producer, {name})
+            taken = self._stage_interface(consumer, {name})
+            if made is not None and taken is not None:
+                problems += feed_differences(producer, made.outputs, consumer, taken.inputs)
+        return problems
+
+    def _swap_problems(self, old: Live | None, live: Live) -> list[str]:
+        """How what ``live`` serves differs from what ``old`` served (or, for a traffic
+        split, from its first version)."""
+        reference = self.interface(old) if old is not None else None
+        kept = {id(s) for s, _ in (old.routes if old else [])}
+        problems: list[str] = []
+        if live.spec.pipeline is not None:
+            new = self.interface(live)
+            if reference is not None and new is not None:
+                problems += swap_differences(reference, new)
+            return problems
+        for served, _ in live.routes:
+            here = Interface.of_runtime(served.runtime)
+            if reference is None:
+                reference = here
+                continue
+            if id(served) in kept:
+                continue
+            problems += [f"version {served.number}: {d}" for d in swap_differences(reference, here)]
+        return problems
+
+    async def _hold_unfit_moves(self, live: Live) -> bool:
+        """Whether a reference of ``live`` moved to a version whose record shows other
+        tensors than ``live`` serves; if so, ``live`` keeps serving and reports it."""
+        assert live.spec.model is not None
+        served = self.interface(live)
+        if served is None:
+            return False
+        moved: dict[str, int] = {}
+        problems: list[str] = []
+        for ref, number in live.refs.items():
+            try:
+                current = await asyncio.to_thread(self._registry.resolve, live.spec.model, ref)
+            except NotFound:
+                continue
+            if current.version == number:
+                continue
+            moved[ref] = current.version
+            differences = swap_differences(served, Interface.of_version(current))
+            problems += [f"version {current.version}: {d}" for d in differences]
+        if not problems:
+            return False
+        self._hold(live, moved, problems)
+        return True
+
+    def _hold(self, live: Live, moved: Mapping[str, int], problems: list[str]) -> None:
+        # Remember the references as seen, so the next reconcile does not try again.
+        live.refs.update(moved)
+        refs = ", ".join(f"'{ref}'" for ref in moved)
+        live.error = (
+            f"{refs} of model '{live.spec.model}' moved to a version that would break this "
+            f"deployment's clients, so it still serves version "
+            f"{', '.join(str(s.number) for s, _ in live.routes)}: {'; '.join(problems)}. "
+            "Update the deployment with force to serve it"
+        )
+        log.warning("deployment %s: %s", live.name, live.error)
+
+    def move_problems(self, model: str, ref: str, new: Interface) -> list[str]:
+        """What pointing ``ref`` of ``model`` at a version with tensors ``new`` would break,
+        per deployment that follows ``ref`` (blocking: call it in a thread)."""
+        problems: list[str] = []
+        for name in self.followers(model, ref):
+            live = self._live.get(name)
+            current = self.interface(live) if live is not None else None
+            if current is None:
+                try:
+                    current = Interface.of_version(self._registry.resolve(model, ref))
+                except NotFound:
+                    continue
+            problems += [f"deployment '{name}': {d}" for d in swap_differences(current, new)]
+        return problems
+
+    def refuse_breaking_move(self, model: str, ref: str, new: Interface, what: str) -> None:
+        """Conflict (409) naming each difference if pointing ``ref`` of ``model`` at a
+        version with tensors ``new`` would break a deployment that follows it (blocking).
+
+        ``what`` names the change for the message: ``moving 'prod' of 'digits' to version 2``.
+        """
+        problems = self.move_problems(model, ref, new)
+        if problems:
+            raise Conflict(
+                f"{what} would break the deployments that follow '{ref}': "
+                f"{'; '.join(problems)}. Force it (force=true; --force in the CLI) to go ahead "
+                "anyway"
+            )
+
+    def followers(self, model: str, ref: str) -> list[str]:
+        """Names of the deployments serving ``ref`` of ``model`` (blocking)."""
+        names = []
+        for row in self._deployments.all():
+            spec = DeploymentSpec.model_validate(row.spec)
+            if spec.model == model and ref in spec.versions_wanted():
+                names.append(row.name)
+        return sorted(names)
 
     def _find(self, name: str) -> Deployment | None:
         return next((r for r in self._deployments.all() if r.name == name), None)
@@ -238,7 +473,17 @@ class DeploymentManager:
             live.refs[ref] = version.version
             served = reusable.get(version.version) if same_serving else None
             if served is None:
-                served = await self._serve_version(live.name, spec, version)
+                where = f"version {version.version} of '{spec.model}'"
+                try:
+                    served = await self._serve_version(live.name, spec, version)
+                except ModelyardError as exc:
+                    exc.detail = f"{where}: {exc.detail}"
+                    raise
+                except Exception as exc:
+                    log.warning("deployment %s: %s does not load", live.name, where, exc_info=True)
+                    raise InvalidInput(
+                        f"{where} does not load on runtime '{spec.runtime}': {_reason(exc)}"
+                    ) from exc
             live.routes.append((served, weight))
         live.status = "ready"
 
@@ -370,7 +615,7 @@ class DeploymentManager:
         return InferResult(name, served.number, outputs)
 
     def _postprocess(
-        self, spec: DeploymentSpec, served: Served, outputs: dict[str, np.ndarray]
+        self, spec: DeploymentSpec, served: Served | None, outputs: dict[str, np.ndarray]
     ) -> dict[str, np.ndarray]:
         post = spec.postprocess
         if not post.softmax and post.top_k is None:
@@ -378,7 +623,7 @@ class DeploymentManager:
         from modelyard.runtimes import postprocess
         from modelyard.runtimes.outputs import output_kind
 
-        params = served.version.params or {}
+        params = (served.version.params if served is not None else None) or {}
         classes = (params.get("preprocessing") or {}).get("classes")
         result: dict[str, np.ndarray] = postprocess(
             outputs,
@@ -392,16 +637,35 @@ class DeploymentManager:
     async def _pipeline(
         self, live: Live, inputs: dict[str, np.ndarray], deadline: float | None
     ) -> InferResult:
-        assert live.spec.pipeline is not None
+        """Each stage's outputs feed the next; the last stage's are the answer, postprocessed
+        as the pipeline says (else as the last stage's own deployment says)."""
+        stages = live.spec.pipeline
+        assert stages is not None
+        post = live.spec.postprocess
+        own_postprocess = post.softmax or post.top_k is not None
         current = inputs
         last: InferResult | None = None
-        for index, stage in enumerate(live.spec.pipeline):
-            last_stage = index == len(live.spec.pipeline) - 1
-            last = await self.infer(stage, current, deadline=deadline, postprocess=last_stage)
+        for index, stage in enumerate(stages):
+            last_stage = index == len(stages) - 1
+            last = await self.infer(
+                stage,
+                current,
+                deadline=deadline,
+                postprocess=last_stage and not own_postprocess,
+            )
             if not last_stage:
-                current = self._feed(stage, live.spec.pipeline[index + 1], last.outputs)
+                current = self._feed(stage, stages[index + 1], last.outputs)
         assert last is not None
-        return InferResult(live.name, None, last.outputs)
+        outputs = last.outputs
+        if own_postprocess:
+            final = self.get(stages[-1])
+            served = (
+                final.pick(str(last.version))
+                if last.version is not None and final.spec.pipeline is None
+                else None
+            )
+            outputs = self._postprocess(live.spec, served, outputs)
+        return InferResult(live.name, None, outputs)
 
     def _feed(self, stage: str, nxt: str, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Map one stage's outputs onto the next stage's inputs: by name, or one to one."""
@@ -417,6 +681,40 @@ class DeploymentManager:
             f"pipeline: '{stage}' outputs {sorted(outputs)} do not match the inputs "
             f"{wanted} of '{nxt}'"
         )
+
+
+def _reason(exc: Exception) -> str:
+    """What went wrong, in one line: engines (the TorchScript interpreter) put their
+    traceback first and the error last."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = lines[-1] if lines else type(exc).__name__
+    return text if ":" in text else f"{type(exc).__name__}: {text}"
+
+
+def postprocess_problem(spec: DeploymentSpec, interface: Interface) -> str | None:
+    """Why ``spec.postprocess`` cannot apply to outputs ``interface.outputs``, or None.
+
+    Probabilities and top-k are computed from the scores: the output named ``output``, else
+    the only output; top-k needs more than one score per row.
+    """
+    post = spec.postprocess
+    if not post.softmax and post.top_k is None:
+        return None
+    outputs = {t.name: t for t in interface.outputs}
+    if not outputs:
+        return None
+    scores = outputs.get("output") or (next(iter(outputs.values())) if len(outputs) == 1 else None)
+    if scores is None:
+        return (
+            f"softmax and top_k need one output of scores, named 'output' or the only one; "
+            f"the model returns {sorted(outputs)}"
+        )
+    shape = scores.shape
+    if shape is not None and len(shape) != 2:
+        return f"softmax and top_k need scores of shape [N, C]; {scores.name!r} is {shape}"
+    if post.top_k is not None and shape is not None and shape[-1] == 1:
+        return f"top_k: {scores.name!r} has a single column; there is no ranking"
+    return None
 
 
 def _same_serving(a: DeploymentSpec, b: DeploymentSpec) -> bool:

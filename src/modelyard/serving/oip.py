@@ -367,7 +367,8 @@ def model_metadata(
 
     ``inputs`` and ``outputs`` hold ``{"name", "datatype", "shape"}`` dicts, with -1 for a
     variable dimension, e.g. ``{"name": "x", "datatype": "FP32", "shape": [-1, 3]}``; other
-    keys pass through. ValueError if one lacks a key or has an unknown datatype.
+    keys pass through. ValueError if one lacks a key or has an unknown datatype;
+    InvalidInput (422) if its datatype is None, not recorded by the model's format.
     """
     return {
         "name": name,
@@ -382,6 +383,14 @@ def _metadata_tensor(tensor: dict[str, Any]) -> dict[str, Any]:
     missing = {"name", "datatype", "shape"} - tensor.keys()
     if missing:
         raise ValueError(f"tensor metadata {tensor!r} lacks {', '.join(sorted(missing))}")
+    if tensor["datatype"] is None:
+        # The protocol has no "any type"; what is missing is the model's description.
+        raise InvalidInput(
+            f"the model does not record the datatype and shape of tensor {tensor['name']!r} "
+            "(TorchScript records none), so its metadata cannot be given; push the version "
+            'with a signature that describes its tensors ({"inputs": [{"name", "datatype", '
+            '"shape"}], "outputs": [...]})'
+        )
     if tensor["datatype"] not in OIP_TO_NUMPY:
         raise ValueError(f"tensor metadata {tensor!r} has an unknown datatype")
     return {**tensor, "shape": [int(dim) for dim in tensor["shape"]]}

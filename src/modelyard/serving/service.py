@@ -22,7 +22,7 @@ from modelyard.db.tables import Deployment
 from modelyard.errors import Conflict, InvalidInput, ModelyardError, NotFound
 from modelyard.naming import check_name
 from modelyard.registry.service import ModelRegistry
-from modelyard.serving.spec import DeploymentSpec, parse_deployment_spec
+from modelyard.serving.spec import DeploymentSpec, check_runtime, parse_deployment_spec
 
 RESOURCE = "deployment"
 
@@ -57,13 +57,17 @@ class DeploymentService:
         self._allowed.drop_where(lambda key, _allowed: key[1] == name)
 
     def _check_sources(self, caller: Caller, name: str, spec: DeploymentSpec) -> None:
-        """The caller must be able to read what it deploys, and every version must exist."""
+        """The caller must be able to read what it deploys, every version must exist, and
+        the runtime asked for must be able to run each version's format."""
         if spec.model is not None:
             for ref in spec.versions_wanted():
                 try:
-                    self._registry.get_version(caller, spec.model, ref)
+                    version = self._registry.get_version(caller, spec.model, ref)
                 except NotFound as exc:
                     raise InvalidInput(f"model: {exc.detail}", field="model") from exc
+                check_runtime(
+                    spec.runtime, version.format, f"version {version.version} of '{spec.model}'"
+                )
         for index, stage in enumerate(spec.pipeline or []):
             if stage == name:
                 raise InvalidInput(f"pipeline[{index}]: a pipeline cannot contain itself")
@@ -72,11 +76,19 @@ class DeploymentService:
             except NotFound as exc:
                 raise InvalidInput(f"pipeline[{index}]: {exc.detail}") from exc
 
-    def create(self, caller: Caller, name: str, raw: dict[str, Any]) -> Deployment:
+    def prepare_create(self, caller: Caller, name: str, raw: dict[str, Any]) -> DeploymentSpec:
+        """The checked spec of a new deployment ``name`` (nothing is stored yet)."""
         caller.require(Scope.WRITE)
         check_name(name, "deployment name")
         spec = parse_deployment_spec(raw)
+        with self._db.session() as session:
+            if session.scalar(select(Deployment.id).where(Deployment.name == name)):
+                raise Conflict(f"a deployment named '{name}' already exists")
         self._check_sources(caller, name, spec)
+        return spec
+
+    def store_create(self, caller: Caller, name: str, spec: DeploymentSpec) -> Deployment:
+        """Store a deployment checked by :meth:`prepare_create`."""
         with self._db.session() as session:
             row = Deployment(
                 name=name, owner_id=caller.principal_id, spec=spec.model_dump(mode="json")
@@ -90,8 +102,14 @@ class DeploymentService:
             session.refresh(row)
             return row
 
-    def update(self, caller: Caller, name: str, changes: dict[str, Any]) -> Deployment:
-        """Change some fields of a deployment's spec (e.g. its version: a hot swap)."""
+    def create(self, caller: Caller, name: str, raw: dict[str, Any]) -> Deployment:
+        """Check and store a deployment; the servers load it when they next reconcile."""
+        return self.store_create(caller, name, self.prepare_create(caller, name, raw))
+
+    def prepare_update(
+        self, caller: Caller, name: str, changes: dict[str, Any]
+    ) -> tuple[Deployment, DeploymentSpec]:
+        """The deployment and its spec with ``changes`` applied, checked (nothing stored)."""
         row = self.get(caller, name, Permission.WRITE)
         merged = {**row.spec, **changes}
         if "pipeline" in changes and changes["pipeline"] is not None:
@@ -100,12 +118,25 @@ class DeploymentService:
             merged["pipeline"] = None
         spec = parse_deployment_spec(merged)
         self._check_sources(caller, name, spec)
+        return row, spec
+
+    def store_update(
+        self, caller: Caller, row: Deployment, spec: DeploymentSpec, changes: dict[str, Any]
+    ) -> Deployment:
+        """Store a spec checked by :meth:`prepare_update`."""
         with self._db.session() as session:
-            stored = session.get_one(Deployment, row.id)
+            stored = session.get(Deployment, row.id)
+            if stored is None:
+                raise NotFound(f"no deployment named '{row.name}'")
             stored.spec = spec.model_dump(mode="json")
             stored.updated_at = datetime.now(UTC)
-            record(session, caller, "deployment.update", f"deployment:{name}", changes)
+            record(session, caller, "deployment.update", f"deployment:{row.name}", changes)
             return stored
+
+    def update(self, caller: Caller, name: str, changes: dict[str, Any]) -> Deployment:
+        """Change some fields of a deployment's spec (e.g. its version: a hot swap)."""
+        row, spec = self.prepare_update(caller, name, changes)
+        return self.store_update(caller, row, spec, changes)
 
     def delete(self, caller: Caller, name: str) -> None:
         row = self.get(caller, name, Permission.WRITE)

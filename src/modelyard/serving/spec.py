@@ -14,6 +14,13 @@ from pydantic import (
 )
 
 from modelyard.errors import InvalidInput
+from modelyard.runtimes.loader import LOADERS
+
+RuntimeName = Literal["auto", "torch", "onnxruntime", "torchscript", "torch_export", "keras"]
+"""``auto``, or an engine one of the servable formats runs on (see ``runtimes.LOADERS``)."""
+
+# Language models (Hugging Face folders) run on their own engine; only ``auto`` chooses it.
+_ENGINES_OF_FORMAT_WITHOUT_LOADER: dict[str, tuple[str, ...]] = {"hf": ()}
 
 # A version is a number or an alias; numbers may come as JSON numbers.
 VersionRef = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]
@@ -48,7 +55,11 @@ class DeploymentSpec(BaseModel):
     pipeline: list[str] | None = Field(
         default=None, description="Chain other deployments: each one's output feeds the next."
     )
-    runtime: Literal["auto", "torch", "onnxruntime"] = "auto"
+    runtime: RuntimeName = Field(
+        default="auto",
+        description="auto, or an engine the version's format runs on: torch or onnxruntime "
+        "(safetensors), torchscript, torch_export, onnxruntime (onnx), keras.",
+    )
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     replicas: int = Field(default=1, ge=1, le=16, description="Batches computed at once.")
     max_batch_size: int = Field(default=32, ge=1, le=4096)
@@ -72,6 +83,27 @@ class DeploymentSpec(BaseModel):
         if self.traffic:
             return [entry.version for entry in self.traffic]
         return [self.version] if self.model else []
+
+
+def runtimes_for(fmt: str) -> tuple[str, ...]:
+    """The engines a version of format ``fmt`` may be asked to run on (``auto`` aside)."""
+    loader = LOADERS.get(fmt)
+    if loader is not None:
+        return loader.runtimes
+    return _ENGINES_OF_FORMAT_WITHOUT_LOADER.get(fmt, ())
+
+
+def check_runtime(runtime: str, fmt: str, what: str) -> None:
+    """InvalidInput (naming the runtime and the format) unless ``runtime`` can run ``what``,
+    a version of format ``fmt``."""
+    choices = runtimes_for(fmt)
+    if runtime == "auto" or runtime in choices:
+        return
+    raise InvalidInput(
+        f"runtime: '{runtime}' cannot run {what}, a {fmt} version; choose "
+        + ", ".join(("auto", *choices)),
+        field="runtime",
+    )
 
 
 def parse_deployment_spec(raw: dict[str, Any]) -> DeploymentSpec:

@@ -19,18 +19,41 @@ from modelyard.errors import InvalidInput
 router = APIRouter(prefix="/api/v1/deployments", tags=["deployments"])
 
 
+FORCE_DOC = (
+    'With "force": true a swap to versions that take or return other tensors than the '
+    "deployment serves now is made anyway (otherwise 409)."
+)
+
+
+def _force(body: dict[str, Any]) -> bool:
+    force = body.pop("force", False)
+    if not isinstance(force, bool):
+        raise InvalidInput("force: must be true or false", field="force")
+    return force
+
+
 @router.post(
     "",
     status_code=201,
     response_model=DeploymentOut,
     summary="Deploy a model version (loaded and warmed up before this returns)",
+    description="A deployment that does not load is refused (422) and not stored; so is a "
+    "pipeline whose stages do not fit. A traffic split between versions that take or return "
+    "other tensors is refused (409) unless forced. " + FORCE_DOC,
 )
 async def create_deployment(
     body: DeploymentCreate, platform: PlatformDep, caller: CallerDep
 ) -> DeploymentOut:
-    spec = {k: v for k, v in body.model_dump().items() if k != "name"}
-    row = await run_in_threadpool(platform.deployments.create, caller, body.name, spec)
-    live = await platform.serving.sync(row.name)
+    raw = {k: v for k, v in body.model_dump().items() if k != "name"}
+    force = _force(raw)
+    spec = await run_in_threadpool(platform.deployments.prepare_create, caller, body.name, raw)
+    row, live = await platform.serving.apply(
+        body.name,
+        spec,
+        lambda: platform.deployments.store_create(caller, body.name, spec),
+        replacing=False,
+        force=force,
+    )
     return DeploymentOut.of(row, live)
 
 
@@ -53,16 +76,28 @@ def get_deployment(name: str, platform: PlatformDep, caller: CallerDep) -> Deplo
     "/{name}",
     response_model=DeploymentOut,
     summary="Change a deployment; a new version is warmed up before traffic moves",
+    description="A change that does not load is refused (422) and the deployment goes on "
+    "serving as before. " + FORCE_DOC,
 )
 async def update_deployment(
     name: str,
     platform: PlatformDep,
     caller: CallerDep,
-    changes: Annotated[dict[str, Any], Body(examples=[{"version": "2"}])],
+    changes: Annotated[
+        dict[str, Any], Body(examples=[{"version": "2"}, {"version": "3", "force": True}])
+    ],
 ) -> DeploymentOut:
-    row = await run_in_threadpool(platform.deployments.update, caller, name, changes)
-    live = await platform.serving.sync(name)
-    return DeploymentOut.of(row, live)
+    changes = dict(changes)
+    force = _force(changes)
+    row, spec = await run_in_threadpool(platform.deployments.prepare_update, caller, name, changes)
+    stored, live = await platform.serving.apply(
+        name,
+        spec,
+        lambda: platform.deployments.store_update(caller, row, spec, changes),
+        replacing=True,
+        force=force,
+    )
+    return DeploymentOut.of(stored, live)
 
 
 @router.delete("/{name}", status_code=204, response_class=Response)

@@ -20,13 +20,14 @@ from modelyard.api.schemas.models import (
     VersionOut,
 )
 from modelyard.api.uploads import stage_request
-from modelyard.auth.access import Scope
+from modelyard.auth.access import Permission, Scope
 from modelyard.auth.acl import AclEntry
 from modelyard.db.tables import Model
 from modelyard.errors import InvalidInput
 from modelyard.naming import MAX_VERSION
 from modelyard.platform import Platform
-from modelyard.registry.service import VersionMeta
+from modelyard.registry.service import Candidate, VersionMeta
+from modelyard.serving.compat import Interface
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 
@@ -98,7 +99,10 @@ def delete_model(name: str, platform: PlatformDep, caller: CallerDep) -> Respons
     status_code=201,
     response_model=VersionOut,
     openapi_extra=ARTIFACT_DOC,
-    summary="Upload a new version's artifact",
+    summary="Upload a new version's artifact (registering the model on its first push)",
+    description="A deployment that follows the model's `latest` version swaps to the new "
+    "one; a version that would change the tensors such a deployment serves is refused (409) "
+    "unless `force=true`.",
 )
 async def push_version(
     name: str,
@@ -106,16 +110,28 @@ async def push_version(
     platform: PlatformDep,
     caller: CallerDep,
     format: Annotated[
-        str | None, Query(description="safetensors, torchscript, torch_export or onnx.")
+        str | None,
+        Query(description="safetensors, torchscript, torch_export, onnx or keras."),
     ] = None,
     filename: str | None = None,
     spec: Annotated[str | None, Query(description="Catalog spec (JSON).")] = None,
     metrics: Annotated[str | None, Query(description="Metrics (JSON object).")] = None,
     params: Annotated[str | None, Query(description="Parameters (JSON object).")] = None,
+    signature: Annotated[
+        str | None,
+        Query(
+            description="The tensors, for a format that records none (TorchScript): JSON "
+            '{"inputs": [{"name", "datatype", "shape"}], "outputs": [...]}, -1 for a '
+            "dimension that varies."
+        ),
+    ] = None,
     description: str = "",
     parent: Annotated[
         int | None, Query(ge=1, le=MAX_VERSION, description="Parent version.")
     ] = None,
+    force: Annotated[
+        bool, Query(description="Register it even if deployments following `latest` break.")
+    ] = False,
 ) -> VersionOut:
     caller.require(Scope.WRITE)
     meta = VersionMeta(
@@ -125,14 +141,29 @@ async def push_version(
         params=_json_param(params, "params") or {},
         description=description,
         parent_version=parent,
+        signature=_json_param(signature, "signature"),
     )
-    # Check the model exists and is writable before reading a possibly large body.
-    await run_in_threadpool(platform.registry.get_model, caller, name)
+    # Check the caller may push here (or register the name) before reading a large body.
+    await run_in_threadpool(platform.registry.check_push, caller, name, create=True)
     staged = await stage_request(request, platform, ("file",), filename)
+
+    def check(candidate: Candidate) -> None:
+        if not force:
+            platform.serving.refuse_breaking_move(
+                name, "latest", Interface.of_version(candidate), f"a new version of '{name}'"
+            )
+
     row = await run_in_threadpool(
-        platform.registry.push_version, caller, name, staged["file"], meta
+        platform.registry.push_version, caller, name, staged["file"], meta, create=True, check=check
     )
+    await _follow(platform, name, "latest")
     return VersionOut.of(row, name)
+
+
+async def _follow(platform: Platform, model: str, ref: str) -> None:
+    """Swap the deployments of this server that follow ``ref`` of ``model`` now (checked)."""
+    for deployment in await run_in_threadpool(platform.serving.followers, model, ref):
+        await platform.serving.sync(deployment, force=True)
 
 
 @router.get("/{name}/versions", response_model=Page[VersionOut])
@@ -192,11 +223,30 @@ def list_aliases(name: str, platform: PlatformDep, caller: CallerDep) -> dict[st
     return platform.registry.aliases(caller, name)
 
 
-@router.put("/{name}/aliases/{alias}", response_model=AliasOut, summary="Point an alias")
-def set_alias(
+@router.put(
+    "/{name}/aliases/{alias}",
+    response_model=AliasOut,
+    summary="Point an alias",
+    description="Deployments that follow the alias swap to the version before this answers. "
+    "A move that would change the tensors such a deployment serves is refused (409) unless "
+    '`"force": true`.',
+)
+async def set_alias(
     name: str, alias: str, body: AliasSet, platform: PlatformDep, caller: CallerDep
 ) -> AliasOut:
-    row = platform.registry.set_alias(caller, name, alias, body.version)
+    target = await run_in_threadpool(
+        platform.registry.get_version, caller, name, str(body.version), Permission.WRITE
+    )
+    if not body.force:
+        await run_in_threadpool(
+            platform.serving.refuse_breaking_move,
+            name,
+            alias,
+            Interface.of_version(target),
+            f"moving '{alias}' of '{name}' to version {body.version}",
+        )
+    row = await run_in_threadpool(platform.registry.set_alias, caller, name, alias, body.version)
+    await _follow(platform, name, alias)
     return AliasOut(alias=row.alias, version=row.version)
 
 

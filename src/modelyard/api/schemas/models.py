@@ -104,6 +104,11 @@ class VersionOut(Schema):
 
 class AliasSet(Schema):
     version: int = Field(ge=1, le=MAX_VERSION)
+    force: bool = Field(
+        default=False,
+        description="Move the alias even if deployments that follow it would then serve "
+        "other tensors (otherwise 409).",
+    )
 
 
 class AliasOut(Schema):

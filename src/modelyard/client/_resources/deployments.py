@@ -45,6 +45,7 @@ class Deployments:
         traffic: TrafficLike | None = None,
         pipeline: Sequence[str] | None = None,
         postprocess: Mapping[str, Any] | None = None,
+        force: bool = False,
     ) -> Deployment:
         """Deploy a model version (or a pipeline of deployments); see :meth:`Client.deploy`.
 
@@ -70,6 +71,8 @@ class Deployments:
         body.update({key: value for key, value in settings.items() if value is not None})
         if postprocess is not None:
             body["postprocess"] = dict(postprocess)
+        if force:
+            body["force"] = True
         return Deployment(self, self._http.object("POST", _BASE, json=body))
 
     def list(self) -> builtins.list[Deployment]:
@@ -80,19 +83,27 @@ class Deployments:
         """One deployment, with the versions it serves right now."""
         return Deployment(self, self._http.object("GET", self._path(name)))
 
-    def update(self, name: str, **changes: Any) -> Deployment:
+    def update(self, name: str, *, force: bool = False, **changes: Any) -> Deployment:
         """Change some spec fields; the server swaps in the result before answering.
 
         Any field of :meth:`Client.deploy` may change. ``version`` takes a number or an
         alias, ``model`` the ``"name@alias"`` shorthand; ``traffic=None`` ends a canary
         split. A new version is loaded and warmed up before requests move to it.
 
+        A change that does not load raises :class:`ValidationError` and the deployment goes
+        on as it was. A swap to versions that take or return other tensors than the
+        deployment serves (renamed, retyped or reshaped: every running client would break)
+        raises :class:`ConflictError` naming the difference, unless ``force=True``; with
+        no other change, ``force=True`` also takes a version that an alias moved to but
+        that was held back for that reason.
+
         Example::
 
             client.deployments.update("digits", version=3)
             client.deployments.update("digits", traffic={2: 90, 3: 10})
+            client.deployments.update("digits", version=4, force=True)
         """
-        if not changes:
+        if not changes and not force:
             raise ValueError("update needs a change, e.g. version=2")
         body = dict(changes)
         if isinstance(body.get("model"), str) and "@" in body["model"]:
@@ -103,6 +114,8 @@ class Deployments:
             body["traffic"] = traffic_entries(body["traffic"])
         if body.get("pipeline") is not None:
             body["pipeline"] = _stages(body["pipeline"])
+        if force:
+            body["force"] = True
         return Deployment(self, self._http.object("PATCH", self._path(name), json=body))
 
     def delete(self, name: str) -> None:

@@ -67,9 +67,12 @@ class Models:
         params: Mapping[str, Any] | None = None,
         description: str | None = None,
         parent: int | None = None,
+        signature: Mapping[str, Any] | None = None,
+        force: bool = False,
         progress: ProgressCallback | None = None,
     ) -> ModelVersion:
-        """Upload an artifact as the model's next version.
+        """Upload an artifact as the model's next version; the first push of a new name
+        registers the model (owned by the caller).
 
         ``path`` is a ``.safetensors`` file (with ``spec``, or a spec in its metadata), a
         TorchScript ``.pt``, a ``torch.export`` ``.pt2``, an ``.onnx`` file, a Keras 3
@@ -78,6 +81,13 @@ class Models:
         The file is streamed; ``progress(done, total)`` follows the upload. The version
         records what the model returns, read from its last layer: ``params={"outputs":
         "probabilities"}`` (or ``"binary_probabilities"``, ``"logits"``) states it instead.
+
+        ``signature`` describes the tensors of a format that records none (TorchScript):
+        ``{"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 64]}], "outputs":
+        [{"name": "logits", "datatype": "FP32", "shape": [-1, 10]}]}``, -1 for a dimension
+        that varies; its serving metadata and input checks come from it. A deployment that
+        follows the model's ``latest`` version swaps to the new one; if that would change
+        the tensors it serves the push raises :class:`ConflictError`, unless ``force=True``.
 
         Example::
 
@@ -95,6 +105,8 @@ class Models:
             "params": _json_param(params),
             "description": description,
             "parent": parent,
+            "signature": _json_param(signature),
+            "force": "true" if force else None,
         }
         answer = self._http.upload(
             self._path(name, "versions"), FileUpload(file), params=query, progress=progress
@@ -152,11 +164,17 @@ class Models:
         body = self._http.object("GET", self._path(name, "aliases"))
         return {str(k): int(v) for k, v in body.items()}
 
-    def set_alias(self, name: str, alias: str, version: int) -> Alias:
-        """Point ``alias`` at ``version`` (creating or moving it)."""
-        body = self._http.object(
-            "PUT", self._path(name, "aliases", alias), json={"version": version}
-        )
+    def set_alias(self, name: str, alias: str, version: int, *, force: bool = False) -> Alias:
+        """Point ``alias`` at ``version`` (creating or moving it).
+
+        Deployments that follow the alias swap to ``version`` before this returns; if that
+        would change the tensors one of them serves, :class:`ConflictError` names the
+        difference and the alias stays, unless ``force=True``.
+        """
+        payload: dict[str, Any] = {"version": version}
+        if force:
+            payload["force"] = True
+        body = self._http.object("PUT", self._path(name, "aliases", alias), json=payload)
         return Alias.from_json(body)
 
     def delete_alias(self, name: str, alias: str) -> None:
