@@ -87,6 +87,8 @@ def _from_validation(exc: RequestValidationError) -> JSONResponse:
     for e in errors:
         where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
         text = str(e.get("msg", "")).removeprefix("Value error, ")
+        if e.get("type") == "extra_forbidden":
+            text = "is not supported by this server"
         named = _NAMED.match(text)
         if not where and named is not None:
             # A check across fields names the field it refuses at the start of its message.

@@ -13,8 +13,15 @@ MAX_COMPLETION_LOGPROBS = 5
 
 
 class _Body(BaseModel):
-    # OpenAI clients send fields this server does not use (user, metadata, store...);
-    # they are accepted and ignored, while fields that would change the answer are checked.
+    # Every field of OpenAI's request is either honoured, declared here as one that does not
+    # change the answer (user, metadata, store, caching hints), or refused with a 400 naming
+    # it: a field this server does not know is never dropped silently.
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Message(BaseModel):
+    # Messages fed back from earlier answers carry fields of the answer (refusal, annotations);
+    # they do not change what the model reads.
     model_config = ConfigDict(extra="ignore")
 
 
@@ -22,12 +29,12 @@ class StreamOptions(_Body):
     include_usage: bool = Field(default=False, description="Send a last chunk with usage.")
 
 
-class ContentPart(_Body):
+class ContentPart(_Message):
     type: Literal["text"]
     text: str
 
 
-class ChatMessage(_Body):
+class ChatMessage(_Message):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
@@ -61,6 +68,7 @@ class _Sampling(_Body):
     logit_bias: dict[str, Annotated[float, Field(ge=-100.0, le=100.0)]] | None = Field(
         default=None, description="Token id (as a string) to a bias added to its logit."
     )
+    user: str | None = Field(default=None, description="Accepted; does not change the answer.")
 
     @field_validator("stop")
     @classmethod
@@ -75,11 +83,34 @@ class _Sampling(_Body):
         return [self.stop] if isinstance(self.stop, str) else list(self.stop)
 
 
+class TextFormat(_Body):
+    """``response_format``: plain text is the only format this server produces."""
+
+    type: Literal["text"]
+
+
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     tools: list[Any] | None = None
+    tool_choice: Literal["none"] | None = Field(
+        default=None, description="Only 'none': this server does not call tools."
+    )
+    parallel_tool_calls: bool | None = Field(
+        default=None, description="Accepted; without tools it changes nothing."
+    )
+    response_format: TextFormat | None = Field(default=None, description="Only {'type': 'text'}.")
+    modalities: list[Literal["text"]] | None = Field(default=None, description="Only text.")
+    metadata: dict[str, str] | None = Field(default=None, description="Accepted, not stored.")
+    store: bool | None = Field(default=None, description="Accepted; answers are not stored.")
+    service_tier: str | None = Field(default=None, description="Accepted; one tier here.")
+    safety_identifier: str | None = Field(default=None, description="Accepted.")
+    prompt_cache_key: str | None = Field(default=None, description="Accepted (a cache hint).")
+    prompt_cache_retention: str | None = Field(default=None, description="Accepted (a cache hint).")
+    prompt_cache_options: dict[str, Any] | None = Field(
+        default=None, description="Accepted (a cache hint)."
+    )
     logprobs: bool | None = Field(
         default=None, description="Return each output token's log-probability."
     )
@@ -118,6 +149,10 @@ class CompletionRequest(_Sampling):
     prompt: str | list[str] | list[int] | list[list[int]]
     max_tokens: int | None = Field(default=16, ge=1)
     echo: bool = False
+    best_of: Literal[1] | None = Field(
+        default=None, description="Only 1: each choice is its own generation."
+    )
+    suffix: None = Field(default=None, description="Not supported (insertion).")
     logprobs: int | None = Field(
         default=None,
         ge=0,
@@ -145,6 +180,7 @@ class EmbeddingRequest(_Body):
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
+    user: str | None = Field(default=None, description="Accepted; does not change the answer.")
 
 
 class SupervisedHyperparameters(_Body):
@@ -179,3 +215,4 @@ class FineTuningJobRequest(_Body):
     seed: int | None = None
     hyperparameters: SupervisedHyperparameters | None = None
     method: FineTuneMethod | None = None
+    metadata: dict[str, str] | None = Field(default=None, description="Accepted, not stored.")
