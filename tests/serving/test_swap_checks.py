@@ -5,6 +5,7 @@ on its own (a job registered the version) is held back. Clients keep working thr
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from tests.serving.conftest import forward
 from tests.serving.user_models import mlp, onnx_file, push, pushed
-from tests.support.server import LiveServer
+from tests.support.server import LiveServer, live_server
 
 
 def _versions(server: LiveServer, api: httpx.Client, tmp: Path) -> dict[int, Any]:
@@ -105,8 +106,9 @@ def test_an_alias_move_checks_the_deployments_that_follow_it(
     assert api.put("/api/v1/models/digits/aliases/next", json={"version": 2}).status_code == 200
     reply = api.put("/api/v1/models/digits/aliases/prod", json={"version": 2, "force": True})
     assert reply.status_code == 200, reply.text
-    # The deployment swapped before the answer.
+    # The deployment swapped before the answer, and records what was forced on it.
     assert _serving(api, "web") == [2]
+    assert api.get("/api/v1/deployments/web").json()["spec"]["accepted"] == {"prod": 2}
     x = np.ones((1, 64), dtype=np.float32)
     _triton_infer(server, "web", "input", x)
 
@@ -151,6 +153,37 @@ def test_a_push_that_moves_latest_is_checked_and_a_job_made_version_is_held_back
     reply = api.patch("/api/v1/deployments/web", json={"force": True})
     assert reply.status_code == 200 and _serving(api, "web") == [3], reply.text
     assert reply.json()["error"] is None
+    assert reply.json()["spec"]["accepted"] == {"latest": 3}
     # And a forced push swaps too.
     reply = push(api, "digits", onnx_file(tmp_path, "v4", model, "input_layer"), force="true")
     assert reply.status_code == 201 and _serving(api, "web") == [4]
+
+
+def test_a_forced_move_reaches_every_server_sharing_the_database(
+    make_settings: Callable[..., Any], tmp_path: Path
+) -> None:
+    settings = make_settings()
+    with live_server(settings) as first, live_server(settings) as second:
+        auth = {"Authorization": f"Bearer {first.admin_key}"}
+        one = httpx.Client(base_url=first.url, headers=auth, timeout=120)
+        two = httpx.Client(base_url=second.url, headers=auth, timeout=120)
+        _versions(first, one, tmp_path)
+        assert one.put("/api/v1/models/digits/aliases/prod", json={"version": 1}).is_success
+        reply = one.post(
+            "/api/v1/deployments", json={"name": "web", "model": "digits", "version": "prod"}
+        )
+        assert reply.status_code == 201, reply.text
+        _wait(lambda: _serving(two, "web") == [1])
+        reply = one.put("/api/v1/models/digits/aliases/prod", json={"version": 2, "force": True})
+        assert reply.status_code == 200, reply.text
+        # The other server takes the forced version too, instead of holding it back.
+        _wait(lambda: _serving(two, "web") == [2])
+        assert two.get("/api/v1/deployments/web").json()["error"] is None
+        _triton_infer(second, "web", "input", np.ones((1, 64), dtype=np.float32))
+
+
+def _wait(condition: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)

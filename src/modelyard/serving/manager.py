@@ -166,7 +166,8 @@ class DeploymentManager:
                     await self.sync(name)
                 for name, row in rows.items():
                     live = self._live.get(name)
-                    changed = live is None or live.spec.model_dump() != row.spec
+                    # Compared as specs: a row stored before a field existed lacks it.
+                    changed = live is None or live.spec != DeploymentSpec.model_validate(row.spec)
                     if changed or (
                         live is not None and live.spec.model and await self._moved(live)
                     ):
@@ -211,7 +212,8 @@ class DeploymentManager:
                 self._live[name] = live
             try:
                 await self._load(live, old)
-                if guarded and old is not None and (problems := self._swap_problems(old, live)):
+                unconfirmed = guarded and old is not None and _unaccepted_moves(old, live)
+                if unconfirmed and old is not None and (problems := self._swap_problems(old, live)):
                     await self._drop_new(live, old)
                     self._hold(old, live.refs, problems)
                     return old
@@ -232,13 +234,13 @@ class DeploymentManager:
         self,
         name: str,
         spec: DeploymentSpec,
-        store: Callable[[], Deployment],
+        store: Callable[[DeploymentSpec], Deployment],
         *,
         replacing: bool,
         force: bool = False,
     ) -> tuple[Deployment, Live]:
         """Serve ``spec`` as deployment ``name``: load and warm up what it serves, check it,
-        then store its record (``store()``) and route requests to it.
+        then store its record (``store(spec)``) and route requests to it.
 
         Nothing is stored when a check fails, and what was served before goes on:
 
@@ -251,7 +253,8 @@ class DeploymentManager:
 
         ``replacing`` says whether ``name`` exists (a change) or is new; for a new one,
         whatever this server still serves under the name is stale and is neither reused nor
-        compared with.
+        compared with. With ``force`` the stored spec's ``accepted`` records the versions
+        taken in, so that every server swaps to them.
         """
         async with self._lock(name):
             old = self._live.get(name)
@@ -268,9 +271,12 @@ class DeploymentManager:
                 raise InvalidInput(
                     f"deployment '{name}' does not load: {type(exc).__name__}: {exc}"
                 ) from exc
+            if force and spec.model is not None:
+                accepted = {ref: n for ref, n in live.refs.items() if not ref.isdigit()}
+                live.spec = spec = spec.model_copy(update={"accepted": accepted})
             try:
                 self._check(live, current, force=force)
-                row = await asyncio.to_thread(store)
+                row = await asyncio.to_thread(store, spec)
             except BaseException:
                 await self._drop_new(live, current)
                 raise
@@ -397,6 +403,8 @@ class DeploymentManager:
             if current.version == number:
                 continue
             moved[ref] = current.version
+            if live.spec.accepted.get(ref) == current.version:
+                continue  # taken in by force
             differences = swap_differences(served, Interface.of_version(current))
             problems += [f"version {current.version}: {d}" for d in differences]
         if not problems:
@@ -717,9 +725,18 @@ def postprocess_problem(spec: DeploymentSpec, interface: Interface) -> str | Non
     return None
 
 
+def _unaccepted_moves(old: Live, live: Live) -> bool:
+    """Whether ``live`` serves a reference at another version than ``old`` did, one that was
+    not taken in by force."""
+    return any(
+        old.refs.get(ref) != number and live.spec.accepted.get(ref) != number
+        for ref, number in live.refs.items()
+    )
+
+
 def _same_serving(a: DeploymentSpec, b: DeploymentSpec) -> bool:
     """Whether loaded versions can be reused (only the version choice changed)."""
-    keep = {"version", "traffic"}
+    keep = {"version", "traffic", "accepted"}
     return a.model_dump(exclude=keep) == b.model_dump(exclude=keep)
 
 

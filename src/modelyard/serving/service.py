@@ -138,6 +138,24 @@ class DeploymentService:
         row, spec = self.prepare_update(caller, name, changes)
         return self.store_update(caller, row, spec, changes)
 
+    def accept(self, caller: Caller, names: Sequence[str], ref: str, version: int) -> None:
+        """Record on deployments ``names``, which follow ``ref``, that ``caller`` forced
+        ``ref`` to ``version`` although its tensors differ: every server then swaps to it
+        (see ``DeploymentSpec.accepted``). The caller's right to move ``ref`` was checked."""
+        with self._db.session() as session:
+            for row in session.scalars(select(Deployment).where(Deployment.name.in_(names))):
+                spec = DeploymentSpec.model_validate(row.spec)
+                accepted = {**spec.accepted, ref: version}
+                row.spec = spec.model_copy(update={"accepted": accepted}).model_dump(mode="json")
+                row.updated_at = datetime.now(UTC)
+                record(
+                    session,
+                    caller,
+                    "deployment.accept",
+                    f"deployment:{row.name}",
+                    {ref: version},
+                )
+
     def delete(self, caller: Caller, name: str) -> None:
         row = self.get(caller, name, Permission.WRITE)
         with self._db.session() as session:

@@ -67,6 +67,12 @@ class DeploymentSpec(BaseModel):
     max_queue: int = Field(default=1024, ge=1, le=1_000_000)
     timeout_ms: float = Field(default=30_000, gt=0, le=600_000)
     postprocess: Postprocess = Field(default_factory=Postprocess)
+    accepted: dict[str, int] = Field(
+        default_factory=dict,
+        description="Versions taken in by force although their tensors differ from what was "
+        "served, by the reference that named them ({'production': 3}); every server swaps to "
+        "them. Set by forced swaps.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> DeploymentSpec:

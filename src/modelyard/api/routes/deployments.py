@@ -50,7 +50,7 @@ async def create_deployment(
     row, live = await platform.serving.apply(
         body.name,
         spec,
-        lambda: platform.deployments.store_create(caller, body.name, spec),
+        lambda final: platform.deployments.store_create(caller, body.name, final),
         replacing=False,
         force=force,
     )
@@ -93,7 +93,7 @@ async def update_deployment(
     stored, live = await platform.serving.apply(
         name,
         spec,
-        lambda: platform.deployments.store_update(caller, row, spec, changes),
+        lambda final: platform.deployments.store_update(caller, row, final, changes),
         replacing=True,
         force=force,
     )

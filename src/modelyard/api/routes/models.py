@@ -20,7 +20,7 @@ from modelyard.api.schemas.models import (
     VersionOut,
 )
 from modelyard.api.uploads import stage_request
-from modelyard.auth.access import Permission, Scope
+from modelyard.auth.access import Caller, Permission, Scope
 from modelyard.auth.acl import AclEntry
 from modelyard.db.tables import Model
 from modelyard.errors import InvalidInput
@@ -156,13 +156,19 @@ async def push_version(
     row = await run_in_threadpool(
         platform.registry.push_version, caller, name, staged["file"], meta, create=True, check=check
     )
-    await _follow(platform, name, "latest")
+    await _follow(platform, caller, name, "latest", row.version, forced=force)
     return VersionOut.of(row, name)
 
 
-async def _follow(platform: Platform, model: str, ref: str) -> None:
-    """Swap the deployments of this server that follow ``ref`` of ``model`` now (checked)."""
-    for deployment in await run_in_threadpool(platform.serving.followers, model, ref):
+async def _follow(
+    platform: Platform, caller: Caller, model: str, ref: str, version: int, *, forced: bool
+) -> None:
+    """Swap the deployments of this server that follow ``ref`` of ``model`` now (the move was
+    checked); a forced move is recorded on them, so that every server swaps too."""
+    names = await run_in_threadpool(platform.serving.followers, model, ref)
+    if forced and names:
+        await run_in_threadpool(platform.deployments.accept, caller, names, ref, version)
+    for deployment in names:
         await platform.serving.sync(deployment, force=True)
 
 
@@ -246,7 +252,7 @@ async def set_alias(
             f"moving '{alias}' of '{name}' to version {body.version}",
         )
     row = await run_in_threadpool(platform.registry.set_alias, caller, name, alias, body.version)
-    await _follow(platform, name, alias)
+    await _follow(platform, caller, name, alias, body.version, forced=body.force)
     return AliasOut(alias=row.alias, version=row.version)
 
 
