@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from modelyard.errors import Conflict
+from modelyard.jobs.checkpoints import load_checkpoint, store_checkpoint
 from modelyard.jobs.context import JobCancelled, JobContext, owner_caller
 from modelyard.jobs.plans import LlmFineTunePlan
 from modelyard.llm.data import parse_examples
@@ -27,10 +28,11 @@ from modelyard.storage.staging import scratch_dir, stage_file
 
 
 class _Reporter:
-    """The training loop's callbacks, turned into job events and progress."""
+    """The training loop's callbacks, turned into job events, progress and checkpoints."""
 
-    def __init__(self, ctx: JobContext, total_steps: int, fine_tuned: str) -> None:
+    def __init__(self, ctx: JobContext, work: Path, total_steps: int, fine_tuned: str) -> None:
         self._ctx = ctx
+        self._work = work
         self._total = max(1, total_steps)
         self._fine_tuned = fine_tuned
         self._started = time.monotonic()
@@ -43,7 +45,6 @@ class _Reporter:
         self._ctx.update(progress=progress, eta_s=eta)
 
     def on_epoch(self, epoch: int, step: int, train_loss: float, valid_loss: float | None) -> None:
-        metrics = {"train_loss": train_loss, "valid_loss": valid_loss}
         self._ctx.emit(
             "epoch",
             {
@@ -53,17 +54,24 @@ class _Reporter:
                 "val": {"loss": valid_loss},
             },
         )
+        self._ctx.update(
+            metrics={"train": {"loss": train_loss}, "val": {"loss": valid_loss}, "epoch": epoch}
+        )
+
+    def save_checkpoint(self, state: dict[str, Any], step: int) -> None:
+        if not store_checkpoint(self._ctx, self._work, state, step=step):
+            return
+        if state["position"] or not state["history"]:
+            return  # inside an epoch: kept for a resume, not one of OpenAI's checkpoints
+        done = state["history"][-1]
         self._ctx.emit(
             "checkpoint",
             {
                 "step": step,
-                "epoch": epoch,
-                "metrics": metrics,
+                "epoch": done["epoch"],
+                "metrics": {"train_loss": done["train_loss"], "valid_loss": done["valid_loss"]},
                 "fine_tuned_model_checkpoint": f"{self._fine_tuned}:ckpt-step-{step}",
             },
-        )
-        self._ctx.update(
-            metrics={"train": {"loss": train_loss}, "val": {"loss": valid_loss}, "epoch": epoch}
         )
 
     def should_stop(self) -> bool:
@@ -117,8 +125,12 @@ def run_llm_finetune(ctx: JobContext) -> dict[str, Any]:
         model, tokenizer = load_causal_lm(folder, device="auto")
         model.float()
         total = math.ceil(len(train) / config.batch_size) * config.n_epochs
-        reporter = _Reporter(ctx, total, plan.fine_tuned_model)
-        result = fine_tune(model, tokenizer, train, valid, config, reporter)
+        reporter = _Reporter(ctx, work, total, plan.fine_tuned_model)
+        resume = load_checkpoint(ctx, work)
+        if resume is not None:
+            ctx.emit("resumed", {"step": ctx.checkpoint_step, "attempt": ctx.attempt})
+            ctx.log(f"resuming from the checkpoint at step {ctx.checkpoint_step}")
+        result = fine_tune(model, tokenizer, train, valid, config, reporter, resume=resume)
         if result.cancelled:
             raise JobCancelled
         out = work / "out"

@@ -12,21 +12,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safetensors.torch import load_file
-from sqlalchemy import update
 
-from modelyard.db.tables import Dataset, Job
+from modelyard.db.tables import Dataset
+from modelyard.jobs.checkpoints import load_checkpoint, store_checkpoint
 from modelyard.jobs.context import JobCancelled, JobContext, dataset_row, owner_caller
 from modelyard.jobs.plans import TrainPlan
 from modelyard.nn import save_weights
 from modelyard.registry.service import ModelRegistry, VersionMeta
-from modelyard.storage.refs import add_refs, delete_unreferenced, drop_refs
 from modelyard.storage.staging import scratch_dir, stage_file
-from modelyard.training import checkpoint_from_bytes, checkpoint_to_bytes, load_xy, train
+from modelyard.training import load_xy, train
 
 if TYPE_CHECKING:
     from modelyard.training import TrainResult
-
-CHECKPOINT_REF = "job"
 
 
 class JobCallbacks:
@@ -52,28 +49,11 @@ class JobCallbacks:
             )
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        ctx = self._ctx
-        path = self._work / "checkpoint.bin"
-        path.write_bytes(checkpoint_to_bytes(state))
-        info = ctx.blobs.put_file(path)
+        # Ranks of an attempt that was re-queued (its coordinator lost with a node) may still
+        # run for a moment; their checkpoints are refused and leave the successor's alone.
         step = int(state.get("global_step", 0))
-        with ctx.db.session() as session:
-            # Only the job's current attempt moves its checkpoint: ranks of an attempt that was
-            # re-queued (its coordinator lost with a node) may still run for a moment, and
-            # must not delete the checkpoint the next attempt resumes from.
-            current = session.execute(
-                update(Job)
-                .where(Job.id == ctx.job_id, Job.attempt == ctx.attempt)
-                .values(checkpoint_sha=info.sha256, checkpoint_step=step)
-            ).rowcount  # type: ignore[attr-defined]
-            if not current:
-                delete_unreferenced(session, ctx.blobs, [info.sha256])
-                return
-            old = drop_refs(session, CHECKPOINT_REF, ctx.job_id)
-            add_refs(session, CHECKPOINT_REF, ctx.job_id, [info.sha256])
-            session.flush()
-            delete_unreferenced(session, ctx.blobs, [h for h in old if h != info.sha256])
-        ctx.emit("checkpoint", {"step": step, "epoch": state.get("epoch")})
+        if store_checkpoint(self._ctx, self._work, state, step=step):
+            self._ctx.emit("checkpoint", {"step": step, "epoch": state.get("epoch")})
 
     def should_stop(self) -> bool:
         return self._ctx.should_stop()
@@ -95,11 +75,7 @@ def start_state(
         init_weights = dict(load_file(str(weights)))
         if plan.init.replace_head:
             config["replace_head"] = True
-    resume = None
-    if ctx.checkpoint_sha:
-        data = ctx.blobs.fetch_to(ctx.checkpoint_sha, work / "resume.bin").read_bytes()
-        resume = checkpoint_from_bytes(data)
-    return config, init_weights, resume
+    return config, init_weights, load_checkpoint(ctx, work)
 
 
 def run_train(ctx: JobContext) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -37,6 +37,11 @@ class TrainingCallbacks(Protocol):
 
     def should_stop(self) -> bool: ...
 
+    def save_checkpoint(self, state: dict[str, Any], step: int) -> None:
+        """Keep ``state``; passed back as ``fine_tune(..., resume=state)`` it continues the
+        run from ``step``. ``state["position"]`` is 0 at the end of an epoch (the last one
+        included), ``state["history"]`` the epochs done."""
+
 
 @dataclass(frozen=True)
 class FineTuneConfig:
@@ -54,6 +59,8 @@ class FineTuneConfig:
     lora_dropout: float = 0.0
     max_length: int | None = None
     """Longest example in tokens (longer ones are cut); default: the model's context."""
+    checkpoint_every_steps: int = 50
+    """Steps between checkpoints inside an epoch (0: only at the end of each epoch)."""
 
     @property
     def learning_rate(self) -> float:
@@ -158,8 +165,14 @@ def fine_tune(
     valid: Sequence[Example],
     config: FineTuneConfig,
     callbacks: TrainingCallbacks | None = None,
+    resume: Mapping[str, Any] | None = None,
 ) -> FineTuneResult:
-    """Train ``model`` (on its device) and return it, with LoRA merged in."""
+    """Train ``model`` (on its device) and return it, with LoRA merged in.
+
+    ``callbacks.save_checkpoint`` is given the run's state at the end of each epoch and every
+    ``config.checkpoint_every_steps`` steps; ``resume`` (such a state) continues the run from
+    there, on the same batches in the same order.
+    """
     import torch
 
     torch.manual_seed(config.seed)
@@ -175,9 +188,9 @@ def fine_tune(
     )
     if config.method == "lora":
         model = _with_lora(model, config)
-    params = [p for p in model.parameters() if p.requires_grad]
+    trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    params = list(trainable.values())
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
-    initial = evaluate(model, valid_batches)
     order = list(range(len(train_encoded)))
     shuffle = random.Random(config.seed)
     steps_per_epoch = math.ceil(len(order) / config.batch_size)
@@ -185,13 +198,54 @@ def fine_tune(
     step, tokens, last_train = 0, 0, float("nan")
     history: list[dict[str, Any]] = []
     cancelled = False
-    valid_loss = initial
-    for epoch in range(1, config.n_epochs + 1):
+    first_epoch, skip, epoch_loss, epoch_batches = 1, 0, 0.0, 0
+    if resume is None:
+        initial = evaluate(model, valid_batches)
+    else:
+        with torch.no_grad():
+            for name, saved in resume["trainable"].items():
+                trainable[name].copy_(saved.to(device))
+        optimizer.load_state_dict(resume["optimizer"])
+        torch.set_rng_state(resume["torch_rng"])
+        shuffle.setstate(_as_random_state(resume["shuffle"]))
+        step, tokens, last_train = resume["step"], resume["tokens"], resume["last_train"]
+        history = list(resume["history"])
+        initial = resume["initial"]
+        first_epoch, skip = resume["epoch"], resume["position"]
+        epoch_loss, epoch_batches = resume["epoch_loss"], resume["epoch_batches"]
+    valid_loss = history[-1]["valid_loss"] if history else initial
+
+    def checkpoint(epoch: int, position: int, before_shuffle: Any) -> None:
+        if callbacks is None:
+            return
+        state = {
+            "trainable": {name: p.detach() for name, p in trainable.items()},
+            "optimizer": optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "shuffle": before_shuffle,
+            "epoch": epoch,
+            "position": position,
+            "step": step,
+            "tokens": tokens,
+            "last_train": last_train,
+            "history": history,
+            "initial": initial,
+            "epoch_loss": epoch_loss,
+            "epoch_batches": epoch_batches,
+        }
+        callbacks.save_checkpoint(state, step)
+
+    every = config.checkpoint_every_steps
+    for epoch in range(first_epoch, config.n_epochs + 1):
+        before_shuffle = shuffle.getstate()
         shuffle.shuffle(order)
         batches = _batches([train_encoded[i] for i in order], config.batch_size, pad, device)
         model.train()
-        epoch_loss, epoch_batches = 0.0, 0
-        for batch in batches:
+        if epoch != first_epoch or resume is None:
+            skip, epoch_loss, epoch_batches = 0, 0.0, 0
+        for position, batch in enumerate(batches):
+            if position < skip:
+                continue
             lr = config.learning_rate * max(0.0, 1.0 - step / max(1, total_steps))
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -210,6 +264,8 @@ def fine_tune(
                 if callbacks.should_stop():
                     cancelled = True
                     break
+                if every and step % every == 0 and position + 1 < len(batches):
+                    checkpoint(epoch, position + 1, before_shuffle)
         if cancelled:
             break
         valid_loss = evaluate(model, valid_batches)
@@ -217,6 +273,8 @@ def fine_tune(
         history.append({"epoch": epoch, "train_loss": train_loss, "valid_loss": valid_loss})
         if callbacks is not None:
             callbacks.on_epoch(epoch, step, train_loss, valid_loss)
+        epoch_loss, epoch_batches = 0.0, 0
+        checkpoint(epoch + 1, 0, shuffle.getstate())
     if config.method == "lora":
         model = model.merge_and_unload()
     model.eval()
@@ -230,6 +288,13 @@ def fine_tune(
         cancelled=cancelled,
         history=history,
     )
+
+
+def _as_random_state(saved: Any) -> Any:
+    """``random.Random.getstate()`` as it was, from a checkpoint that stores lists."""
+    if isinstance(saved, list | tuple):
+        return tuple(_as_random_state(part) for part in saved)
+    return saved
 
 
 def _with_lora(model: Any, config: FineTuneConfig) -> Any:
