@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from modelyard.auth.access import Caller, Permission, Scope, ensure_access, visible_clause
-from modelyard.auth.acl import Acl, AclEntry, read_grants, replace_grants
+from modelyard.auth.acl import Acl, AclEntry, acl_of, set_acl
 from modelyard.auth.audit import record
 from modelyard.datasets import formats
 from modelyard.db.engine import Database
@@ -198,21 +198,13 @@ class DatasetService:
     def get_acl(self, caller: Caller, name: str) -> Acl:
         row = self.get(caller, name)
         with self._db.session() as session:
-            return Acl(public=row.public, grants=read_grants(session, RESOURCE, row.id))
+            return acl_of(session, RESOURCE, row)
 
     def set_acl(self, caller: Caller, name: str, public: bool, grants: list[AclEntry]) -> Acl:
         row = self.get(caller, name, Permission.WRITE)
         with self._db.session() as session:
-            replace_grants(
-                session,
-                caller,
-                resource_type=RESOURCE,
-                resource_id=row.id,
-                owner_id=row.owner_id,
-                grants=grants,
-            )
-            session.get_one(Dataset, row.id).public = public
-            record(session, caller, "dataset.acl", f"dataset:{name}", {"public": public})
+            attached = session.get_one(Dataset, row.id)
+            set_acl(session, caller, RESOURCE, attached, public=public, grants=grants, name=name)
         return self.get_acl(caller, name)
 
     def canonical_files(self, row: Dataset, dest: Path) -> dict[str, Path]:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from modelyard.auth.access import Caller, Permission, Scope, ensure_access, visible_clause
-from modelyard.auth.acl import Acl, AclEntry, read_grants, replace_grants
+from modelyard.auth.acl import Acl, AclEntry, acl_of, set_acl
 from modelyard.auth.audit import record
 from modelyard.db.engine import Database
 from modelyard.db.tables import Alias, Model, ModelVersion
@@ -460,19 +460,11 @@ class ModelRegistry:
     def get_acl(self, caller: Caller, name: str) -> Acl:
         model = self.get_model(caller, name)
         with self._db.session() as session:
-            return Acl(public=model.public, grants=read_grants(session, RESOURCE, model.id))
+            return acl_of(session, RESOURCE, model)
 
     def set_acl(self, caller: Caller, name: str, public: bool, grants: list[AclEntry]) -> Acl:
         model = self.get_model(caller, name, Permission.WRITE)
         with self._db.session() as session:
-            replace_grants(
-                session,
-                caller,
-                resource_type=RESOURCE,
-                resource_id=model.id,
-                owner_id=model.owner_id,
-                grants=grants,
-            )
-            session.get_one(Model, model.id).public = public
-            record(session, caller, "model.acl", f"model:{name}", {"public": public})
+            attached = session.get_one(Model, model.id)
+            set_acl(session, caller, RESOURCE, attached, public=public, grants=grants, name=name)
         return self.get_acl(caller, name)

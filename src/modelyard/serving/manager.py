@@ -31,6 +31,7 @@ import numpy as np
 from modelyard.config import Settings
 from modelyard.db.tables import Deployment, ModelVersion
 from modelyard.errors import Conflict, InvalidInput, ModelyardError, NotFound, Unavailable
+from modelyard.formats import FILE_SUFFIX
 from modelyard.registry.service import ModelRegistry
 from modelyard.serving import heap
 from modelyard.serving.batcher import BatchConfig, Batcher
@@ -48,13 +49,6 @@ log = logging.getLogger("modelyard.serving")
 RECONCILE_S = 2.0
 # How long a swapped-out version keeps accepting requests that already picked it.
 SWAP_GRACE_S = 1.0
-SUFFIX = {
-    "safetensors": ".safetensors",
-    "torchscript": ".pt",
-    "torch_export": ".pt2",
-    "onnx": ".onnx",
-    "keras": ".keras",
-}
 
 
 @dataclass
@@ -571,7 +565,7 @@ class DeploymentManager:
     def _artifact_path(self, version: ModelVersion, work: Path) -> Path:
         """The version's artifact as a file in ``work``: a link to a plaintext local blob,
         else its plaintext fetched (decrypted) from the store."""
-        target = work / f"model{SUFFIX.get(version.format, '')}"
+        target = work / f"model{FILE_SUFFIX.get(version.format, '')}"
         local = self._blobs.local_path(version.sha256)
         if local is not None:
             target.symlink_to(local)
