@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from modelyard.db.engine import Database, create_database
+from modelyard.db.migrate import upgrade_to_head
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -55,6 +58,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'meta.db'}"
     url: str = request.getfixturevalue("pg_url")
     return url
+
+
+@pytest.fixture
+def migrated_db(database_url: str) -> Iterator[Database]:
+    """Each metadata store, migrated to the newest schema."""
+    database = create_database(database_url)
+    upgrade_to_head(database.engine)
+    try:
+        yield database
+    finally:
+        database.dispose()
 
 
 @pytest.fixture

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from modelyard.config import Settings
-from modelyard.db.engine import Database, create_database
-from modelyard.db.migrate import upgrade_to_head
+from modelyard.db.engine import Database
 from modelyard.db.tables import Job, Principal
 from modelyard.jobs.events import EventLog
 from modelyard.jobs.executor import Executor, Exit
@@ -38,13 +36,8 @@ class _QueueOnly(Executor[None]):
 
 
 @pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = create_database(database_url)
-    upgrade_to_head(database.engine)
-    try:
-        yield database
-    finally:
-        database.dispose()
+def db(migrated_db: Database) -> Database:
+    return migrated_db
 
 
 def _queued(db: Database, count: int) -> list[str]:

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from modelyard.db.engine import Database, create_database
-from modelyard.db.migrate import upgrade_to_head
+from modelyard.db.engine import Database
 from modelyard.storage.refs import add_refs, delete_unreferenced, drop_refs
 from tests.storage.cases import Case, sample
 
 
 @pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = create_database(database_url)
-    upgrade_to_head(database.engine)
-    try:
-        yield database
-    finally:
-        database.dispose()
+def db(migrated_db: Database) -> Database:
+    return migrated_db
 
 
 def _stored(case: Case, n: int) -> str:

@@ -64,12 +64,19 @@ class PinnedVersion(_Part):
     format: str
 
 
-class SourcePlan(_Plan):
-    """A compress or finetune job: a method applied to one version, compared on held-out data."""
+class EvaluatePlan(_Plan):
+    """An evaluate job: one version's metrics on a data set."""
 
-    type: Literal["compress", "finetune"]
+    type: Literal["evaluate"] = "evaluate"
     source: PinnedVersion
-    method: Method
+    eval_dataset: str
+    eval_dataset_id: str
+    label: str | None
+
+
+class _ChildPlan(_Plan):
+    """A job that makes a child version and compares it with its parent on held-out data."""
+
     eval_dataset: str
     eval_dataset_id: str
     fit_dataset: str | None = None
@@ -80,31 +87,23 @@ class SourcePlan(_Plan):
     description: str = ""
 
 
-class DistillPlan(_Plan):
+class SourcePlan(_ChildPlan):
+    """A compress or finetune job: a method applied to one version."""
+
+    type: Literal["compress", "finetune"]
+    source: PinnedVersion
+    method: Method
+
+
+class DistillPlan(_ChildPlan):
     """A distill job: a student trained on a teacher's outputs."""
 
     type: Literal["distill"] = "distill"
     teacher: PinnedVersion
     student_spec: dict[str, Any]
     options: DistillOptions
-    eval_dataset: str
-    eval_dataset_id: str
     fit_dataset: str
     fit_dataset_id: str
-    label: str | None
-    output_model: str
-    gate: Gate | None = None
-    description: str = ""
-
-
-class EvaluatePlan(_Plan):
-    """An evaluate job: one version's metrics on a data set."""
-
-    type: Literal["evaluate"] = "evaluate"
-    source: PinnedVersion
-    eval_dataset: str
-    eval_dataset_id: str
-    label: str | None
 
 
 class LlmBase(_Part):
