@@ -98,6 +98,7 @@ class Deployment:
             logits = client.deployments.get("digits").predict(x_test)
             accuracy = (logits.argmax(axis=1) == y_test).mean()
         """
+        # numpy loads only when a client predicts (importing the SDK stays light).
         from modelyard.client._inference import predict
 
         return predict(

@@ -248,7 +248,7 @@ def _openai_error(response: httpx.Response) -> APIError:
 def openai_client(http: HTTP) -> openai.OpenAI:
     """The official ``openai`` client for ``<base_url>/v1`` with ``http``'s API key."""
     try:
-        import openai
+        import openai  # an optional dependency, needed only here
     except ImportError as exc:
         raise ModelyardError("the openai package is not installed: pip install openai") from exc
     auth = http.client.headers.get("Authorization", "")

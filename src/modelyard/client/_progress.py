@@ -42,6 +42,7 @@ def job_progress(job: Job, *, enabled: bool) -> Iterator[Reporter]:
     if not enabled:
         yield _Silent()
         return
+    # rich draws only on an interactive terminal, so it loads where it draws.
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
     from rich.table import Column
@@ -63,6 +64,7 @@ def job_progress(job: Job, *, enabled: bool) -> Iterator[Reporter]:
 
 def _eta_column() -> Any:
     """A column counting down from the server's last estimate, between its updates."""
+    # rich draws only on an interactive terminal, so it loads where it draws.
     from rich.progress import ProgressColumn, Task
     from rich.text import Text
 

@@ -390,6 +390,7 @@ def _is_count(value: Any) -> bool:
 
 def _open_with_library(path: Path, names: set[str], shown: str) -> None:
     """Let the safetensors library confirm the header; it maps, not reads, the data."""
+    # The safetensors library loads only when a version of this format is checked.
     from safetensors import safe_open
 
     try:
@@ -447,6 +448,7 @@ def _inspect_torchscript(path: Path, intake: Intake) -> ArtifactInfo:
             "or constants.pkl, data.pkl and a version record"
         )
     _check_zip_budget(path, intake.max_unpacked_bytes, intake.filename or "the upload")
+    # PyTorch loads only when a version of this format is checked, not at server start.
     import torch
 
     # torch.jit.load reads data.pkl and constants.pkl with TorchScript's own unpickler,
@@ -503,6 +505,7 @@ def _sniff_torch_export(path: Path, head: bytes) -> bool:
 
 def _inspect_torch_export(path: Path, intake: Intake) -> ArtifactInfo:
     _check_pt2(path, intake.max_unpacked_bytes, intake.filename or "the upload")
+    # PyTorch loads only when a version of this format is checked, not at server start.
     import torch
 
     try:
@@ -525,6 +528,7 @@ def _check_pt2(path: Path, max_bytes: int, shown: str) -> None:
     for rel in sorted(rels):
         if not any(pattern.fullmatch(rel) for pattern in _PT2_ALLOWED):
             raise UnsafeArtifact(f"torch.export archive member {rel!r} {_pt2_refusal(rel)}")
+    # PyTorch loads only when a version of this format is checked, not at server start.
     import torch
 
     # torch reads the zip with its own parser; both must see the same members.
@@ -572,6 +576,7 @@ def _check_pt2_payloads(rel: str, raw: bytes, allowed: re.Pattern[str]) -> None:
 
 
 def _check_sample_inputs(rel: str, raw: bytes, max_bytes: int) -> None:
+    # PyTorch loads only when a version of this format is checked, not at server start.
     import torch
 
     # torch.save's legacy (non-zip) format sizes storages from the pickle itself, so only
@@ -609,6 +614,7 @@ def _sniff_onnx(path: Path, head: bytes) -> bool:
 
 
 def _load_onnx(path: Path) -> onnx.ModelProto:
+    # ONNX loads only when an ONNX version is checked.
     import onnx
 
     try:
@@ -618,6 +624,7 @@ def _load_onnx(path: Path) -> onnx.ModelProto:
 
 
 def _inspect_onnx(path: Path, intake: Intake) -> ArtifactInfo:
+    # ONNX loads only when an ONNX version is checked.
     import onnx
 
     model = _load_onnx(path)

@@ -61,6 +61,7 @@ def torchscript_output_kind(module: torch.jit.ScriptModule) -> OutputKind:
 
 def exported_program_output_kind(program: ExportedProgram) -> OutputKind:
     """``probabilities`` when the program's one user output is a softmax, and so on."""
+    # PyTorch loads only when a version of this format is checked, not at server start.
     import torch.fx
 
     names = list(program.graph_signature.user_outputs)

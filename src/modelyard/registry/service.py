@@ -383,6 +383,7 @@ class ModelRegistry:
         """Two versions side by side: size, parameters, non-zeros, latency and metric, as the
         compression jobs that made or used them measured (see
         :func:`modelyard.compression.report.side_by_side`)."""
+        # The report module loads PyTorch; only a comparison needs it.
         from modelyard.compression.report import side_by_side
 
         rows = []

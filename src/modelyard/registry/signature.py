@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from modelyard.errors import InvalidInput
+from modelyard.runtimes.tensors import torch_datatype_name
 
 if TYPE_CHECKING:
     import onnx
@@ -48,8 +49,6 @@ def tensor_entry(name: str, datatype: str | None, shape: list[int] | None) -> di
 
 def torch_datatype(dtype: torch.dtype, where: str) -> str:
     """The Open Inference Protocol name of a torch dtype, e.g. ``torch.float32`` → ``FP32``."""
-    from modelyard.runtimes.tensors import torch_datatype_name
-
     name = str(dtype).removeprefix("torch.")
     datatype = torch_datatype_name(name)
     if datatype is None:
@@ -61,6 +60,7 @@ def torch_datatype(dtype: torch.dtype, where: str) -> str:
 
 def exported_program_signature(program: ExportedProgram) -> dict[str, Any]:
     """The user-facing tensors of a ``torch.export`` program, with -1 for dynamic dims."""
+    # PyTorch loads only when a version of this format is checked, not at server start.
     from torch.export.graph_signature import InputKind, OutputKind, TensorArgument
 
     values: dict[str, Any] = {}
@@ -93,6 +93,7 @@ def exported_program_signature(program: ExportedProgram) -> dict[str, Any]:
 
 
 def _flatten(args: Any) -> list[Any]:
+    # PyTorch loads only when a version of this format is checked, not at server start.
     import torch.fx
 
     if isinstance(args, torch.fx.Node):
@@ -103,6 +104,7 @@ def _flatten(args: Any) -> list[Any]:
 
 
 def _fake_tensor_entry(name: str, value: Any, where: str) -> dict[str, Any]:
+    # PyTorch loads only when a version of this format is checked, not at server start.
     import torch
 
     if not isinstance(value, torch.Tensor):
@@ -117,6 +119,7 @@ def torchscript_signature(module: torch.jit.ScriptModule) -> dict[str, Any] | No
 
     Returns ``None`` when the module has no ``forward`` method.
     """
+    # PyTorch loads only when a version of this format is checked, not at server start.
     import torch
 
     forward = getattr(module, "forward", None)

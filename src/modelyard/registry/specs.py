@@ -18,6 +18,7 @@ def check_spec_weights(spec: dict[str, Any], weights: Path) -> dict[str, Any]:
 
     Returns the version's signature; raises InvalidInput naming the field or tensor at fault.
     """
+    # PyTorch loads only when a version of this format is checked, not at server start.
     import torch
     from safetensors import safe_open
 
@@ -63,6 +64,7 @@ def spec_checker_for(
         return check_spec_weights
 
     def check_compressed(spec: dict[str, Any], weights: Path) -> dict[str, Any]:
+        # Compression loads PyTorch; only a compressed version's check needs it.
         from modelyard.compression import check_compressed_weights
 
         return check_compressed_weights(spec, weights, compression)
