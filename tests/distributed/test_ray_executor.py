@@ -253,7 +253,10 @@ def test_a_job_survives_losing_the_node_that_hosts_its_rendezvous(
     ray_env: dict[str, str], cluster: RayCluster, tmp_path: Path
 ) -> None:
     # The head holds no worker, so the job's agents are on the two nodes that can be lost.
-    with _server(ray_env, tmp_path) as (_, api):
+    # The job must be placed again once a node joins; on a loaded machine Ray takes a while
+    # to release the lost attempt's bundles, so the placement may wait longer than elsewhere.
+    env = {**ray_env, "MODELYARD_RAY_PLACEMENT_TIMEOUT_S": str(4 * PLACEMENT_TIMEOUT_S)}
+    with _server(env, tmp_path) as (_, api):
         upload_digits(api, tmp_path)
         _node_lost_mid_job(api, cluster, rendezvous_host=True)
 
