@@ -106,7 +106,8 @@ def test_every_function_level_import_in_jobs_registry_and_client_says_why() -> N
     """A function-level import loads something heavy (PyTorch, Ray) or optional only where it
     is used; a comment on its line, or just above the block of imports it belongs to, says so."""
     unexplained = []
-    paths = [p for package in ("jobs", "registry", "client") for p in (ROOT / package).rglob("*.py")]
+    packages = ("jobs", "registry", "client")
+    paths = [p for package in packages for p in (ROOT / package).rglob("*.py")]
     for path in sorted(paths):
         source = path.read_text()
         lines = source.splitlines()
