@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel
 from sqlalchemy import select, update
@@ -71,6 +71,7 @@ class JobContext:
     job_type: str = "train"
     _last_poll: float = field(default=0.0)
     _stop: bool = field(default=False)
+    _plans: dict[type[BaseModel], BaseModel] = field(default_factory=dict)
 
     def should_stop(self) -> bool:
         """True once the job is cancelled or re-assigned; also sends the heartbeat."""
@@ -102,8 +103,12 @@ class JobContext:
         self.emit("log", {"message": message})
 
     def plan(self, kind: type[PlanT]) -> PlanT:
-        """The job's stored plan, read as ``kind`` (a model of :mod:`modelyard.jobs.plans`)."""
-        return kind.model_validate(self.spec)
+        """The job's stored plan, read as ``kind`` (a model of :mod:`modelyard.jobs.plans`),
+        parsed once per context."""
+        plan = self._plans.get(kind)
+        if plan is None:
+            plan = self._plans[kind] = kind.model_validate(self.spec)
+        return cast(PlanT, plan)
 
     @functools.cached_property
     def registry(self) -> ModelRegistry:

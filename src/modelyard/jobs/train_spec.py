@@ -10,8 +10,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from modelyard.errors import InvalidInput
+from modelyard.jobs.requests import FLAT_KEYS
 
-FLAT_KEYS = {"model_name", "data", "learning_rate"}
 PLAN_KEYS = {
     "type",
     "model",

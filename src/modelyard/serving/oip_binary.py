@@ -84,7 +84,7 @@ def encode_binary(name: str, datatype: str, array: npt.NDArray[Any]) -> bytes | 
     if datatype == "BYTES":
         parts: list[bytes] = []
         for item in array.reshape(-1):
-            data = _as_bytes(name, item)
+            data = element_bytes(name, item)
             parts.append(_LENGTH.pack(len(data)))
             parts.append(data)
         return b"".join(parts)
@@ -94,7 +94,8 @@ def encode_binary(name: str, datatype: str, array: npt.NDArray[Any]) -> bytes | 
     return flat.view(np.uint8).data
 
 
-def _as_bytes(name: str, item: object) -> bytes:
+def element_bytes(name: str, item: object) -> bytes:
+    """One element of a BYTES output as bytes (a ``str`` is UTF-8 encoded)."""
     if isinstance(item, bytes):
         return item
     if isinstance(item, str):

@@ -24,9 +24,9 @@ import numpy as np
 import numpy.typing as npt
 
 from modelyard.api.grpc import grpc_service_pb2 as pb
-from modelyard.errors import InvalidInput, ModelyardError
+from modelyard.errors import InvalidInput
 from modelyard.serving.oip import OIP_TO_NUMPY, numpy_to_oip
-from modelyard.serving.oip_binary import decode_binary, encode_binary
+from modelyard.serving.oip_binary import decode_binary, element_bytes, encode_binary
 from modelyard.serving.oip_json import element_count_error
 
 CONTENTS_FIELD: dict[str, str] = {
@@ -193,19 +193,9 @@ def encode_response(
         if raw:
             response.raw_output_contents.append(bytes(encode_binary(name, datatype, array)))
         elif datatype == "BYTES":
-            elements = (_as_bytes(name, item) for item in array.reshape(-1))
+            elements = (element_bytes(name, item) for item in array.reshape(-1))
             tensor.contents.bytes_contents.extend(elements)
         else:
             values: list[Any] = array.reshape(-1).tolist()
             getattr(tensor.contents, CONTENTS_FIELD[datatype]).extend(values)
     return response
-
-
-def _as_bytes(name: str, item: object) -> bytes:
-    if isinstance(item, bytes):
-        return item
-    if isinstance(item, str):
-        return item.encode("utf-8")
-    raise ModelyardError(
-        f"output {name!r}: BYTES elements must be bytes or str, got {type(item).__name__}"
-    )
