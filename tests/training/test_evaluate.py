@@ -52,3 +52,26 @@ def test_binary_accuracy_from_one_logit() -> None:
 def test_unknown_loss_names_the_field() -> None:
     with pytest.raises(InvalidInput, match=r"loss.name: must be one of"):
         evaluate(Fixed(), torch.zeros(1, 2), torch.tensor([0]), [], "hinge")
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 1000])
+def test_metrics_are_the_same_however_many_batches_wait(batch_size: int) -> None:
+    # A batch's sums wait as tensors (up to PENDING_BATCHES of them) and are added in order.
+    generator = torch.Generator().manual_seed(0)
+    outputs = torch.randn(600, 3, generator=generator)
+    labels = torch.randint(0, 3, (600,), generator=generator)
+    result = evaluate(
+        Fixed(), outputs, labels, ["accuracy"], "cross_entropy", batch_size=batch_size
+    )
+    expected = torch.nn.functional.cross_entropy(outputs, labels).item()
+    assert result["loss"] == pytest.approx(expected, rel=1e-6)
+    assert result["accuracy"] == int((outputs.argmax(1) == labels).sum()) / 600
+    targets = torch.randn(600, 2, generator=generator)
+    predictions = torch.randn(600, 2, generator=generator)
+    regression = evaluate(
+        Fixed(), predictions, targets, ["mse", "mae"], "mse", batch_size=batch_size
+    )
+    assert regression["mse"] == pytest.approx(
+        ((predictions - targets) ** 2).mean().item(), rel=1e-6
+    )
+    assert regression["mae"] == pytest.approx((predictions - targets).abs().mean().item(), rel=1e-6)

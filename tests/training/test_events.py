@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import json
+import math
 
-from modelyard.training import train
+import numpy as np
+import pytest
+
+from modelyard.errors import InvalidInput
+from modelyard.training import epoch_order, train
 
 from .conftest import Split
 from .helpers import Recorder
 
 SPEC = {"arch": "mlp", "input_shape": [4], "hidden": [8], "num_outputs": 3}
+REGRESSOR = {
+    "arch": "mlp",
+    "input_shape": [4],
+    "hidden": [8],
+    "num_outputs": 1,
+    "task": "regression",
+}
 
 
 def test_step_and_epoch_events(iris: Split) -> None:
@@ -56,3 +68,22 @@ def test_should_stop_cancels_before_the_next_step(iris: Split) -> None:
     assert result.steps == 0
     assert result.epochs_run == 0
     assert len(callbacks.checkpoints) == 1
+
+
+def test_a_loss_that_is_not_finite_fails_naming_its_step_before_reporting_past_it(
+    iris: Split,
+) -> None:
+    # The loop reads its losses only at step events, checkpoints and epoch ends; a loss that
+    # is not finite still ends the run naming its own step, before anything reports a later one.
+    x = iris.x_train.copy()
+    x[0] = 3e38  # finite, but its outputs are so large that their squared error overflows
+    batch = 10
+    bad_step = int((epoch_order(0, 0, len(x)) == 0).nonzero()) // batch  # 0-based
+    config = {"epochs": 2, "batch_size": batch, "log_every_steps": 4, "checkpoint_every_steps": 3}
+    events = Recorder()
+    with pytest.raises(InvalidInput, match=rf"the loss became (nan|inf) at step {bad_step};"):
+        train(REGRESSOR, config, x, iris.y_train.astype(np.float32), callbacks=events)
+    # Steps count from 1 in events and checkpoints: none reports the bad step or a later one.
+    assert all(e["step"] <= bad_step for e in events.events)
+    assert all(c["global_step"] <= bad_step for c in events.checkpoints)
+    assert all(math.isfinite(e["loss"]) for e in events.of_type("step"))

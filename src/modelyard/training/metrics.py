@@ -1,7 +1,10 @@
 """Loss and metrics accumulated over batches, and :func:`evaluate`.
 
 The running sums are plain floats so that a checkpoint taken mid-epoch can carry them,
-and a resumed epoch reports exactly what an uninterrupted one would have.
+and a resumed epoch reports exactly what an uninterrupted one would have. A batch's
+statistics stay tensors on the model's device until they are read (:meth:`compute`,
+:meth:`state_dict`) or a few hundred are waiting: adding a batch never waits for the
+device, and the floats are added up in batch order, so the sums are the same to the bit.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from torch import nn
 from modelyard.training.config import LossConfig
 from modelyard.training.objective import Objective
 
+# Batches whose statistics may wait as tensors before they are added to the floats.
+PENDING_BATCHES = 256
 
-def _add(total: list[float], part: torch.Tensor) -> list[float]:
-    values: list[float] = part.tolist()
+
+def _add(total: list[float], values: list[float]) -> list[float]:
     return values if not total else [a + b for a, b in zip(total, values, strict=True)]
 
 
@@ -43,33 +48,71 @@ class MetricTracker:
         self.sae: list[float] = []
         self.sum_y: list[float] = []
         self.sum_y2: list[float] = []
+        # Per batch, not yet added: its row count, mean loss, predictions and labels (for
+        # accuracy, judged all at once), and regression sums.
+        self._rows: list[int] = []
+        self._losses: list[torch.Tensor] = []
+        self._predicted: list[torch.Tensor] = []
+        self._labels: list[torch.Tensor] = []
+        self._sums: list[torch.Tensor] = []
 
-    @torch.no_grad()
-    def update(self, outputs: torch.Tensor, y: torch.Tensor) -> None:
-        """Add one batch."""
+    def update(
+        self, outputs: torch.Tensor, y: torch.Tensor, loss: torch.Tensor | None = None
+    ) -> None:
+        """Add one batch; ``loss``, when given, is its mean loss in the same units, already
+        computed (a training step's), so that it is not computed a second time."""
+        outputs = outputs.detach()
         batch = outputs.shape[0]
         self.count += batch
-        self.loss += float(self.objective(outputs, y)) * batch
+        self._rows.append(batch)
+        if loss is None:
+            with torch.no_grad():
+                loss = self.objective(outputs, y)
+        self._losses.append(loss.detach())
         if "accuracy" in self.objective.metrics:
             outputs = self.objective.logits(outputs)
             if y.is_floating_point():
                 # Multi-label: every (row, label) pair is judged on its own.
-                hits = (outputs > 0) == (y.reshape(outputs.shape) > 0.5)
+                predicted = outputs > 0
             else:
                 predicted = outputs.argmax(1) if outputs.shape[1] > 1 else (outputs[:, 0] > 0)
-                hits = predicted.long() == y.long()
-            self.correct += float(hits.sum())
-            self.judged += hits.numel()
+            self._predicted.append(predicted)
+            self._labels.append(y)
+            self.judged += predicted.numel()
         if self.objective.task == "regression":
             target = y.reshape(outputs.shape).double()
             error = outputs.double() - target
-            self.sse = _add(self.sse, error.pow(2).sum(0))
-            self.sae = _add(self.sae, error.abs().sum(0))
-            self.sum_y = _add(self.sum_y, target.sum(0))
-            self.sum_y2 = _add(self.sum_y2, target.pow(2).sum(0))
+            # One [4, outputs] tensor per batch: sse, sae, sum of y, sum of y².
+            sums = (error.square(), error.abs(), target, target.square())
+            self._sums.append(torch.stack([part.sum(0) for part in sums]))
+        if len(self._rows) >= PENDING_BATCHES:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Add the waiting batches to the running floats, in batch order."""
+        if not self._rows:
+            return
+        losses = torch.stack(self._losses).tolist()
+        for rows, value in zip(self._rows, losses, strict=True):
+            self.loss += value * rows
+        if self._predicted:
+            predicted, labels = torch.cat(self._predicted), torch.cat(self._labels)
+            if labels.is_floating_point():
+                hits = predicted == (labels.reshape(predicted.shape) > 0.5)
+            else:
+                hits = predicted == labels
+            self.correct += float(hits.sum())  # a count: exact, however the batches group
+        for sse, sae, sum_y, sum_y2 in torch.stack(self._sums).tolist() if self._sums else []:
+            self.sse = _add(self.sse, sse)
+            self.sae = _add(self.sae, sae)
+            self.sum_y = _add(self.sum_y, sum_y)
+            self.sum_y2 = _add(self.sum_y2, sum_y2)
+        self._rows, self._losses, self._sums = [], [], []
+        self._predicted, self._labels = [], []
 
     def compute(self) -> dict[str, float]:
         """``loss`` and each metric over what was added since :meth:`reset`."""
+        self._flush()
         if not self.count:
             return {}
         result = {"loss": self.loss / self.count}
@@ -97,6 +140,7 @@ class MetricTracker:
 
     def state_dict(self) -> dict[str, Any]:
         """The running sums, JSON-able."""
+        self._flush()
         return {
             "count": self.count,
             "loss": self.loss,
@@ -110,6 +154,7 @@ class MetricTracker:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from :meth:`state_dict`'s sums."""
+        self.reset()
         self.count = int(state["count"])
         self.loss = float(state["loss"])
         self.correct = float(state["correct"])
