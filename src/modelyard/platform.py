@@ -12,6 +12,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from modelyard.auth.projects import ProjectService
 from modelyard.auth.service import AuthService
 from modelyard.config import Settings
 from modelyard.datasets.formats import IntakeLimits
@@ -31,6 +32,7 @@ from modelyard.storage.base import BlobStore
 from modelyard.storage.collector import CollectionReport, StorageCollector
 from modelyard.storage.factory import build_blob_store
 from modelyard.storage.workdirs import sweep
+from modelyard.usage.service import UsageService
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Platform:
     db: Database
     blobs: BlobStore
     auth: AuthService
+    projects: ProjectService
     datasets: DatasetService
     registry: ModelRegistry
     events: EventLog
@@ -50,6 +53,7 @@ class Platform:
     serving: DeploymentManager
     collector: StorageCollector
     metrics_registry: CollectorRegistry
+    usage: UsageService
     warm: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
@@ -71,17 +75,22 @@ class Platform:
             if settings.executor == "ray"
             else LocalExecutor(settings, db, events)
         )
-        jobs = JobService(db, datasets, registry, events, settings.tmp_dir, executor.wake)
+        usage = UsageService(settings, db)
+        jobs = JobService(
+            db, datasets, registry, events, settings.tmp_dir, executor.wake, usage.admit_job
+        )
         deployments = DeploymentService(db, registry)
         metrics_registry = CollectorRegistry()
         serving = DeploymentManager(
             settings, deployments, registry, blobs, ServingMetrics(metrics_registry)
         )
+        auth = AuthService(db)
         return cls(
             settings=settings,
             db=db,
             blobs=blobs,
-            auth=AuthService(db),
+            auth=auth,
+            projects=ProjectService(db, on_change=auth.forget_principal),
             datasets=datasets,
             registry=registry,
             events=events,
@@ -91,11 +100,13 @@ class Platform:
             serving=serving,
             collector=StorageCollector(db, blobs, settings.tmp_dir, settings.collect_grace_s),
             metrics_registry=metrics_registry,
+            usage=usage,
         )
 
     def start(self) -> None:
         """Start background work (the job executor, the collection passes); jobs left running
         resume."""
+        self.usage.start()
         self.executor.start()
         self.collector.start(self.settings.collect_interval_s)
         # Checking a job spec needs torch and the catalog; import them now, off the request
@@ -116,4 +127,5 @@ class Platform:
         """Stop background work and release connections."""
         self.collector.stop()
         self.executor.stop()
+        self.usage.stop()
         self.db.dispose()

@@ -1,5 +1,7 @@
 """Two users, one attacking the other: every route of the access table is turned against the
-other user's data set, model, version, alias, deployment, job and key, and nothing moves."""
+other user's data set, model, version, alias, deployment, job, key and project, and nothing
+moves. Once as strangers, once as members of a common project attacking what the other keeps
+in a project of their own."""
 
 from __future__ import annotations
 
@@ -48,8 +50,10 @@ def _path(template: str, ids: dict[str, str]) -> str:
         "model": "a-dep",
         "version": "1",
         "file_id": ids["file"],
+        "project": ids["project"],
+        "principal": "alice",
     }
-    return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: values[m.group(1)], template)
+    return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: values.get(m.group(1), "none"), template)
 
 
 def _attack(mallory: httpx.Client, method: str, template: str, path: str) -> httpx.Response:
@@ -58,22 +62,29 @@ def _attack(mallory: httpx.Client, method: str, template: str, path: str) -> htt
         body = {"public": True, "grants": [{"principal": "mallory", "permission": "write"}]}
     elif template.endswith("/aliases/{alias}"):
         body = {"version": 1}
-    elif template.endswith("/predict"):
+    elif template.endswith("/members/{principal}"):
+        body = {"role": "owner"}
+    elif template == "/api/v1/projects/{project}":
+        body = {"description": "taken"}
+    elif template.endswith(("/predict", "/explain")):
         body = ROW
+    elif template.endswith("/privacy-budget"):
+        body = {"epsilon": 1.0, "delta": 1e-5}
+    elif template.endswith(":explain"):
+        body = {"instances": ROW["inputs"]}
     elif template.endswith("/infer"):
         body = V2_ROW
     if template.endswith("/versions") and method == "POST":
         return mallory.post(path, params={"filename": "w.safetensors"}, content=b"\0" * 64)
-    return mallory.request(method, path, json=body if method in ("POST", "PUT", "PATCH") else None)
+    params = {"start": 0} if template.endswith(("/usage", "/costs")) else None
+    return mallory.request(
+        method, path, params=params, json=body if method in ("POST", "PUT", "PATCH") else None
+    )
 
 
-def test_another_user_can_neither_see_nor_change_what_is_not_theirs(
-    server: LiveServer, admin: httpx.Client, tmp_path: Path
-) -> None:
-    alice = user_client(admin, "alice", ["read", "write", "infer", "keys"])
-    mallory = user_client(admin, "mallory", ATTACKER_SCOPES)
-    ids = _victim_resources(alice, tmp_path)
+def _walk(mallory: httpx.Client, ids: dict[str, str]) -> None:
     secrets = ["digits", "a-model", "a-dep", "a-trained", ids["job"], ids["key"], ids["file"]]
+    secrets += [ids["project"]] if ids["project"] != "alice" else []
     attempts = 0
     for (method, template), rule in ROUTES.items():
         if rule.auth is not Auth.KEY or Scope.ADMIN in rule.scopes:
@@ -89,6 +100,9 @@ def test_another_user_can_neither_see_nor_change_what_is_not_theirs(
             assert leaked == [], (method, path, leaked)
     assert attempts >= 60
     assert "a-dep" not in mallory.get("/metrics").text
+
+
+def _unchanged(alice: httpx.Client, ids: dict[str, str]) -> None:
     # Everything of Alice's is as she left it.
     assert alice.get("/api/v1/whoami").status_code == 200
     assert alice.get("/api/v1/datasets/digits").status_code == 200
@@ -99,3 +113,50 @@ def test_another_user_can_neither_see_nor_change_what_is_not_theirs(
         assert acl == {"public": False, "grants": []}, (family, acl)
     assert alice.get(f"/api/v1/jobs/{ids['job']}").json()["status"] == "succeeded"
     assert alice.post("/api/v1/deployments/a-dep/predict", json=ROW).status_code == 200
+    project = alice.get(f"/api/v1/projects/{ids['project']}").json()
+    assert project["members"] == [{"principal": "alice", "role": "owner"}]
+
+
+def test_another_user_can_neither_see_nor_change_what_is_not_theirs(
+    server: LiveServer, admin: httpx.Client, tmp_path: Path
+) -> None:
+    alice = user_client(admin, "alice", ["read", "write", "infer", "keys"])
+    mallory = user_client(admin, "mallory", ATTACKER_SCOPES)
+    ids = _victim_resources(alice, tmp_path) | {"project": "alice"}
+    _walk(mallory, ids)
+    _unchanged(alice, ids)
+
+
+def test_a_member_of_one_project_reaches_nothing_of_another(
+    server: LiveServer, admin: httpx.Client, tmp_path: Path
+) -> None:
+    alice = user_client(admin, "alice", ["read", "write", "infer", "keys"])
+    mallory = user_client(admin, "mallory", ATTACKER_SCOPES)
+    # Both work together in "common"; Alice alone in "team-b", with a key bound to it.
+    assert alice.post("/api/v1/projects", json={"name": "common"}).status_code == 201
+    joined = alice.put("/api/v1/projects/common/members/mallory", json={"role": "owner"})
+    assert joined.status_code == 200, joined.text
+    assert alice.post("/api/v1/projects", json={"name": "team-b"}).status_code == 201
+    reply = alice.post(
+        "/api/v1/keys", json={"name": "b", "scopes": ATTACKER_SCOPES, "project": "team-b"}
+    )
+    assert reply.status_code == 201, reply.text
+    team_b = httpx.Client(
+        base_url=str(alice.base_url),
+        headers={"Authorization": f"Bearer {reply.json()['key']}"},
+        timeout=60,
+    )
+    ids = _victim_resources(team_b, tmp_path) | {"project": "team-b"}
+    _walk(mallory, ids)
+    # A key of Mallory's bound to the common project reaches no more.
+    bound = mallory.post(
+        "/api/v1/keys", json={"name": "c", "scopes": ATTACKER_SCOPES, "project": "common"}
+    )
+    assert bound.status_code == 201, bound.text
+    mallory_common = httpx.Client(
+        base_url=str(alice.base_url),
+        headers={"Authorization": f"Bearer {bound.json()['key']}"},
+        timeout=60,
+    )
+    _walk(mallory_common, ids)
+    _unchanged(team_b, ids)

@@ -17,16 +17,21 @@ from modelyard.api.routes import (
     datasets,
     deployments,
     executor,
+    explain,
     health,
     inference,
     jobs,
     models,
+    projects,
     train_model,
 )
+from modelyard.api.routes import limits as limit_routes
 from modelyard.api.routes import openai as openai_routes
+from modelyard.api.routes import usage as usage_routes
 from modelyard.api.routes.openai import errors as openai_errors
 from modelyard.errors import ModelyardError, without_paths
 from modelyard.platform import Platform
+from modelyard.ui import install_ui
 
 DESCRIPTION = """
 Modelyard is a self-hosted Model-as-a-Service platform: upload data sets, train and register
@@ -85,14 +90,19 @@ def create_app(platform: Platform, *, own_platform: bool = False) -> FastAPI:
             inference,
             health,
             auth,
+            projects,
             datasets,
             models,
             jobs,
             train_model,
             executor,
             deployments,
+            limit_routes,
+            usage_routes,
         )
     ]
+    # KServe's v1 explain route before the OpenAI routes, which share the /v1/models prefix.
+    routers += [explain.router, explain.kserve_router]
     routers += [inference.health_router, *openai_routes.routers()]
     for router in routers:
         app.include_router(router)
@@ -104,6 +114,8 @@ def create_app(platform: Platform, *, own_platform: bool = False) -> FastAPI:
             platform.settings.private_roots(),
         ),
     )
+    sessions, ui_routers = install_ui(app, platform) if platform.settings.ui else (None, [])
+    routers += ui_routers
     routes = gate.entries([*app.router.routes, *(r for router in routers for r in router.routes)])
     missing = gate.missing_rules(routes)
     if missing:
@@ -113,6 +125,7 @@ def create_app(platform: Platform, *, own_platform: bool = False) -> FastAPI:
         platform=platform,
         routes=routes,
         on_error=cast("gate.ErrorHandler", app.exception_handlers[ModelyardError]),
+        sessions=sessions,
     )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

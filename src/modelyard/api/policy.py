@@ -22,6 +22,9 @@ class Auth(StrEnum):
     NONE = "none"  # open: health probes and the API's own documents
     OPTIONAL = "optional"  # open, but a key that is sent must be valid (it may see more)
     KEY = "key"  # a valid key carrying one of the rule's scopes
+    # The dashboard: a session cookie whose key carries one of the rule's scopes (a page
+    # without one redirects to sign-in; see modelyard.ui.sessions). Bearer keys do not count.
+    SESSION = "session"
 
 
 class Body(StrEnum):
@@ -53,6 +56,11 @@ def needs(*scopes: Scope, body: Body = Body.JSON) -> Rule:
     return Rule(Auth.KEY, frozenset(scopes), body)
 
 
+def session(*scopes: Scope, body: Body = Body.JSON) -> Rule:
+    """A dashboard rule: a signed-in session whose key has any one of ``scopes``."""
+    return Rule(Auth.SESSION, frozenset(scopes), body)
+
+
 READ, WRITE, INFER = Scope.READ, Scope.WRITE, Scope.INFER
 KEYS, ADMIN = Scope.KEYS, Scope.ADMIN
 
@@ -75,6 +83,15 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/keys"): needs(KEYS),
     ("GET", "/api/v1/keys"): needs(KEYS),
     ("DELETE", "/api/v1/keys/{key_id}"): needs(KEYS),
+    # -- projects and the audit log (ownership and roles checked by the project service) --
+    ("POST", "/api/v1/projects"): needs(WRITE),
+    ("GET", "/api/v1/projects"): needs(READ),
+    ("GET", "/api/v1/projects/{project}"): needs(READ),
+    ("PATCH", "/api/v1/projects/{project}"): needs(WRITE),
+    ("DELETE", "/api/v1/projects/{project}"): needs(WRITE),
+    ("PUT", "/api/v1/projects/{project}/members/{principal}"): needs(WRITE),
+    ("DELETE", "/api/v1/projects/{project}/members/{principal}"): needs(WRITE),
+    ("GET", "/api/v1/audit"): needs(READ),
     ("GET", "/api/v1/executor"): needs(ADMIN),
     # -- data sets -------------------------------------------------------------------------
     ("POST", "/api/v1/datasets"): needs(WRITE, body=Body.UPLOAD),
@@ -84,6 +101,9 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/datasets/{name}/download"): needs(READ),
     ("GET", "/api/v1/datasets/{name}/acl"): needs(READ),
     ("PUT", "/api/v1/datasets/{name}/acl"): needs(WRITE),
+    ("GET", "/api/v1/datasets/{name}/privacy-budget"): needs(READ),
+    # The owner (or an admin) only; the service checks who owns the data set.
+    ("PUT", "/api/v1/datasets/{name}/privacy-budget"): needs(WRITE),
     # -- models and versions ---------------------------------------------------------------
     ("POST", "/api/v1/models"): needs(WRITE),
     ("GET", "/api/v1/models"): needs(READ),
@@ -118,6 +138,9 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/deployments/{name}/acl"): needs(READ),
     ("PUT", "/api/v1/deployments/{name}/acl"): needs(WRITE),
     ("POST", "/api/v1/deployments/{name}/predict"): needs(INFER, body=Body.INFER),
+    ("POST", "/api/v1/deployments/{name}/explain"): needs(INFER, body=Body.INFER),
+    # KServe's v1 protocol: explanations (the OpenAI routes own the rest of /v1/models).
+    ("POST", "/v1/models/{name}:explain"): needs(INFER, body=Body.INFER),
     # -- Open Inference Protocol v2 --------------------------------------------------------
     ("GET", "/v2"): needs(),
     ("GET", "/v2/models/{model}"): needs(INFER),
@@ -127,6 +150,18 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/v2/models/{model}/infer"): needs(INFER, body=Body.INFER),
     ("POST", "/v2/models/{model}/versions/{version}/infer"): needs(INFER, body=Body.INFER),
     ("GET", "/v2/models/{model}/stats"): needs(INFER),
+    # -- limits, budgets, usage and costs (admins and project owners change them) ----------
+    ("GET", "/api/v1/limits/keys/{key_id}"): needs(READ),
+    ("PUT", "/api/v1/limits/keys/{key_id}"): needs(WRITE),
+    ("DELETE", "/api/v1/limits/keys/{key_id}"): needs(WRITE),
+    ("GET", "/api/v1/limits/projects/{project}"): needs(READ),
+    ("PUT", "/api/v1/limits/projects/{project}"): needs(WRITE),
+    ("DELETE", "/api/v1/limits/projects/{project}"): needs(WRITE),
+    ("GET", "/api/v1/budgets/{project}"): needs(READ),
+    ("PUT", "/api/v1/budgets/{project}"): needs(WRITE),
+    ("DELETE", "/api/v1/budgets/{project}"): needs(WRITE),
+    ("GET", "/api/v1/usage"): needs(READ),
+    ("GET", "/api/v1/costs"): needs(READ),
     # -- OpenAI-compatible API -------------------------------------------------------------
     ("GET", "/v1/models"): needs(READ),
     ("GET", "/v1/models/{model}"): needs(READ),
@@ -144,6 +179,31 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/fine_tuning/jobs/{job_id}/cancel"): needs(WRITE),
     ("GET", "/v1/fine_tuning/jobs/{job_id}/events"): needs(READ),
     ("GET", "/v1/fine_tuning/jobs/{job_id}/checkpoints"): needs(READ),
+    # -- the dashboard (modelyard.ui): session cookies, CSRF tokens on every form -----------
+    ("GET", "/ui/static/{file}"): OPEN,
+    ("GET", "/ui/login"): OPEN,
+    ("POST", "/ui/login"): OPEN,
+    ("POST", "/ui/logout"): session(),
+    ("GET", "/ui"): session(READ),
+    ("GET", "/ui/datasets"): session(READ),
+    ("GET", "/ui/datasets/{name}"): session(READ),
+    ("GET", "/ui/models"): session(READ),
+    ("GET", "/ui/models/{name}"): session(READ),
+    ("GET", "/ui/models/{name}/versions/{ref}"): session(READ),
+    ("GET", "/ui/models/{name}/compare"): session(READ),
+    ("GET", "/ui/jobs"): session(READ),
+    ("GET", "/ui/jobs/{job_id}"): session(READ),
+    ("GET", "/ui/jobs/{job_id}/panel"): session(READ),
+    ("GET", "/ui/jobs/{job_id}/stream"): session(READ),
+    ("POST", "/ui/jobs/{job_id}/cancel"): session(WRITE),
+    ("GET", "/ui/deployments"): session(READ),
+    ("POST", "/ui/deployments"): session(WRITE),
+    ("GET", "/ui/deployments/{name}"): session(READ),
+    ("GET", "/ui/deployments/{name}/load"): session(READ),
+    ("POST", "/ui/deployments/{name}/predict"): session(INFER, body=Body.INFER),
+    ("GET", "/ui/keys"): session(KEYS),
+    ("POST", "/ui/keys"): session(KEYS),
+    ("POST", "/ui/keys/{key_id}/revoke"): session(KEYS),
 }
 
 

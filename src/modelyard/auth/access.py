@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from modelyard.db.tables import Grant
+from modelyard.db.tables import Grant, ProjectGrant
 from modelyard.errors import Forbidden, NotFound
 
 
@@ -45,6 +45,18 @@ def expand_scopes(scopes: frozenset[str]) -> frozenset[Scope]:
     return frozenset(found)
 
 
+class Role(StrEnum):
+    """A principal's role in a project: owners manage it, members change its resources,
+    viewers read them."""
+
+    OWNER = "owner"
+    MEMBER = "member"
+    VIEWER = "viewer"
+
+
+WRITERS = frozenset({Role.OWNER, Role.MEMBER})
+
+
 class Permission(StrEnum):
     """What a grant allows on one resource."""
 
@@ -62,6 +74,32 @@ class Caller:
     scopes: frozenset[str]
     key_id: str
     key_expires_at: datetime | None = None
+    # The project the key works in: the one it is bound to, else the principal's personal one.
+    project_id: str | None = None
+    # The project the key is bound to (it then sees and changes nothing outside it but what
+    # is public), or None.
+    key_project_id: str | None = None
+    # The principal's roles: (project id, "owner" | "member" | "viewer") pairs.
+    project_roles: tuple[tuple[str, str], ...] = ()
+
+    def role(self, project_id: str | None) -> Role | None:
+        """The principal's role in ``project_id`` (None: not a member)."""
+        for pid, role in self.project_roles:
+            if pid == project_id:
+                return Role(role)
+        return None
+
+    @cached_property
+    def readable_projects(self) -> tuple[str, ...]:
+        """The projects whose resources the key may read through membership."""
+        if self.key_project_id is not None:
+            return (self.key_project_id,) if self.role(self.key_project_id) else ()
+        return tuple(pid for pid, _ in self.project_roles)
+
+    @cached_property
+    def writable_projects(self) -> tuple[str, ...]:
+        """The projects whose resources the key may change through membership."""
+        return tuple(pid for pid in self.readable_projects if self.role(pid) in WRITERS)
 
     def has(self, scope: Scope) -> bool:
         """Whether the key carries ``scope`` (an admin key of an admin carries them all)."""
@@ -72,7 +110,12 @@ class Caller:
         """Every scope the key amounts to (all of them for an admin's admin key)."""
         if self.acts_as_admin:
             return frozenset(Scope)
-        return expand_scopes(self.scopes) - {Scope.ADMIN}
+        granted = expand_scopes(self.scopes) - {Scope.ADMIN}
+        if self.key_project_id is not None and self.role(self.key_project_id) not in WRITERS:
+            # A key bound to a project where its principal only views (or is no longer a
+            # member) changes nothing.
+            granted -= {Scope.WRITE}
+        return granted
 
     def require(self, scope: Scope) -> None:
         """Raise 403 unless the key carries ``scope`` (an admin key carries them all)."""
@@ -97,11 +140,25 @@ def may_access(
     owner_id: str,
     public: bool,
     permission: Permission,
+    project_id: str | None = None,
 ) -> bool:
-    """Whether ``caller`` may read (or write) the resource."""
-    if caller.acts_as_admin or owner_id == caller.principal_id:
+    """Whether ``caller`` may read (or write) the resource.
+
+    A key bound to a project reaches only that project's resources (and public ones, to
+    read); otherwise the owner, members of the resource's project (viewers to read), and
+    principals or projects the resource is shared with may reach it.
+    """
+    if caller.acts_as_admin:
         return True
     if permission is Permission.READ and public:
+        return True
+    reach = caller.readable_projects if permission is Permission.READ else caller.writable_projects
+    if project_id is not None and project_id in reach:
+        return True
+    if caller.key_project_id is not None:
+        # A bound key reaches nothing outside its project but public resources.
+        return False
+    if owner_id == caller.principal_id:
         return True
     wanted = [Permission.WRITE.value]
     if permission is Permission.READ:
@@ -114,7 +171,19 @@ def may_access(
             Grant.permission.in_(wanted),
         )
     )
-    return grant is not None
+    if grant is not None:
+        return True
+    if not reach:
+        return False
+    shared = session.scalar(
+        select(ProjectGrant.project_id).where(
+            ProjectGrant.resource_type == resource_type,
+            ProjectGrant.resource_id == resource_id,
+            ProjectGrant.project_id.in_(reach),
+            ProjectGrant.permission.in_(wanted),
+        )
+    )
+    return shared is not None
 
 
 def visible_clause(
@@ -123,14 +192,52 @@ def visible_clause(
     id_col: InstrumentedAttribute[str],
     owner_col: InstrumentedAttribute[str],
     public_col: InstrumentedAttribute[bool],
+    project_col: InstrumentedAttribute[str | None],
 ) -> ColumnElement[bool]:
     """A SQL condition selecting the rows of a resource table that ``caller`` may read."""
     if caller.acts_as_admin:
         return true()
+    member_of = project_col.in_(caller.readable_projects)
+    if caller.key_project_id is not None:
+        return or_(member_of, public_col.is_(True))
     shared = select(Grant.resource_id).where(
         Grant.resource_type == resource_type, Grant.principal_id == caller.principal_id
     )
-    return or_(owner_col == caller.principal_id, public_col.is_(True), id_col.in_(shared))
+    conditions = [owner_col == caller.principal_id, public_col.is_(True), id_col.in_(shared)]
+    if caller.readable_projects:
+        shared_with_projects = select(ProjectGrant.resource_id).where(
+            ProjectGrant.resource_type == resource_type,
+            ProjectGrant.project_id.in_(caller.readable_projects),
+        )
+        conditions += [member_of, id_col.in_(shared_with_projects)]
+    return or_(*conditions)
+
+
+def may_reach(
+    caller: Caller, owner_id: str, project_id: str | None, permission: Permission
+) -> bool:
+    """Whether ``caller`` may read (or change) a resource that is never shared or public, such
+    as a job: its owner, an admin, or a member of its project (a viewer only reads)."""
+    if caller.acts_as_admin:
+        return True
+    reach = caller.readable_projects if permission is Permission.READ else caller.writable_projects
+    if project_id is not None and project_id in reach:
+        return True
+    return caller.key_project_id is None and owner_id == caller.principal_id
+
+
+def member_clause(
+    caller: Caller,
+    owner_col: InstrumentedAttribute[str],
+    project_col: InstrumentedAttribute[str | None],
+) -> ColumnElement[bool]:
+    """A SQL condition selecting the rows :func:`may_reach` lets ``caller`` read."""
+    if caller.acts_as_admin:
+        return true()
+    member_of = project_col.in_(caller.readable_projects)
+    if caller.key_project_id is not None:
+        return member_of
+    return or_(owner_col == caller.principal_id, member_of)
 
 
 class OwnedRow(Protocol):
@@ -139,6 +246,7 @@ class OwnedRow(Protocol):
     id: str
     owner_id: str
     public: bool
+    project_id: str | None
 
 
 def ensure_access(
@@ -155,6 +263,7 @@ def ensure_access(
         "resource_id": row.id,
         "owner_id": row.owner_id,
         "public": row.public,
+        "project_id": row.project_id,
     }
     if not may_access(session, caller, permission=Permission.READ, **common):
         raise NotFound(f"no {label}")

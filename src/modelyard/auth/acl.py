@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from modelyard.auth.access import Caller, Permission
 from modelyard.auth.audit import record
-from modelyard.db.tables import Grant, Principal
+from modelyard.db.tables import Grant, Principal, Project, ProjectGrant
 from modelyard.errors import Forbidden, InvalidInput
 
 
@@ -33,8 +33,11 @@ class Shared(Protocol):
 
 @dataclass(frozen=True)
 class AclEntry:
-    principal: str
+    """A principal, or a project (whose members get the permission; viewers only read)."""
+
+    principal: str | None
     permission: str
+    project: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,15 @@ def read_grants(session: Session, resource_type: str, resource_id: str) -> list[
         .where(Grant.resource_type == resource_type, Grant.resource_id == resource_id)
         .order_by(Principal.name)
     ).all()
-    return [AclEntry(principal=name, permission=perm) for name, perm in rows]
+    projects = session.execute(
+        select(Project.name, ProjectGrant.permission)
+        .join(Project, Project.id == ProjectGrant.project_id)
+        .where(ProjectGrant.resource_type == resource_type, ProjectGrant.resource_id == resource_id)
+        .order_by(Project.name)
+    ).all()
+    return [AclEntry(principal=name, permission=perm) for name, perm in rows] + [
+        AclEntry(principal=None, permission=perm, project=name) for name, perm in projects
+    ]
 
 
 def replace_grants(
@@ -66,6 +77,7 @@ def replace_grants(
     if owner_id != caller.principal_id and not caller.acts_as_admin:
         raise Forbidden("only the owner or an admin can change who may access this")
     resolved: dict[str, str] = {}
+    to_projects: dict[str, str] = {}
     for entry in grants:
         try:
             permission = Permission(entry.permission)
@@ -73,6 +85,12 @@ def replace_grants(
             raise InvalidInput(
                 f"grants: permission must be 'read' or 'write', got '{entry.permission}'"
             ) from exc
+        if entry.project is not None:
+            project = session.scalar(select(Project).where(Project.name == entry.project))
+            if project is None:
+                raise InvalidInput(f"grants: no project named '{entry.project}'")
+            to_projects[project.id] = permission.value
+            continue
         principal = session.scalar(select(Principal).where(Principal.name == entry.principal))
         if principal is None:
             raise InvalidInput(f"grants: no principal named '{entry.principal}'")
@@ -80,6 +98,20 @@ def replace_grants(
     session.execute(
         delete(Grant).where(Grant.resource_type == resource_type, Grant.resource_id == resource_id)
     )
+    session.execute(
+        delete(ProjectGrant).where(
+            ProjectGrant.resource_type == resource_type, ProjectGrant.resource_id == resource_id
+        )
+    )
+    for project_id, permission_value in to_projects.items():
+        session.add(
+            ProjectGrant(
+                resource_type=resource_type,
+                resource_id=resource_id,
+                project_id=project_id,
+                permission=permission_value,
+            )
+        )
     for principal_id, permission_value in resolved.items():
         session.add(
             Grant(

@@ -8,13 +8,20 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from modelyard.auth.access import Caller, Scope
 from modelyard.auth.audit import record
 from modelyard.auth.cache import AnswerCache
 from modelyard.auth.keys import digests_match, display_prefix, generate_key, hash_key
+from modelyard.auth.projects import (
+    create_personal_project,
+    personal_project_id,
+    principal_roles,
+    project_by_name,
+)
 from modelyard.db.engine import Database
-from modelyard.db.tables import ApiKey, Principal
+from modelyard.db.tables import ApiKey, Principal, ProjectMember
 from modelyard.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 
 ADMIN_NAME = "admin"
@@ -55,6 +62,10 @@ class AuthService:
         """Forget every recently authenticated key."""
         self._cache.clear()
 
+    def forget_principal(self, principal_id: str) -> None:
+        """Forget the remembered keys of one principal (its projects or roles changed)."""
+        self._cache.drop_where(lambda _digest, known: known.principal_id == principal_id)
+
     # -- bootstrap -------------------------------------------------------------------
     def bootstrap(self, key: str | None) -> str | None:
         """Create the admin principal and its first key on an empty server.
@@ -68,6 +79,7 @@ class AuthService:
             admin = Principal(name=ADMIN_NAME, kind="user", is_admin=True)
             session.add(admin)
             session.flush()
+            create_personal_project(session, admin)
             secret = key or generate_key()
             session.add(
                 ApiKey(
@@ -87,14 +99,22 @@ class AuthService:
         database (safe to call on the event loop); None when it must be looked up."""
         if not presented:
             return None
-        return _unexpired(self._cache.get(hash_key(presented)))
+        return self.cached_digest(hash_key(presented))
+
+    def cached_digest(self, digest: str) -> Caller | None:
+        """:meth:`cached` for the key stored under ``digest`` (a dashboard session's key)."""
+        return _unexpired(self._cache.get(digest))
 
     def authenticate(self, presented: str | None) -> Caller:
         """The caller behind a bearer key; raises 401 for a missing, unknown, revoked or
         expired key (with the same message, so the reply does not tell which)."""
         if not presented:
             raise Unauthenticated("an API key is required: send 'Authorization: Bearer <key>'")
-        digest = hash_key(presented)
+        return self.authenticate_digest(hash_key(presented))
+
+    def authenticate_digest(self, digest: str) -> Caller:
+        """:meth:`authenticate` for the key stored under ``digest``: a dashboard session
+        names its key so, and is looked up again through the same cache on every request."""
         now = datetime.now(UTC)
         cached = _unexpired(self._cache.fresh(digest))
         if cached is not None:
@@ -121,6 +141,9 @@ class AuthService:
                 scopes=frozenset(key.scopes),
                 key_id=key.id,
                 key_expires_at=_as_utc(key.expires_at) if key.expires_at else None,
+                project_id=key.project_id or personal_project_id(session, principal.id),
+                key_project_id=key.project_id,
+                project_roles=principal_roles(session, principal.id),
             )
         self._cache.put(digest, caller)
         return caller
@@ -139,6 +162,7 @@ class AuthService:
                 session.flush()
             except IntegrityError as exc:
                 raise Conflict(f"a principal named '{name}' already exists") from exc
+            create_personal_project(session, principal)
             record(session, caller, "principal.create", f"principal:{name}")
             return principal
 
@@ -155,12 +179,14 @@ class AuthService:
         scopes: Iterable[str],
         expires_at: datetime | None = None,
         principal: str | None = None,
+        project: str | None = None,
     ) -> NewKey:
         """Issue a key for the caller's principal (or, with an admin key, for any principal).
 
         The calling key needs the ``keys`` scope (an admin key has it). A new key never gets a
         scope its creator lacks nor outlives it: without ``expires_at`` it expires with the
-        creating key.
+        creating key. With ``project`` the key is bound to that project, of which its
+        principal must be a member; a key made by a bound key is bound to the same project.
         """
         caller.require(Scope.KEYS)
         wanted = sorted(set(scopes))
@@ -195,6 +221,7 @@ class AuthService:
                     raise Unauthenticated("the calling principal no longer exists")
             if Scope.ADMIN.value in wanted and not owner.is_admin:
                 raise InvalidInput("the 'admin' scope can only be given to an admin principal")
+            bound = self._binding(session, caller, owner, project)
             secret = generate_key()
             key = ApiKey(
                 principal_id=owner.id,
@@ -203,12 +230,34 @@ class AuthService:
                 key_hash=hash_key(secret),
                 scopes=wanted,
                 expires_at=expires_at,
+                project_id=bound,
             )
             session.add(key)
             session.flush()
             session.refresh(key)
-            record(session, caller, "key.create", f"key:{key.id}", {"principal": owner.name})
+            record(
+                session,
+                caller,
+                "key.create",
+                f"key:{key.id}",
+                {"principal": owner.name},
+                project_id=bound,
+            )
             return NewKey(record=key, secret=secret)
+
+    def _binding(
+        self, session: Session, caller: Caller, owner: Principal, project: str | None
+    ) -> str | None:
+        """The id of the project a new key is bound to (None: unbound)."""
+        if project is None:
+            return caller.key_project_id
+        row = project_by_name(session, caller, project)
+        if caller.key_project_id not in (None, row.id):
+            raise Forbidden("a key bound to a project cannot make keys for another project")
+        member = session.get(ProjectMember, (row.id, owner.id))
+        if member is None:
+            raise InvalidInput(f"'{owner.name}' is not a member of project '{project}'")
+        return row.id
 
     def current_key(self, caller: Caller) -> ApiKey:
         """The key the caller authenticated with."""

@@ -115,6 +115,7 @@ class DatasetService:
                 name=name,
                 description=description,
                 owner_id=caller.principal_id,
+                project_id=caller.project_id,
                 format=parsed.format,
                 kind=parsed.kind,
                 schema=parsed.schema,
@@ -142,7 +143,9 @@ class DatasetService:
         self, caller: Caller, limit: int, offset: int
     ) -> tuple[Sequence[Dataset], int]:
         caller.require(Scope.READ)
-        where = visible_clause(caller, RESOURCE, Dataset.id, Dataset.owner_id, Dataset.public)
+        where = visible_clause(
+            caller, RESOURCE, Dataset.id, Dataset.owner_id, Dataset.public, Dataset.project_id
+        )
         with self._db.session() as session:
             total = session.scalar(select(func.count()).select_from(Dataset).where(where)) or 0
             rows = session.scalars(

@@ -56,6 +56,39 @@ class Principal(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class Project(Base):
+    """A team's space: its data sets, models, jobs and deployments, and who may use them.
+
+    Every principal has a personal project (``personal_of``), where its work goes unless a
+    key bound to another project is used.
+    """
+
+    __tablename__ = "projects"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    personal_of: Mapped[str | None] = mapped_column(
+        ForeignKey("principals.id", ondelete="CASCADE"), unique=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ProjectMember(Base):
+    """A principal's role in a project: ``owner``, ``member`` or ``viewer``."""
+
+    __tablename__ = "project_members"
+
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    principal_id: Mapped[str] = mapped_column(
+        ForeignKey("principals.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    role: Mapped[str] = mapped_column(String(16))
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class ApiKey(Base):
     """An API key: only its sha256 is stored; the secret is shown once at creation."""
 
@@ -71,8 +104,11 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # A key bound to a project works only there; unbound, in its principal's personal project.
+    project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
 
     principal: Mapped[Principal] = relationship(lazy="joined")
+    project: Mapped[Project | None] = relationship(lazy="joined")
 
 
 class Dataset(Base):
@@ -84,6 +120,7 @@ class Dataset(Base):
     name: Mapped[str] = mapped_column(String(128), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
     owner_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))
+    project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id"), index=True)
     format: Mapped[str] = mapped_column(String(16))
     kind: Mapped[str] = mapped_column(String(16))
     schema: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -109,6 +146,7 @@ class Model(Base):
     task: Mapped[str | None] = mapped_column(String(64))
     description: Mapped[str] = mapped_column(Text, default="")
     owner_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))
+    project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id"), index=True)
     public: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -171,6 +209,20 @@ class Grant(Base):
     permission: Mapped[str] = mapped_column(String(8))
 
 
+class ProjectGrant(Base):
+    """An access-control entry for a project: its members may read or write one resource
+    (a viewer of the project only reads)."""
+
+    __tablename__ = "project_grants"
+
+    resource_type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    resource_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    permission: Mapped[str] = mapped_column(String(8))
+
+
 class AuditEntry(Base):
     """Who changed what, and when: one row per mutating call."""
 
@@ -180,6 +232,8 @@ class AuditEntry(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     principal_id: Mapped[str | None] = mapped_column(String(32))
+    # The project the change happened in (for a project owner's view of the audit log).
+    project_id: Mapped[str | None] = mapped_column(String(32), index=True)
     action: Mapped[str] = mapped_column(String(64))
     resource: Mapped[str] = mapped_column(String(256))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -206,6 +260,7 @@ class Job(Base):
     type: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default="queued")
     owner_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))
+    project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id"), index=True)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     progress: Mapped[float] = mapped_column(default=0.0)
     eta_s: Mapped[float | None] = mapped_column()
@@ -245,9 +300,133 @@ class Deployment(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(128), unique=True)
     owner_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))
+    project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id"), index=True)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     public: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     owner: Mapped[Principal] = relationship(lazy="joined")
+
+
+# -- usage, limits and budgets (migration 0006) ---------------------------------------------
+
+# A 64-bit key that SQLite still numbers by itself (only INTEGER PRIMARY KEY is its rowid).
+_ROW_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UsageLimit(Base):
+    """Limits of one key or project (``scope``), for all deployments (``*``) or one.
+
+    A null column is no limit. Where a key's and its project's limits both apply, the
+    stricter wins; requests and tokens per minute may also be set per deployment.
+    """
+
+    __tablename__ = "usage_limits"
+    __table_args__ = (
+        UniqueConstraint("scope", "subject_id", "deployment", name="uq_usage_limits_subject"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    scope: Mapped[str] = mapped_column(String(8))
+    subject_id: Mapped[str] = mapped_column(String(32))
+    deployment: Mapped[str] = mapped_column(String(128), default="*")
+    requests_per_minute: Mapped[int | None] = mapped_column(BigInteger)
+    tokens_per_minute: Mapped[int | None] = mapped_column(BigInteger)
+    running_jobs: Mapped[int | None] = mapped_column(Integer)
+    cpu_seconds_per_day: Mapped[int | None] = mapped_column(BigInteger)
+    gpu_seconds_per_day: Mapped[int | None] = mapped_column(BigInteger)
+    cpu_seconds_per_month: Mapped[int | None] = mapped_column(BigInteger)
+    gpu_seconds_per_month: Mapped[int | None] = mapped_column(BigInteger)
+    stored_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    updated_by: Mapped[str | None] = mapped_column(String(32))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class UsageRecord(Base):
+    """Metered use in one time bucket (``start_time``, ``width`` seconds), summed over the
+    requests or jobs that share every other column.
+
+    Inference rows are written in batches by each server's meter; a job's row in the
+    transaction that finishes it. Old rows are rolled up into wider buckets.
+    """
+
+    __tablename__ = "usage_records"
+    __table_args__ = (Index("ix_usage_records_bucket", "width", "start_time"),)
+
+    id: Mapped[int] = mapped_column(_ROW_ID, primary_key=True, autoincrement=True)
+    start_time: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    project_id: Mapped[str | None] = mapped_column(String(32))
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    principal_id: Mapped[str | None] = mapped_column(String(32))
+    deployment: Mapped[str | None] = mapped_column(String(128))
+    model: Mapped[str | None] = mapped_column(String(128))
+    version: Mapped[int | None] = mapped_column(Integer)
+    job_id: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    compute_s: Mapped[float] = mapped_column(default=0.0)
+    cpu_s: Mapped[float] = mapped_column(default=0.0)
+    gpu_s: Mapped[float] = mapped_column(default=0.0)
+    wall_s: Mapped[float] = mapped_column(default=0.0)
+    peak_memory_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_written: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Budget(Base):
+    """A project's monthly spending budget in the price table's currency: past ``soft_usd``
+    answers carry a warning header (and an event is recorded once); past ``hard_usd`` its
+    requests and jobs are refused."""
+
+    __tablename__ = "budgets"
+
+    project_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    soft_usd: Mapped[float | None] = mapped_column()
+    hard_usd: Mapped[float | None] = mapped_column()
+    soft_noticed_for: Mapped[int | None] = mapped_column(BigInteger)
+    updated_by: Mapped[str | None] = mapped_column(String(32))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PrivacyBudget(Base):
+    """The total (ε, δ) a data set's owner lets private jobs spend on it (basic composition:
+    the ε and δ of its ledger's entries add up); without ``allow_non_private`` only private
+    jobs may use the data set."""
+
+    __tablename__ = "privacy_budgets"
+
+    dataset_id: Mapped[str] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
+    )
+    epsilon: Mapped[float] = mapped_column()
+    delta: Mapped[float] = mapped_column()
+    allow_non_private: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_by_id: Mapped[str | None] = mapped_column(String(32))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PrivacyLedgerEntry(Base):
+    """What one private job spends of a data set's budget: reserved when it is submitted
+    (the ε of its whole run), settled to what it spent when its version is registered,
+    released if it is cancelled before it starts."""
+
+    __tablename__ = "privacy_ledger"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset_id: Mapped[str] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), index=True
+    )
+    job_id: Mapped[str] = mapped_column(String(32), index=True)
+    model: Mapped[str | None] = mapped_column(String(128))
+    version: Mapped[int | None] = mapped_column(Integer)
+    epsilon: Mapped[float] = mapped_column()
+    delta: Mapped[float] = mapped_column()
+    # reserved → spent (version registered) | released (cancelled before it ran)
+    status: Mapped[str] = mapped_column(String(16), default="reserved")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

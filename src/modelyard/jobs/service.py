@@ -8,12 +8,13 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from modelyard.auth.access import Caller, Permission, Scope
+from modelyard.auth.access import Caller, Permission, Scope, may_reach, member_clause
 from modelyard.auth.audit import record
+from modelyard.datasets.privacy_budget import charge, release
 from modelyard.datasets.service import DatasetService
 from modelyard.db.engine import Database
 from modelyard.db.tables import Job, JobEvent
-from modelyard.errors import NotFound
+from modelyard.errors import Forbidden, NotFound
 from modelyard.jobs.events import EventLog
 from modelyard.jobs.kinds import KINDS
 from modelyard.jobs.requests import parse_job_request
@@ -34,6 +35,7 @@ class JobService:
         events: EventLog,
         tmp_dir: Path,
         wake: Callable[[], None],
+        admit: Callable[[Caller], dict[str, Any]] | None = None,
     ) -> None:
         self._db = db
         self._datasets = datasets
@@ -41,10 +43,13 @@ class JobService:
         self._events = events
         self._tmp = tmp_dir
         self._wake = wake
+        # Checks quotas and the budget before anything is queued (modelyard.usage).
+        self._admit = admit
 
     def submit(self, caller: Caller, body: Mapping[str, Any]) -> Job:
         """Check a job spec against its data and queue it; 422 names the field at fault."""
         caller.require(Scope.WRITE)
+        metered = self._admit(caller) if self._admit is not None else None
         job_type = parse_job_request(body).type
         kind = KINDS[job_type]
         request = dict(body)
@@ -53,10 +58,19 @@ class JobService:
             spec = kind.plan(caller, request, self._datasets, self._registry, work)
         if resources.cpus is not None or resources.gpus is not None:
             spec["resources"] = resources.model_dump(exclude_none=True)
+        if metered is not None:
+            spec["usage"] = metered
         with self._db.session() as session:
-            job = Job(type=job_type, owner_id=caller.principal_id, spec=spec)
+            job = Job(
+                type=job_type,
+                owner_id=caller.principal_id,
+                project_id=caller.project_id,
+                spec=spec,
+            )
             session.add(job)
             session.flush()
+            # A budgeted data set refuses what would overspend it (nothing is queued then).
+            charge(session, caller, job.id, spec)
             record(session, caller, "job.create", f"job:{job.id}", {"type": job_type})
             session.refresh(job)
         self._events.append(job.id, "status", {"status": "queued"})
@@ -67,7 +81,7 @@ class JobService:
         self, caller: Caller, status: str | None, limit: int, offset: int
     ) -> tuple[Sequence[Job], int]:
         caller.require(Scope.READ)
-        where = [] if caller.acts_as_admin else [Job.owner_id == caller.principal_id]
+        where = [member_clause(caller, Job.owner_id, Job.project_id)]
         if status:
             where.append(Job.status == status)
         with self._db.session() as session:
@@ -85,8 +99,10 @@ class JobService:
         caller.require(Scope.READ if permission is Permission.READ else Scope.WRITE)
         with self._db.session() as session:
             job = session.get(Job, job_id)
-            if job is None or (job.owner_id != caller.principal_id and not caller.acts_as_admin):
+            if job is None or not may_reach(caller, job.owner_id, job.project_id, Permission.READ):
                 raise NotFound(f"no job with id '{job_id}'")
+            if not may_reach(caller, job.owner_id, job.project_id, permission):
+                raise Forbidden(f"you may read but not change job '{job_id}'")
             return job
 
     def cancel(self, caller: Caller, job_id: str) -> Job:
@@ -98,6 +114,7 @@ class JobService:
                 record(session, caller, "job.cancel", f"job:{job_id}")
             if job.status == "queued":
                 finish(self._events, job_id, "cancelled")
+                release(self._db, job_id)
             self._wake()
         return self.get(caller, job_id)
 

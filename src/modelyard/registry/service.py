@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -78,7 +78,13 @@ class ModelRegistry:
         caller.require(Scope.WRITE)
         check_name(name, "model name")
         with self._db.session() as session:
-            row = Model(name=name, task=task, description=description, owner_id=caller.principal_id)
+            row = Model(
+                name=name,
+                task=task,
+                description=description,
+                owner_id=caller.principal_id,
+                project_id=caller.project_id,
+            )
             session.add(row)
             try:
                 session.flush()
@@ -90,7 +96,9 @@ class ModelRegistry:
 
     def list_models(self, caller: Caller, limit: int, offset: int) -> tuple[Sequence[Model], int]:
         caller.require(Scope.READ)
-        where = visible_clause(caller, RESOURCE, Model.id, Model.owner_id, Model.public)
+        where = visible_clause(
+            caller, RESOURCE, Model.id, Model.owner_id, Model.public, Model.project_id
+        )
         with self._db.session() as session:
             total = session.scalar(select(func.count()).select_from(Model).where(where)) or 0
             rows = session.scalars(
@@ -312,7 +320,13 @@ class ModelRegistry:
         existing = session.scalar(select(Model).where(Model.name == name))
         if existing is not None:
             return self._model(session, caller, name, Permission.WRITE)
-        row = Model(name=name, task=None, description="", owner_id=caller.principal_id)
+        row = Model(
+            name=name,
+            task=None,
+            description="",
+            owner_id=caller.principal_id,
+            project_id=caller.project_id,
+        )
         session.add(row)
         try:
             session.flush()
@@ -425,6 +439,46 @@ class ModelRegistry:
     ) -> tuple[ModelVersion, Iterator[bytes]]:
         version = self.get_version(caller, name, ref)
         return version, self._blobs.open_stream(version.sha256, DOWNLOAD_CHUNK_SIZE)
+
+    def versions_trained_on(
+        self, caller: Caller, dataset_id: str, limit: int
+    ) -> list[tuple[str, ModelVersion]]:
+        """The newest ``limit`` versions made from the data set ``dataset_id``, as
+        ``(model name, version)``, of the models ``caller`` may read."""
+        caller.require(Scope.READ)
+        query = select(Model, ModelVersion).join(Model, Model.id == ModelVersion.model_id)
+        query = query.where(ModelVersion.dataset_id == dataset_id)
+        return self._readable(caller, query.order_by(ModelVersion.created_at.desc()), limit)
+
+    def children_of(
+        self, caller: Caller, name: str, version: int
+    ) -> list[tuple[str, ModelVersion]]:
+        """The versions made from version ``version`` of ``name`` (trained further,
+        compressed, distilled), as ``(model name, version)``, of the models ``caller`` may
+        read."""
+        model = self.get_model(caller, name)
+        same_model = (ModelVersion.model_id == model.id) & ModelVersion.parent_model.is_(None)
+        query = select(Model, ModelVersion).join(Model, Model.id == ModelVersion.model_id)
+        query = query.where(
+            ModelVersion.parent_version == version, same_model | (ModelVersion.parent_model == name)
+        )
+        return self._readable(caller, query.order_by(ModelVersion.created_at), 100)
+
+    def _readable(
+        self, caller: Caller, query: Select[tuple[Model, ModelVersion]], limit: int
+    ) -> list[tuple[str, ModelVersion]]:
+        """Up to ``limit`` rows of ``query`` whose model ``caller`` may read."""
+        found: list[tuple[str, ModelVersion]] = []
+        with self._db.session() as session:
+            for model, version in session.execute(query.limit(limit * 4)).all():
+                try:
+                    ensure_access(session, caller, RESOURCE, model, Permission.READ, "model")
+                except NotFound:
+                    continue
+                found.append((model.name, version))
+                if len(found) == limit:
+                    break
+        return found
 
     # -- aliases ---------------------------------------------------------------------
     def aliases(self, caller: Caller, name: str) -> dict[str, int]:

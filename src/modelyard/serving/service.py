@@ -91,7 +91,10 @@ class DeploymentService:
         """Store a deployment checked by :meth:`prepare_create`."""
         with self._db.session() as session:
             row = Deployment(
-                name=name, owner_id=caller.principal_id, spec=spec.model_dump(mode="json")
+                name=name,
+                owner_id=caller.principal_id,
+                project_id=caller.project_id,
+                spec=spec.model_dump(mode="json"),
             )
             session.add(row)
             try:
@@ -184,7 +187,12 @@ class DeploymentService:
     ) -> tuple[Sequence[Deployment], int]:
         caller.require(Scope.READ)
         where = visible_clause(
-            caller, RESOURCE, Deployment.id, Deployment.owner_id, Deployment.public
+            caller,
+            RESOURCE,
+            Deployment.id,
+            Deployment.owner_id,
+            Deployment.public,
+            Deployment.project_id,
         )
         with self._db.session() as session:
             total = session.scalar(select(func.count()).select_from(Deployment).where(where))
@@ -203,7 +211,12 @@ class DeploymentService:
             Deployment.public.is_(True)
             if caller is None
             else visible_clause(
-                caller, RESOURCE, Deployment.id, Deployment.owner_id, Deployment.public
+                caller,
+                RESOURCE,
+                Deployment.id,
+                Deployment.owner_id,
+                Deployment.public,
+                Deployment.project_id,
             )
         )
         with self._db.session() as session:

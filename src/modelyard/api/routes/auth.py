@@ -43,7 +43,9 @@ def list_principals(
 
 @router.post("/keys", status_code=201, response_model=KeyCreated, summary="Issue an API key")
 def create_key(body: KeyCreate, platform: PlatformDep, caller: CallerDep) -> KeyCreated:
-    new = platform.auth.create_key(caller, body.name, body.scopes, body.expires_at, body.principal)
+    new = platform.auth.create_key(
+        caller, body.name, body.scopes, body.expires_at, body.principal, body.project
+    )
     return KeyCreated(**KeyOut.of(new.record).model_dump(), key=new.secret)
 
 

@@ -11,9 +11,10 @@ from starlette.concurrency import run_in_threadpool
 from modelyard.api.deps import CallerDep, Limit, Offset, PlatformDep
 from modelyard.api.schemas.common import AclBody, Page
 from modelyard.api.schemas.datasets import DatasetOut
+from modelyard.api.schemas.privacy import PrivacyBudgetIn, PrivacyBudgetOut
 from modelyard.api.uploads import stage_request
 from modelyard.auth.access import Scope
-from modelyard.auth.acl import AclEntry
+from modelyard.datasets.privacy_budget import PrivacyBudgets
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
 
@@ -115,5 +116,34 @@ def get_dataset_acl(name: str, platform: PlatformDep, caller: CallerDep) -> AclB
 
 @router.put("/{name}/acl", response_model=AclBody)
 def set_dataset_acl(name: str, body: AclBody, platform: PlatformDep, caller: CallerDep) -> AclBody:
-    grants = [AclEntry(g.principal, g.permission) for g in body.grants]
+    grants = body.entries()
     return AclBody.model_validate(platform.datasets.set_acl(caller, name, body.public, grants))
+
+
+@router.get(
+    "/{name}/privacy-budget",
+    response_model=PrivacyBudgetOut,
+    summary="The data set's privacy budget: what is spent and left (and, for its owner, "
+    "the ledger of private jobs)",
+)
+def get_privacy_budget(name: str, platform: PlatformDep, caller: CallerDep) -> PrivacyBudgetOut:
+    view = PrivacyBudgets(platform.db, platform.datasets).get(caller, name)
+    return PrivacyBudgetOut.model_validate(view)
+
+
+@router.put(
+    "/{name}/privacy-budget",
+    response_model=PrivacyBudgetOut,
+    summary="Set the total (ε, δ) private jobs may spend on the data set (owner or admin)",
+)
+def set_privacy_budget(
+    name: str, body: PrivacyBudgetIn, platform: PlatformDep, caller: CallerDep
+) -> PrivacyBudgetOut:
+    view = PrivacyBudgets(platform.db, platform.datasets).set(
+        caller,
+        name,
+        epsilon=body.epsilon,
+        delta=body.delta,
+        allow_non_private=body.allow_non_private,
+    )
+    return PrivacyBudgetOut.model_validate(view)

@@ -13,8 +13,8 @@ from modelyard.api.deps import CallerDep, Limit, Offset, PlatformDep, authorize_
 from modelyard.api.lean import json_response, lean_post
 from modelyard.api.schemas.common import AclBody, Page
 from modelyard.api.schemas.deployments import DeploymentCreate, DeploymentOut, PredictIn, PredictOut
-from modelyard.auth.acl import AclEntry
-from modelyard.errors import InvalidInput
+from modelyard.errors import InvalidInput, ModelyardError
+from modelyard.usage.meter import rows_of
 
 router = APIRouter(prefix="/api/v1/deployments", tags=["deployments"])
 
@@ -116,7 +116,7 @@ def get_deployment_acl(name: str, platform: PlatformDep, caller: CallerDep) -> A
 def set_deployment_acl(
     name: str, body: AclBody, platform: PlatformDep, caller: CallerDep
 ) -> AclBody:
-    grants = [AclEntry(g.principal, g.permission) for g in body.grants]
+    grants = body.entries()
     return AclBody.model_validate(platform.deployments.set_acl(caller, name, body.public, grants))
 
 
@@ -131,14 +131,23 @@ async def predict(name: str, body: PredictIn, platform: PlatformDep, caller: Cal
     live = platform.serving.get(name)
     inputs = _as_arrays(body.inputs, live)
     deadline = time.monotonic() + live.spec.timeout_ms / 1000
-    result = await platform.serving.infer(name, inputs, version=body.version, deadline=deadline)
+    ticket = await platform.usage.admit(caller, name, "inference")
+    try:
+        result = await platform.serving.infer(name, inputs, version=body.version, deadline=deadline)
+    except ModelyardError as exc:
+        ticket.failed(exc.status)
+        raise
+    ticket.done(version=result.version, model=live.spec.model, rows=rows_of(inputs))
     # PredictOut's shape, written without building the model: the outputs are plain lists.
     answer = {
         "deployment": name,
         "model_version": result.version,
         "outputs": {k: np.asarray(v).tolist() for k, v in result.outputs.items()},
     }
-    return json_response(answer)
+    response = json_response(answer)
+    if ticket.headers:
+        response.headers.update(ticket.headers)
+    return response
 
 
 def _as_arrays(raw: list[Any] | dict[str, list[Any]], live: Any) -> dict[str, np.ndarray]:

@@ -21,7 +21,6 @@ from modelyard.api.schemas.models import (
 )
 from modelyard.api.uploads import stage_request
 from modelyard.auth.access import Caller, Permission, Scope
-from modelyard.auth.acl import AclEntry
 from modelyard.db.tables import Model
 from modelyard.errors import InvalidInput
 from modelyard.naming import MAX_VERSION
@@ -269,5 +268,5 @@ def get_model_acl(name: str, platform: PlatformDep, caller: CallerDep) -> AclBod
 
 @router.put("/{name}/acl", response_model=AclBody)
 def set_model_acl(name: str, body: AclBody, platform: PlatformDep, caller: CallerDep) -> AclBody:
-    grants = [AclEntry(g.principal, g.permission) for g in body.grants]
+    grants = body.entries()
     return AclBody.model_validate(platform.registry.set_acl(caller, name, body.public, grants))

@@ -39,6 +39,13 @@ class KeyCreate(Schema):
     principal: str | None = Field(
         default=None, description="Issue the key for this principal (admins only)."
     )
+    project: str | None = Field(
+        default=None,
+        description=(
+            "Bind the key to this project (its principal must be a member): it then sees and "
+            "changes only that project's resources, and what it creates goes there."
+        ),
+    )
 
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"name": "laptop", "scopes": ["read", "write"]}]}
@@ -51,6 +58,7 @@ class KeyOut(Schema):
     prefix: str = Field(description="The first characters of the key, to recognise it.")
     scopes: list[str]
     principal: PrincipalRef
+    project: str | None = Field(description="The project the key is bound to, if any.")
     expires_at: UtcDatetime | None
     revoked_at: UtcDatetime | None
     last_used_at: UtcDatetime | None
@@ -64,6 +72,7 @@ class KeyOut(Schema):
             prefix=key.prefix,
             scopes=list(key.scopes),
             principal=PrincipalRef.of(key.principal),
+            project=key.project.name if key.project else None,
             expires_at=key.expires_at,
             revoked_at=key.revoked_at,
             last_used_at=key.last_used_at,

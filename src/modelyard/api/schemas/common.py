@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
+from modelyard.auth.acl import AclEntry
 from modelyard.db.tables import Principal
 
 T = TypeVar("T")
@@ -46,8 +56,25 @@ class Page(Schema, Generic[T]):
 
 
 class GrantIn(Schema):
-    principal: str = Field(description="Name of the principal given access.")
+    """One entry: a principal, or a project (whose members get it; viewers only read)."""
+
+    principal: str | None = Field(default=None, description="Name of the principal given access.")
+    project: str | None = Field(default=None, description="Name of the project given access.")
     permission: Literal["read", "write"]
+
+    @model_validator(mode="after")
+    def _one_grantee(self) -> GrantIn:
+        if (self.principal is None) == (self.project is None):
+            raise ValueError("name either a principal or a project")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_absent_grantee(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if v is not None}
+
+    def entry(self) -> AclEntry:
+        return AclEntry(self.principal, self.permission, self.project)
 
 
 class AclBody(Schema):
@@ -55,6 +82,9 @@ class AclBody(Schema):
 
     public: bool = Field(default=False, description="Readable by every key with 'read'.")
     grants: list[GrantIn] = Field(default_factory=list)
+
+    def entries(self) -> list[AclEntry]:
+        return [g.entry() for g in self.grants]
 
     model_config = ConfigDict(
         json_schema_extra={
