@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 
 from tests.api.conftest import user_client
-from tests.jobs.conftest import upload_digits
+from tests.jobs.conftest import train_body, upload_digits, wait_for
 from tests.serving.conftest import MLP, push_catalog
 from tests.support.server import LiveServer
 
@@ -81,8 +81,20 @@ def test_members_share_a_project_and_roles_decide_what_they_may_do(
     assert _names(ana_vision, "datasets") == {"v-digits"}
     assert _names(ana, "datasets") == {"v-digits", "a-personal"}
 
+    # A job submitted in the project registers its model there, and its members see the job.
+    job = ana_vision.post(
+        "/api/v1/jobs", json=train_body(epochs=1, dataset="v-digits", output_model="v-trained")
+    )
+    assert job.status_code in (200, 201, 202), job.text
+    assert wait_for(ana_vision, job.json()["id"])["status"] == "succeeded"
+    assert "v-trained" in _names(ana_vision, "models")
+    assert bob.get(f"/api/v1/jobs/{job.json()['id']}").status_code == 200
+    assert bob.post(f"/api/v1/jobs/{job.json()['id']}/cancel").status_code == 403
+    assert eve.get(f"/api/v1/jobs/{job.json()['id']}").status_code == 404
+    assert eve.get("/api/v1/jobs").json()["total"] == 0
+
     # Bob, a viewer, reads the project's resources but changes none of them.
-    assert _names(bob, "models") == {"v-model"}
+    assert _names(bob, "models") == {"v-model", "v-trained"}
     assert bob.get("/api/v1/datasets/v-digits").status_code == 200
     assert bob.patch("/api/v1/models/v-model", json={"description": "x"}).status_code == 403
     assert bob.delete("/api/v1/datasets/v-digits").status_code == 403
@@ -97,7 +109,7 @@ def test_members_share_a_project_and_roles_decide_what_they_may_do(
     )
     assert bob.patch("/api/v1/models/v-model", json={"description": "x"}).status_code == 200
     assert bob_vision.post("/api/v1/models", json={"name": "bob-model"}).status_code == 201
-    assert _names(ana_vision, "models") == {"v-model", "bob-model"}
+    assert _names(ana_vision, "models") == {"v-model", "v-trained", "bob-model"}
     # But not manage the project.
     assert bob.put("/api/v1/projects/vision/members/eve", json={"role": "owner"}).status_code == 403
     assert bob.patch("/api/v1/projects/vision", json={"description": "mine"}).status_code == 403

@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from sqlalchemy import select, update
 
 from modelyard.auth.access import Caller, Scope
+from modelyard.auth.projects import principal_roles
 from modelyard.config import Settings
 from modelyard.datasets.service import DatasetService
 from modelyard.db.engine import Database, create_database
@@ -69,6 +70,8 @@ class JobContext:
     checkpoint_sha: str | None
     checkpoint_step: int | None
     job_type: str = "train"
+    # The project the job was submitted in: what it registers goes there.
+    project_id: str | None = None
     _last_poll: float = field(default=0.0)
     _stop: bool = field(default=False)
     _plans: dict[type[BaseModel], BaseModel] = field(default_factory=dict)
@@ -147,6 +150,7 @@ def open_context(settings: Settings, job_id: str, attempt: int) -> JobContext:
             checkpoint_sha=job.checkpoint_sha,
             checkpoint_step=job.checkpoint_step,
             job_type=job.type,
+            project_id=job.project_id,
         )
 
 
@@ -166,6 +170,8 @@ def owner_caller(ctx: JobContext) -> Caller:
             is_admin=owner.is_admin,
             scopes=frozenset({Scope.READ.value, Scope.WRITE.value}),
             key_id="",
+            project_id=ctx.project_id,
+            project_roles=principal_roles(session, owner.id),
         )
 
 
