@@ -48,6 +48,16 @@ class Settings(BaseSettings):
     access_log: bool = Field(
         default=False, description="Log every HTTP request (costly on the inference path)."
     )
+    ssl_certfile: Path | None = Field(
+        default=None,
+        description=(
+            "PEM certificate (chain) of the server: with ssl_keyfile, HTTP is served over TLS "
+            "(https://), and so is gRPC when grpc_port is set."
+        ),
+    )
+    ssl_keyfile: Path | None = Field(
+        default=None, description="PEM private key of ssl_certfile (unencrypted)."
+    )
 
     blob_store: Literal["local", "s3"] = Field(
         default="local", description="Where artifacts and data sets are kept."
@@ -171,6 +181,37 @@ class Settings(BaseSettings):
         description="On a first start, this becomes the admin API key instead of a random one.",
     )
 
+    explain_concurrency: int = Field(
+        default=2,
+        ge=1,
+        description=(
+            "Explanations computed at once by this server (each in a thread of its own); "
+            "more wait for a slot until explain_timeout_s, then get 429."
+        ),
+    )
+    explain_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest one explanation may take, waiting for a slot included (504 beyond).",
+    )
+    explain_max_rows: int = Field(
+        default=64, ge=1, description="Most input rows one explanation request may carry."
+    )
+    explain_max_steps: int = Field(
+        default=512, ge=1, description="Largest n_steps of integrated gradients."
+    )
+    explain_max_samples: int = Field(
+        default=4096, ge=1, description="Largest n_samples of Kernel SHAP (per row)."
+    )
+    explain_max_evaluations: int = Field(
+        default=200_000,
+        ge=1,
+        description=(
+            "Most model rows one explanation may compute: rows times n_steps (integrated "
+            "gradients), n_samples (Kernel SHAP) or occlusion windows."
+        ),
+    )
+
     executor_slots: int = Field(
         default=2, ge=1, description="How many jobs the local executor runs at once."
     )
@@ -233,6 +274,20 @@ class Settings(BaseSettings):
                 "port of its own (Triton's is 8001), or 0 for no gRPC"
             )
         return self
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Settings:
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError(
+                "MODELYARD_SSL_CERTFILE and MODELYARD_SSL_KEYFILE go together: give both to "
+                "serve TLS, or neither"
+            )
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """Whether the server speaks TLS (a certificate and its key are set)."""
+        return self.ssl_certfile is not None and self.ssl_keyfile is not None
 
     @model_validator(mode="after")
     def _check_key(self) -> Settings:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,6 +32,7 @@ class FakeAPI:
     routes: dict[tuple[str, str], Route] = field(default_factory=dict)
     requests: list[httpx.Request] = field(default_factory=list)
     connections: list[tuple[str, str | None]] = field(default_factory=list)
+    ca_bundles: list[Path | None] = field(default_factory=list)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -40,8 +42,9 @@ class FakeAPI:
             return httpx.Response(404, json=problem)
         return route(request)
 
-    def make_client(self, url: str, api_key: str | None) -> Client:
+    def make_client(self, url: str, api_key: str | None, ca_bundle: Path | None = None) -> Client:
         self.connections.append((url, api_key))
+        self.ca_bundles.append(ca_bundle)
         return Client(url, api_key, transport=httpx.MockTransport(self.handle))
 
     @property

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import uvicorn
 
 from modelyard.api.app import create_app
+from modelyard.api.server import tls_options
 from modelyard.config import Settings
 from modelyard.platform import Platform
 
@@ -40,7 +41,10 @@ def live_server(settings: Settings) -> Iterator[LiveServer]:
     platform.auth.bootstrap(admin)
     app = create_app(platform, own_platform=True)
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    tls = tls_options(settings)  # https:// when the settings name a certificate
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **tls
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -50,7 +54,8 @@ def live_server(settings: Settings) -> Iterator[LiveServer]:
             raise RuntimeError("the test server did not start")
         time.sleep(0.02)
     try:
-        yield LiveServer(url=f"http://127.0.0.1:{port}", platform=platform, admin_key=admin)
+        scheme = "https" if tls else "http"
+        yield LiveServer(url=f"{scheme}://127.0.0.1:{port}", platform=platform, admin_key=admin)
     finally:
         server.should_exit = True
         thread.join(timeout=60)

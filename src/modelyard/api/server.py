@@ -1,10 +1,13 @@
 """Starting a server process: build the platform, create the first admin key, run uvicorn
-(and, with ``grpc_port``, the gRPC endpoint on the same event loop)."""
+(and, with ``grpc_port``, the gRPC endpoint on the same event loop), over TLS when
+``ssl_certfile`` and ``ssl_keyfile`` are set."""
 
 from __future__ import annotations
 
 import logging
+import ssl
 import sys
+from typing import Any
 
 import uvicorn
 
@@ -41,9 +44,32 @@ def build(settings: Settings) -> Platform:
     return platform
 
 
+def tls_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's TLS options for ``settings`` (none without a certificate).
+
+    Raises ModelyardError naming the file when the certificate and key do not load
+    together, before anything starts.
+    """
+    if settings.ssl_certfile is None or settings.ssl_keyfile is None:
+        return {}
+    certfile, keyfile = str(settings.ssl_certfile), str(settings.ssl_keyfile)
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ModelyardError(
+            f"the TLS certificate {certfile} and key {keyfile} do not load: {exc}"
+        ) from None
+    return {"ssl_certfile": certfile, "ssl_keyfile": keyfile}
+
+
 def serve(settings: Settings) -> None:
     """Run the server in the foreground until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        tls = tls_options(settings)
+    except ModelyardError as exc:
+        print(f"Modelyard cannot start: {exc.detail}", file=sys.stderr)
+        raise SystemExit(1) from None
     platform = build(settings)
     try:
         platform.executor.preflight()
@@ -54,7 +80,8 @@ def serve(settings: Settings) -> None:
     app = create_app(platform, own_platform=True)
     if settings.grpc_port:
         attach_grpc(app, platform)
-    log.info("Modelyard listening on http://%s:%d", settings.host, settings.port)
+    scheme = "https" if tls else "http"
+    log.info("Modelyard listening on %s://%s:%d", scheme, settings.host, settings.port)
     uvicorn.run(
         app,
         host=settings.host,
@@ -62,4 +89,5 @@ def serve(settings: Settings) -> None:
         log_level="info",
         access_log=settings.access_log,
         timeout_graceful_shutdown=10,
+        **tls,
     )

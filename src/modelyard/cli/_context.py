@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import typer
 
@@ -25,11 +26,13 @@ class CLIState:
 
     url: str
     api_key: str | None
+    ca_bundle: Path | None = None
 
 
-def make_client(url: str, api_key: str | None) -> Client:
-    """Build the client every command uses (tests replace this to inject a transport)."""
-    return Client(url, api_key)
+def make_client(url: str, api_key: str | None, ca_bundle: Path | None = None) -> Client:
+    """Build the client every command uses (tests replace this to inject a transport);
+    ``ca_bundle`` is the PEM file an https:// server's certificate is checked against."""
+    return Client(url, api_key, verify=ca_bundle if ca_bundle is not None else True)
 
 
 @contextmanager
@@ -64,6 +67,6 @@ def connect(ctx: typer.Context) -> Iterator[Client]:
         raise RuntimeError("the root callback did not run; invoke commands through the app")
     with (
         reporting_errors(state.url, state.api_key),
-        make_client(state.url, state.api_key) as client,
+        make_client(state.url, state.api_key, state.ca_bundle) as client,
     ):
         yield client

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from modelyard.cli import datasets, deployments, jobs, keys, llm, models, principals
+from modelyard.cli import datasets, deployments, jobs, keys, llm, models, principals, projects
 from modelyard.cli._context import CLIState
 from modelyard.cli.compress import compress, distill
 from modelyard.cli.demo import demo
 from modelyard.cli.examples import examples
+from modelyard.cli.explain import explain
 from modelyard.cli.predict import predict
 from modelyard.cli.serve import serve
 from modelyard.cli.train import train
@@ -23,6 +25,7 @@ app = typer.Typer(
 )
 app.add_typer(keys.app, name="keys")
 app.add_typer(principals.app, name="principals")
+app.add_typer(projects.app, name="projects")
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(models.app, name="models")
 app.add_typer(jobs.app, name="jobs")
@@ -33,6 +36,7 @@ app.command("compress")(compress)
 app.command("distill")(distill)
 app.command("deploy")(deployments.deploy)
 app.command("predict")(predict)
+app.command("explain")(explain)
 app.command("chat")(llm.chat)
 app.command("complete")(llm.complete)
 app.command("embed")(llm.embed)
@@ -53,8 +57,20 @@ def _root(
             "--api-key", envvar="MODELYARD_API_KEY", help="Your API key.", show_default=False
         ),
     ] = None,
+    ca_bundle: Annotated[
+        Path | None,
+        typer.Option(
+            "--ca-bundle",
+            envvar="MODELYARD_CA_BUNDLE",
+            exists=True,
+            dir_okay=False,
+            help="PEM file of the CA(s) that signed an https:// server's certificate "
+            "(a self-signed one, say).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    ctx.obj = CLIState(url=url, api_key=api_key)
+    ctx.obj = CLIState(url=url, api_key=api_key, ca_bundle=ca_bundle)
 
 
 def main() -> None:

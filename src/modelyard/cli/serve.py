@@ -43,6 +43,23 @@ def serve(
         str | None,
         typer.Option(help="Ray cluster, host:port of its head [env MODELYARD_RAY_ADDRESS]."),
     ] = None,
+    ssl_certfile: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="PEM certificate: serve HTTPS (and gRPC over TLS) with --ssl-keyfile "
+            "[env MODELYARD_SSL_CERTFILE].",
+        ),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="PEM private key of --ssl-certfile [env MODELYARD_SSL_KEYFILE].",
+        ),
+    ] = None,
 ) -> None:
     """Run the Modelyard server. Flags override MODELYARD_* environment variables."""
     # Imported here: the server stack (FastAPI, SQLAlchemy, torch) is heavy and only this
@@ -59,6 +76,8 @@ def serve(
         "database_url": database_url,
         "executor": executor,
         "ray_address": ray_address,
+        "ssl_certfile": ssl_certfile,
+        "ssl_keyfile": ssl_keyfile,
     }
     overrides: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
     try:

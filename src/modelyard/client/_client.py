@@ -10,11 +10,12 @@ import httpx
 
 from modelyard.client._deployment import Deployment
 from modelyard.client._fit import fit
-from modelyard.client._http import HTTP
+from modelyard.client._http import HTTP, Verify
 from modelyard.client._job import Job
 from modelyard.client._llm import LLM, LLMModels, openai_client
 from modelyard.client._resources import Datasets, Deployments, Jobs, Keys, Principals
 from modelyard.client._resources.deployments import TrafficLike
+from modelyard.client._resources.projects import Projects
 from modelyard.client._types import WhoAmI
 
 if TYPE_CHECKING:
@@ -28,7 +29,10 @@ class Client:
     ``transport`` replaces httpx's network transport (tests pass an
     :class:`httpx.MockTransport` or :class:`httpx.ASGITransport`). ``timeout`` is in
     seconds per network operation (connect, each read, each write), not per transfer, so
-    large uploads and downloads are not cut short; ``None`` waits forever.
+    large uploads and downloads are not cut short; ``None`` waits forever. ``verify``
+    checks an ``https://`` server's certificate: against the usual CAs (True), a CA bundle
+    (the path of a PEM file, for a server with its own or a self-signed certificate), or an
+    ``ssl.SSLContext``.
 
     Example::
 
@@ -39,6 +43,9 @@ class Client:
             client.datasets.push("digits", "digits.csv", label="target")
             for model in client.models.list():
                 print(model.name, model.latest_version)
+
+        # A server started with --ssl-certfile, its certificate signed by ca.pem:
+        client = Client("https://models.internal:8000", api_key="my_...", verify="ca.pem")
     """
 
     def __init__(
@@ -48,12 +55,15 @@ class Client:
         *,
         timeout: float | None = 60.0,
         transport: httpx.BaseTransport | None = None,
+        verify: Verify = True,
     ) -> None:
-        self._http = HTTP(base_url, api_key, timeout=timeout, transport=transport)
+        self._http = HTTP(base_url, api_key, timeout=timeout, transport=transport, verify=verify)
         self.principals = Principals(self._http)
         """Users and service accounts (admin only)."""
         self.keys = Keys(self._http)
         """API keys."""
+        self.projects = Projects(self._http)
+        """Projects, their members and the audit log."""
         self.datasets = Datasets(self._http)
         """Data sets."""
         self.models = LLMModels(self._http)

@@ -11,6 +11,8 @@ from modelyard.client._types import JSONObject, Owner, ServedVersion, _created, 
 if TYPE_CHECKING:
     import numpy.typing as npt
 
+    from modelyard.client._explain import Explanation
+
     from modelyard.client._resources.deployments import Deployments
 
 
@@ -108,6 +110,49 @@ class Deployment:
             x,
             version=version,
             binary=binary,
+        )
+
+    def explain(
+        self,
+        x: npt.ArrayLike | Mapping[str, npt.ArrayLike],
+        *,
+        method: str = "integrated_gradients",
+        target: int | list[int] | None = None,
+        baseline: Any = None,
+        version: int | str | None = None,
+        **options: Any,
+    ) -> Explanation:
+        """Attributions of the model's output score to every value of ``x`` (needs numpy).
+
+        ``method`` is ``integrated_gradients`` or ``saliency`` (versions running on torch:
+        gradients through the model) or ``occlusion`` or ``kernel_shap`` (any runtime: the
+        model's own forward). ``target`` is the output column (class index) explained, one
+        for all rows or one per row; default each row's predicted class. ``baseline`` is the
+        reference input (a number, a row or the inputs' shape; default zeros). ``options``
+        bound the effort: ``n_steps`` (integrated gradients), ``n_samples`` (Kernel SHAP),
+        ``window`` and ``stride`` (occlusion), ``output`` (which output of several), ``seed``.
+
+        Raises :class:`ValidationError` naming the field for a method the deployment cannot
+        run or a request over the server's bounds.
+
+        Example::
+
+            e = client.deployments.get("digits").explain(x_test[:4], n_steps=128)
+            heat = e.attributions.reshape(-1, 8, 8)  # which pixels made each prediction
+            print(e.target, e.convergence_delta)
+        """
+        # numpy loads only when a client explains (importing the SDK stays light).
+        from modelyard.client._explain import explain
+
+        return explain(
+            self._deployments._http,
+            self.name,
+            x,
+            method=method,
+            target=target,
+            baseline=baseline,
+            version=version,
+            options=options,
         )
 
     def refresh(self) -> Deployment:

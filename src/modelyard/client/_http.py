@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import ssl
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 from urllib.parse import quote
 
 import httpx
@@ -21,6 +23,10 @@ from modelyard.client._transfer import (
     write_atomically,
 )
 
+Verify: TypeAlias = bool | str | os.PathLike[str] | ssl.SSLContext
+"""How the server's TLS certificate is checked: True (the usual CAs), a CA bundle's path
+(a PEM file), an ``ssl.SSLContext``, or False (not at all: tests only)."""
+
 PAGE_SIZE = 100
 SHA256_HEADER = "x-modelyard-sha256"
 USER_AGENT = "modelyard-python"
@@ -29,6 +35,41 @@ USER_AGENT = "modelyard-python"
 def seg(value: str | int) -> str:
     """One URL path segment, percent-encoded (a name can never reach another route)."""
     return quote(str(value), safe="")
+
+
+def ssl_verify(verify: Verify) -> bool | ssl.SSLContext:
+    """``verify`` as httpx takes it: a CA bundle's path becomes a context trusting it."""
+    if isinstance(verify, bool | ssl.SSLContext):
+        return verify
+    path = Path(verify)
+    if not path.is_file():
+        raise ModelyardError(f"verify: no CA bundle at {path} (a PEM file of certificates)")
+    try:
+        return ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError as exc:
+        raise ModelyardError(f"verify: {path} is not a PEM CA bundle: {exc}") from None
+
+
+def transport_error(method: str, exc: httpx.RequestError) -> TransportError:
+    """A :class:`TransportError` for a request that got no answer, with what to do when it
+    is a TLS mismatch (an untrusted certificate, plain HTTP to a TLS port, or the reverse)."""
+    url = exc.request.url
+    text = str(exc) or type(exc).__name__
+    hint = ""
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        hint = (
+            "the server's TLS certificate is not trusted: pass its CA bundle "
+            "(Client(..., verify='ca.pem'); modelyard --ca-bundle or MODELYARD_CA_BUNDLE)"
+        )
+    elif "WRONG_VERSION_NUMBER" in text or "record layer failure" in text:
+        hint = "the server does not speak TLS here: use an http:// URL"
+    elif url.scheme == "http" and isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+        hint = (
+            "the server closed the connection without answering; if it serves TLS "
+            "(modelyard serve --ssl-certfile), use an https:// URL"
+        )
+    message = f"{method} {url}: {text}"
+    return TransportError(f"{message} — {hint}" if hint else message)
 
 
 def _params(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -48,12 +89,18 @@ class HTTP:
         *,
         timeout: float | None,
         transport: httpx.BaseTransport | None,
+        verify: Verify = True,
     ) -> None:
         headers = {"User-Agent": USER_AGENT}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
+        self.verify = ssl_verify(verify)
         self.client = httpx.Client(
-            base_url=base_url, headers=headers, timeout=timeout, transport=transport
+            base_url=base_url,
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            verify=self.verify,
         )
 
     def close(self) -> None:
@@ -77,7 +124,7 @@ class HTTP:
                 method, path, params=_params(params), json=json, content=content, headers=headers
             )
         except httpx.RequestError as exc:
-            raise TransportError(f"{method} {exc.request.url}: {exc}") from exc
+            raise transport_error(method, exc) from exc
         if response.is_error:
             raise error_from_response(response)
         return response
@@ -195,7 +242,7 @@ class HTTP:
                     chunks = _verified(chunks, expected.lower(), path)
                 return write_atomically(target, chunks, tick)
         except httpx.RequestError as exc:
-            raise TransportError(f"GET {exc.request.url}: {exc}") from exc
+            raise transport_error("GET", exc) from exc
 
 
 def _verified(chunks: Iterator[bytes], expected: str, path: str) -> Iterator[bytes]:

@@ -254,4 +254,8 @@ def openai_client(http: HTTP) -> openai.OpenAI:
     auth = http.client.headers.get("Authorization", "")
     key = auth.removeprefix("Bearer ").strip() or "none"
     base = str(http.client.base_url).rstrip("/") + "/v1"
-    return openai.OpenAI(base_url=base, api_key=key)
+    if http.verify is True:
+        return openai.OpenAI(base_url=base, api_key=key)
+    # The same trust as the SDK's own requests (a CA bundle, or none for tests).
+    client = openai.DefaultHttpxClient(verify=http.verify)
+    return openai.OpenAI(base_url=base, api_key=key, http_client=client)

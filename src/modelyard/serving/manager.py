@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import random
 import shutil
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,12 +32,21 @@ import numpy as np
 
 from modelyard.config import Settings
 from modelyard.db.tables import Deployment, ModelVersion
-from modelyard.errors import Conflict, InvalidInput, ModelyardError, NotFound, Unavailable
+from modelyard.errors import (
+    Conflict,
+    DeadlineExceeded,
+    InvalidInput,
+    ModelyardError,
+    NotFound,
+    TooManyRequests,
+    Unavailable,
+)
 from modelyard.formats import FILE_SUFFIX
 from modelyard.registry.service import ModelRegistry
 from modelyard.serving import heap
 from modelyard.serving.batcher import BatchConfig, Batcher
 from modelyard.serving.compat import Interface, feed_differences, swap_differences
+from modelyard.serving.explain import ExplainLimits, ExplainOptions, Explanation, explain
 from modelyard.serving.metrics import ServingMetrics
 from modelyard.serving.service import DeploymentService
 from modelyard.serving.spec import DeploymentSpec
@@ -117,6 +128,8 @@ class DeploymentManager:
         self._locks: dict[str, asyncio.Lock] = {}
         self._task: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
+        self._explain_slots = asyncio.Semaphore(settings.explain_concurrency)
+        self._explain_limits = ExplainLimits.from_settings(settings)
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -615,6 +628,72 @@ class DeploymentManager:
         if postprocess:
             outputs = self._postprocess(live.spec, served, outputs)
         return InferResult(name, served.number, outputs)
+
+    # -- explanations ----------------------------------------------------------------
+    async def explain(
+        self,
+        name: str,
+        inputs: Mapping[str, np.ndarray],
+        options: ExplainOptions,
+        *,
+        version: str | None = None,
+    ) -> tuple[Served, Explanation]:
+        """Attributions of one of the versions ``name`` serves (see
+        :mod:`modelyard.serving.explain`), computed on a thread of its own.
+
+        At most ``explain_concurrency`` explanations run at once; a request waits for a
+        slot, and the whole takes at most ``explain_timeout_s`` (429 when no slot came, 504
+        when the computation ran out of time). The model rows of one call are at most the
+        deployment's ``max_batch_size``.
+        """
+        live = self.get(name)
+        if live.spec.pipeline is not None:
+            raise InvalidInput(
+                f"deployment '{name}' is a pipeline; explain one of its stages "
+                f"({', '.join(live.spec.pipeline)})"
+            )
+        served = live.pick(version)
+        if served.batcher is None:
+            raise InvalidInput(f"deployment '{name}' serves a language model; it has no explainer")
+        timeout = self._settings.explain_timeout_s
+        deadline = time.monotonic() + timeout
+        try:
+            await asyncio.wait_for(self._explain_slots.acquire(), timeout)
+        except TimeoutError:
+            raise TooManyRequests(
+                f"{self._settings.explain_concurrency} explanations are running on this server "
+                "(MODELYARD_EXPLAIN_CONCURRENCY); try again",
+                retry_after=1,
+            ) from None
+        stop = threading.Event()
+
+        def check() -> None:
+            if stop.is_set():
+                raise Unavailable("the explanation was abandoned")
+            if time.monotonic() > deadline:
+                raise DeadlineExceeded(
+                    f"the explanation took longer than {timeout:g} s "
+                    "(MODELYARD_EXPLAIN_TIMEOUT_S); ask for fewer rows, steps or samples"
+                )
+
+        work = functools.partial(
+            explain,
+            served.runtime,
+            inputs,
+            options,
+            self._explain_limits,
+            batch_rows=live.spec.max_batch_size,
+            check=check,
+        )
+        future = asyncio.get_running_loop().run_in_executor(None, work)
+        # The slot is free once the thread is done, not when a client gives up on it.
+        future.add_done_callback(lambda _: self._explain_slots.release())
+        try:
+            result = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            stop.set()
+            raise
+        return served, result
 
     def _postprocess(
         self, spec: DeploymentSpec, served: Served | None, outputs: dict[str, np.ndarray]

@@ -172,11 +172,18 @@ class Preprocessor:
         values = torch.from_numpy(np.array(part, dtype=np.float32))
         if not torch.isfinite(values).all():
             raise InvalidInput("input: contains NaN or infinite values")
+        return self.transform_floats(values)
+
+    def transform_floats(self, values: torch.Tensor) -> torch.Tensor:
+        """Float rows of a shape :func:`row_shape_fits` takes as the model's input, with
+        torch operations only, so gradients flow back to the rows (explanations use it)."""
+        values = values.reshape(len(values), *self.input_shape)
         if self.scale is not None:
             values = values * self.scale
         if self.mean is not None and self.std is not None and self.stats_shape is not None:
-            mean = torch.tensor(self.mean, dtype=torch.float32).reshape(self.stats_shape)
-            std = torch.tensor(self.std, dtype=torch.float32).reshape(self.stats_shape)
+            kind, device = values.dtype, values.device
+            mean = torch.tensor(self.mean, dtype=kind, device=device).reshape(self.stats_shape)
+            std = torch.tensor(self.std, dtype=kind, device=device).reshape(self.stats_shape)
             values = (values - mean) / std
         return values
 

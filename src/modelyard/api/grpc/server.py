@@ -38,7 +38,11 @@ def address(host: str, port: int) -> str:
 
 
 class GrpcServer:
-    """``inference.GRPCInferenceService`` on ``host:port``; start and stop it on one loop."""
+    """``inference.GRPCInferenceService`` on ``host:port``; start and stop it on one loop.
+
+    With ``ssl_certfile`` and ``ssl_keyfile`` set it speaks TLS with the HTTP server's
+    certificate (``grpc.ssl_channel_credentials(root_certificates=ca)`` on the client).
+    """
 
     def __init__(self, platform: Platform, host: str, port: int) -> None:
         self.platform = platform
@@ -68,8 +72,14 @@ class GrpcServer:
         if register is not None:  # grpcio >= 1.63 looks registered methods up faster
             register(SERVICE, handlers)
         try:
-            port: int = server.add_insecure_port(self.address)
-        except RuntimeError as exc:
+            if settings.ssl_certfile is not None and settings.ssl_keyfile is not None:
+                # The HTTP server's certificate: gRPC clients trust the same CA.
+                pair = (settings.ssl_keyfile.read_bytes(), settings.ssl_certfile.read_bytes())
+                credentials = grpc.ssl_server_credentials([pair])
+                port: int = server.add_secure_port(self.address, credentials)
+            else:
+                port = server.add_insecure_port(self.address)
+        except (RuntimeError, OSError) as exc:
             raise ModelyardError(f"cannot listen for gRPC on {self.address}: {exc}") from None
         if not port:
             raise ModelyardError(f"cannot listen for gRPC on {self.address}")

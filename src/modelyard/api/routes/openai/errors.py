@@ -20,6 +20,8 @@ from modelyard.api.problems import error_headers
 from modelyard.errors import InvalidInput, ModelyardError
 
 PREFIX = "/v1/"
+KSERVE_SUFFIX = ":explain"
+"""KServe's v1 explain route shares the prefix; it answers problem+json like /api/v1."""
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 _TYPES = {
     400: "invalid_request_error",
@@ -101,7 +103,7 @@ def _from_validation(exc: RequestValidationError) -> JSONResponse:
 
 def _wrap(cls: type[Exception], native: Handler | None) -> Handler:
     async def handle(request: Request, exc: Exception) -> Response:
-        if not request.url.path.startswith(PREFIX):
+        if not _openai_path(request.url.path):
             assert native is not None
             return await native(request, exc)
         if isinstance(exc, ModelyardError):
@@ -144,7 +146,7 @@ def _declare_errors(document: dict[str, Any]) -> dict[str, Any]:
     document["components"]["schemas"]["OpenAIError"] = ERROR_SCHEMA
     schema = {"$ref": "#/components/schemas/OpenAIError"}
     for path, item in document["paths"].items():
-        if not path.startswith(PREFIX):
+        if not _openai_path(path):
             continue
         for operation in item.values():
             responses: dict[str, Any] = operation["responses"]
@@ -156,6 +158,10 @@ def _declare_errors(document: dict[str, Any]) -> dict[str, Any]:
                 if int(code) >= 400:
                     response["content"] = {"application/json": {"schema": schema}}
     return document
+
+
+def _openai_path(path: str) -> bool:
+    return path.startswith(PREFIX) and not path.endswith(KSERVE_SUFFIX)
 
 
 def install(app: FastAPI) -> None:
