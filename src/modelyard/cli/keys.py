@@ -30,6 +30,9 @@ def create(
     principal: Annotated[
         str | None, typer.Option(help="Make the key for this principal (admin only).")
     ] = None,
+    project: Annotated[
+        str | None, typer.Option(help="Bind the key to this project: it works only there.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create an API key and print its secret (shown only this once).
@@ -40,7 +43,9 @@ def create(
     if expires_in_days is not None:
         expires_at = datetime.now(UTC) + timedelta(days=expires_in_days)
     with connect(ctx) as client:
-        created = client.keys.create(name, scope, expires_at=expires_at, principal=principal)
+        created = client.keys.create(
+            name, scope, expires_at=expires_at, principal=principal, project=project
+        )
     if as_json:
         print_json(created.raw)
         return

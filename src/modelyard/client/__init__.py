@@ -40,6 +40,7 @@ from modelyard.client._llm import LLM, LLMModels, Message
 from modelyard.client._resources import Datasets, Deployments, Jobs, Keys, Models, Principals
 from modelyard.client._resources._acl import GrantLike
 from modelyard.client._resources.deployments import TrafficLike
+from modelyard.client._resources.projects import AuditEntry, Member, Project, Projects
 from modelyard.client._transfer import ProgressCallback, StrPath
 from modelyard.client._types import (
     ACL,
@@ -64,6 +65,7 @@ __all__ = [
     "LLM",
     "APIError",
     "Alias",
+    "AuditEntry",
     "AuthenticationError",
     "Client",
     "ConflictError",
@@ -83,6 +85,7 @@ __all__ = [
     "Keys",
     "LLMModels",
     "Lineage",
+    "Member",
     "Message",
     "Model",
     "ModelVersion",
@@ -95,6 +98,8 @@ __all__ = [
     "Principal",
     "Principals",
     "ProgressCallback",
+    "Project",
+    "Projects",
     "RateLimitError",
     "ServedVersion",
     "ServerError",

@@ -21,12 +21,14 @@ class Keys:
         scopes: Iterable[str],
         expires_at: datetime | None = None,
         principal: str | None = None,
+        project: str | None = None,
     ) -> CreatedKey:
         """Create a key with ``scopes``: ``read``, ``write``, ``infer``, ``keys``, ``metrics``,
         ``admin``.
 
         ``expires_at`` without a time zone is taken as UTC. ``principal`` (a name; admin
-        only) makes the key for someone else. The secret is in ``.key`` and cannot be read
+        only) makes the key for someone else; ``project`` binds it to that project (it sees
+        and changes only that project's resources). The secret is in ``.key`` and cannot be read
         again later.
 
         Example::
@@ -43,6 +45,8 @@ class Keys:
             body["expires_at"] = expires_at.isoformat()
         if principal is not None:
             body["principal"] = principal
+        if project is not None:
+            body["project"] = project
         return CreatedKey.from_json(self._http.object("POST", "/api/v1/keys", json=body))
 
     def list(self) -> list[Key]:
