@@ -13,8 +13,22 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Prices(BaseModel):
+    """What use costs, in ``currency``: the price table of costs and budgets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    currency: str = "usd"
+    per_1k_requests: float = Field(default=0.0, ge=0)
+    per_1m_input_tokens: float = Field(default=0.0, ge=0)
+    per_1m_output_tokens: float = Field(default=0.0, ge=0)
+    per_cpu_hour: float = Field(default=0.0, ge=0)
+    per_gpu_hour: float = Field(default=0.0, ge=0)
+    per_gb_month: float = Field(default=0.0, ge=0)
 
 
 class Settings(BaseSettings):
@@ -258,6 +272,52 @@ class Settings(BaseSettings):
         description=(
             "How long a distributed job waits for the cluster to have room for all its "
             "workers (nodes down or busy) before it fails, naming what it waited for."
+        ),
+    )
+
+    redis_url: str | None = Field(
+        default=None,
+        description=(
+            "Redis holding the rate-limit counters (redis://host:6379/0), so limits hold across "
+            "server processes and replicas sharing it; unset: counters in this process's memory."
+        ),
+    )
+    redis_prefix: str = Field(
+        default="modelyard",
+        description="Prefix of every rate-limit key this server keeps in Redis.",
+    )
+    limits_cache_s: float = Field(
+        default=2.0,
+        gt=0,
+        description=(
+            "Seconds the limits, budgets and spending read from the metadata store are kept in "
+            "memory: a change by another server takes effect within this long."
+        ),
+    )
+    usage_flush_s: float = Field(
+        default=1.0,
+        gt=0,
+        description=(
+            "Seconds between writes of metered inference usage to the metadata store (batched, "
+            "off the request path): a server killed with SIGKILL loses at most this long."
+        ),
+    )
+    usage_minute_days: float = Field(
+        default=2.0,
+        gt=0,
+        description="Days usage is kept in 1-minute buckets before it is rolled up into hours.",
+    )
+    usage_hour_days: float = Field(
+        default=90.0,
+        gt=0,
+        description="Days usage is kept in 1-hour buckets before it is rolled up into days.",
+    )
+    prices: Prices = Field(
+        default_factory=lambda: Prices(),
+        description=(
+            'Price table of /api/v1/costs and budgets, as JSON: {"currency": "usd", '
+            '"per_1k_requests": 0.01, "per_1m_input_tokens": 0.5, "per_1m_output_tokens": 1.5, '
+            '"per_cpu_hour": 0.05, "per_gpu_hour": 2.0, "per_gb_month": 0.02}.'
         ),
     )
 

@@ -13,6 +13,9 @@ responses (RFC 9457 problem+json)::
     ├── NotFound (404)            also what a caller sees for resources it may not read
     ├── Conflict (409)
     ├── TooManyRequests (429)
+    │   ├── RateLimited (429)     over a key's or project's requests or tokens per minute
+    │   └── QuotaExceeded (429)   over a job or storage quota (names it)
+    ├── BudgetSpent (402)         a project's hard budget is spent
     ├── DeadlineExceeded (504)
     └── Unavailable (503)
 """
@@ -35,6 +38,8 @@ class ModelyardError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
+        # Headers the answer carries besides the body (rate-limit state, Retry-After).
+        self.headers: dict[str, str] = {}
 
 
 class InvalidInput(ModelyardError):
@@ -90,6 +95,30 @@ class TooManyRequests(ModelyardError):
     type_slug = "too-many-requests"
 
 
+class RateLimited(TooManyRequests):
+    """Over a requests- or tokens-per-minute limit; ``headers`` say which and until when."""
+
+    title = "Rate limit reached"
+    type_slug = "rate-limited"
+
+    def __init__(self, detail: str, headers: dict[str, str], **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.headers = headers
+
+
+class QuotaExceeded(TooManyRequests):
+    """Over a quota (running jobs, compute-seconds, stored bytes); ``quota`` names it."""
+
+    title = "Quota exceeded"
+    type_slug = "quota-exceeded"
+
+
+class BudgetSpent(ModelyardError):
+    status = 402
+    title = "Budget spent"
+    type_slug = "budget-spent"
+
+
 class DeadlineExceeded(ModelyardError):
     status = 504
     title = "Deadline exceeded"
@@ -116,6 +145,7 @@ def without_paths(text: str, roots: Iterable[str]) -> str:
 
 
 __all__ = [
+    "BudgetSpent",
     "Conflict",
     "DeadlineExceeded",
     "Forbidden",
@@ -123,6 +153,8 @@ __all__ = [
     "ModelyardError",
     "NotFound",
     "PayloadTooLarge",
+    "QuotaExceeded",
+    "RateLimited",
     "TooManyRequests",
     "Unauthenticated",
     "Unavailable",

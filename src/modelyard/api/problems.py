@@ -45,7 +45,10 @@ def _protocol_extra(request: Request, detail: str) -> dict[str, Any]:
 async def _on_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ModelyardError)
     extra = {**exc.extra, **_protocol_extra(request, exc.detail)}
-    return problem(exc.status, exc.title, exc.detail, exc.type_slug, **extra)
+    response = problem(exc.status, exc.title, exc.detail, exc.type_slug, **extra)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
 
 
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
@@ -108,10 +111,14 @@ ERROR_DESCRIPTIONS = {
     403: "The key lacks the scope, or the caller the permission.",
     404: "No such resource, or none the caller may read.",
     409: "The request conflicts with the current state (a name taken, a version in use).",
+    402: "The project's hard budget is spent for this month.",
     413: "The body is larger than the server accepts.",
     415: "The body is in a format the server does not read.",
     422: "The input is invalid; `detail` (and `errors`, per field) say what is wrong.",
-    429: "Too busy for this caller now: retry after `Retry-After` seconds.",
+    429: (
+        "Too busy for this caller now, or over a rate limit or quota: retry after "
+        "`Retry-After` seconds (`x-ratelimit-*` say which limit)."
+    ),
     503: "Not ready: a deployment still loading, or a store out of reach.",
     504: "The request's deadline passed before it was served.",
 }

@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import resource
 import signal
 import threading
 import time
@@ -102,31 +103,51 @@ def job_threads(spec: dict[str, Any], default: int) -> int:
     return max(1, int(cpus)) if cpus else default
 
 
+def measured_usage(started: float, spec: dict[str, Any]) -> dict[str, Any]:
+    """What this worker used so far: CPU-seconds (its own and its reaped children's),
+    GPU-seconds (wall time on each GPU it used), wall time and peak memory."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = time.monotonic() - started
+    cpu = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    peak = max(own.ru_maxrss, children.ru_maxrss) * 1024  # kilobytes on Linux
+    gpus = 0.0
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+        gpus = stored_resources(spec).gpus or 1.0
+        peak = max(peak, int(torch.cuda.max_memory_allocated()))
+    return {"cpu_s": cpu, "gpu_s": wall * gpus, "wall_s": wall, "peak_memory_bytes": peak}
+
+
 def run(settings: Settings, job_id: str, attempt: int, threads: int) -> None:
     """Run one attempt of one job in this process and record its outcome."""
+    started = time.monotonic()
     ctx = open_context(settings, job_id, attempt)
     db, events = ctx.db, ctx.events
     torch.set_num_threads(job_threads(ctx.spec, threads))
+
+    def used() -> dict[str, Any]:
+        return measured_usage(started, ctx.spec)
+
     try:
         result = runner_for(ctx)(ctx)
-        finish(events, job_id, "succeeded", attempt=attempt, result=result)
+        finish(events, job_id, "succeeded", attempt=attempt, result=result, usage=used())
     except JobCancelled:
         with db.session() as session:
             current = session.get(Job, job_id)
             cancelled = bool(current and current.cancel_requested)
         if cancelled:
-            finish(events, job_id, "cancelled", attempt=attempt)
+            finish(events, job_id, "cancelled", attempt=attempt, usage=used())
     except JobRequeued as exc:
         events.append(job_id, "log", {"message": exc.why})
         requeue(db, events, job_id, attempt, exc.why)
     except ModelyardError as exc:
         detail = without_paths(exc.detail, settings.private_roots())
         events.append(job_id, "log", {"message": f"error: {detail}"})
-        finish(events, job_id, "failed", attempt=attempt, error=detail)
+        finish(events, job_id, "failed", attempt=attempt, error=detail, usage=used())
     except Exception as exc:
         roots = settings.private_roots()
         events.append(job_id, "log", {"message": without_paths(traceback.format_exc(), roots)})
         error = without_paths(f"{type(exc).__name__}: {exc}", roots)
-        finish(events, job_id, "failed", attempt=attempt, error=error)
+        finish(events, job_id, "failed", attempt=attempt, error=error, usage=used())
     finally:
         db.dispose()

@@ -43,6 +43,7 @@ from modelyard.errors import Forbidden, ModelyardError, NotFound, without_paths
 from modelyard.platform import Platform
 from modelyard.serving import oip
 from modelyard.serving.manager import Live
+from modelyard.usage.meter import rows_of
 
 SERVICE = "inference.GRPCInferenceService"
 log = logging.getLogger("modelyard.grpc")
@@ -183,9 +184,15 @@ class InferenceService:
         remaining = context.time_remaining()
         if remaining is not None:  # the client's own deadline, when it is sooner
             deadline = min(deadline, time.monotonic() + remaining)
-        result = await self.platform.serving.infer(
-            name, inputs, version=request.model_version or None, deadline=deadline
-        )
+        ticket = await self.platform.usage.admit(caller, name, "inference")  # type: ignore[arg-type]
+        try:
+            result = await self.platform.serving.infer(
+                name, inputs, version=request.model_version or None, deadline=deadline
+            )
+        except ModelyardError as exc:
+            ticket.failed(exc.status)
+            raise
+        ticket.done(version=result.version, model=live.spec.model, rows=rows_of(inputs))
         version = str(result.version) if result.version is not None else None
         return codec.encode_response(request, name, version, result.outputs, wanted)
 

@@ -18,10 +18,11 @@ from modelyard import __version__
 from modelyard.api.deps import CallerDep, PlatformDep, authorize_inference
 from modelyard.api.lean import lean_post
 from modelyard.auth.access import Caller
-from modelyard.errors import InvalidInput, NotFound
+from modelyard.errors import InvalidInput, ModelyardError, NotFound
 from modelyard.platform import Platform
 from modelyard.serving import oip
 from modelyard.serving.manager import Live
+from modelyard.usage.meter import rows_of
 
 router = APIRouter(prefix="/v2", tags=["inference (Open Inference Protocol v2)"])
 health_router = APIRouter(prefix="/v2/health", tags=["health"])
@@ -144,7 +145,13 @@ async def _infer(
     if len(inputs) != len(decoded.inputs):
         raise InvalidInput("inputs: each input name may appear once")
     deadline = time.monotonic() + live_.spec.timeout_ms / 1000
-    result = await platform.serving.infer(model, inputs, version=version, deadline=deadline)
+    ticket = await platform.usage.admit(caller, model, "inference")
+    try:
+        result = await platform.serving.infer(model, inputs, version=version, deadline=deadline)
+    except ModelyardError as exc:
+        ticket.failed(exc.status)
+        raise
+    ticket.done(version=result.version, model=live_.spec.model, rows=rows_of(inputs))
     payload, headers = oip.encode_response(
         model_name=model,
         model_version=str(result.version) if result.version is not None else None,
@@ -154,6 +161,8 @@ async def _infer(
         binary_default=decoded.binary_default,
     )
     media = headers.pop("Content-Type", headers.pop("content-type", "application/json"))
+    if ticket.headers:
+        headers.update(ticket.headers)
     return Response(payload, media_type=media, headers=headers)
 
 

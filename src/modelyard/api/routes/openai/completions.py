@@ -12,17 +12,24 @@ from modelyard.api.deps import CallerDep, PlatformDep
 from modelyard.api.routes.openai.protocol import CompletionRequest
 from modelyard.api.routes.openai.streaming import (
     SSE_HEADERS,
-    collect,
     completion_logprobs,
     event_stream,
+    metered,
     new_id,
     now,
+    run_metered,
     seeded,
     start_all,
     usage,
 )
-from modelyard.api.routes.openai.target import runtime_of, served_model, wait_budget
-from modelyard.errors import InvalidInput
+from modelyard.api.routes.openai.target import (
+    deployment_name,
+    model_of,
+    runtime_of,
+    served_model,
+    wait_budget,
+)
+from modelyard.errors import InvalidInput, ModelyardError
 from modelyard.llm import Delta, LanguageModel, SamplingParams
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
@@ -66,8 +73,15 @@ async def create_completion(
             jobs.append((ids, params))
     wants_logprobs = body.logprobs is not None
     deadline = time.monotonic() + wait_budget(platform, body.model)
-    streams = start_all(lm, jobs, deadline)
     prompt_tokens = sum(len(ids) for ids in encoded)
+    name = deployment_name(body.model)
+    reserved = sum(len(ids) + params.max_tokens for ids, params in jobs)
+    ticket = await platform.usage.admit(caller, name, "completion", tokens=reserved)
+    try:
+        streams = start_all(lm, jobs, deadline)
+    except ModelyardError as exc:
+        ticket.failed(exc.status, version=served.number)
+        raise
     echoes = [lm.tokenizer.decode(ids) if body.echo else "" for ids in encoded]
     base: dict[str, Any] = {
         "id": new_id("cmpl"),
@@ -77,7 +91,9 @@ async def create_completion(
         "system_fingerprint": None,
     }
     if not body.stream:
-        outputs = await collect(streams)
+        outputs = await run_metered(
+            ticket, streams, prompt_tokens, served.number, model_of(platform, name)
+        )
         choices = [
             {
                 "index": i,
@@ -87,7 +103,10 @@ async def create_completion(
             }
             for i, (out, stream) in enumerate(zip(outputs, streams, strict=True))
         ]
-        return JSONResponse({**base, "choices": choices, "usage": usage(prompt_tokens, streams)})
+        return JSONResponse(
+            {**base, "choices": choices, "usage": usage(prompt_tokens, streams)},
+            headers=ticket.headers,
+        )
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     extra: dict[str, Any] = {"usage": None} if include_usage else {}
@@ -121,8 +140,9 @@ async def create_completion(
             return None
         return {**chunk([]), "usage": usage(prompt_tokens, streams)}
 
+    events = event_stream(streams, opening, step, final)
     return StreamingResponse(
-        event_stream(streams, opening, step, final),
+        metered(events, ticket, prompt_tokens, streams, served.number, model_of(platform, name)),
         media_type="text/event-stream",
-        headers=SSE_HEADERS,
+        headers={**SSE_HEADERS, **ticket.headers},
     )

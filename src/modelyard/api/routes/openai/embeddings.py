@@ -15,11 +15,12 @@ from modelyard.api.lean import json_response, lean_post
 from modelyard.api.routes.openai.protocol import EmbeddingRequest
 from modelyard.api.routes.openai.target import (
     deployment_name,
+    model_of,
     runtime_of,
     served_model,
     wait_budget,
 )
-from modelyard.errors import InvalidInput
+from modelyard.errors import InvalidInput, ModelyardError
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 MAX_INPUTS = 2048
@@ -63,19 +64,32 @@ async def create_embeddings(
             param="dimensions",
         )
     deadline = time.monotonic() + wait_budget(platform, body.model)
-    result = await platform.serving.infer(
-        deployment_name(body.model),
-        {"text": np.array(texts, dtype=object)},
-        version=str(served.number),
-        deadline=deadline,
-    )
+    name = deployment_name(body.model)
+    ticket = await platform.usage.admit(caller, name, "embedding")
+    try:
+        result = await platform.serving.infer(
+            name,
+            {"text": np.array(texts, dtype=object)},
+            version=str(served.number),
+            deadline=deadline,
+        )
+    except ModelyardError as exc:
+        ticket.failed(exc.status, version=served.number)
+        raise
     vectors = np.asarray(result.outputs["embedding"], dtype=np.float32)
     tokens = int(np.asarray(result.outputs["tokens"]).sum())
+    # Embedding tokens are known only once counted: charged to token limits afterwards.
+    ticket.done(
+        version=served.number,
+        model=model_of(platform, name),
+        rows=len(texts),
+        input_tokens=tokens,
+    )
     data = [
         {"object": "embedding", "index": i, "embedding": _encode(row, body.encoding_format)}
         for i, row in enumerate(vectors)
     ]
-    return json_response(
+    response = json_response(
         {
             "object": "list",
             "data": data,
@@ -83,6 +97,9 @@ async def create_embeddings(
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
     )
+    if ticket.headers:
+        response.headers.update(ticket.headers)
+    return response
 
 
 def _encode(row: np.ndarray, encoding: str) -> list[float] | str:

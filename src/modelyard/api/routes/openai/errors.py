@@ -25,6 +25,7 @@ KSERVE_SUFFIX = ":explain"
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 _TYPES = {
     400: "invalid_request_error",
+    402: "insufficient_quota",
     401: "authentication_error",
     403: "permission_error",
     404: "invalid_request_error",
@@ -63,7 +64,7 @@ def _from_modelyard(exc: ModelyardError) -> JSONResponse:
     # OpenAI answers 400 for a request it cannot take; 422 is this server's native code.
     if isinstance(exc, InvalidInput):
         status = 400
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = dict(exc.headers)
     if "retry_after" in exc.extra:
         headers["Retry-After"] = str(exc.extra["retry_after"])
     if status == 401:

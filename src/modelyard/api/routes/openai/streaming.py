@@ -12,6 +12,7 @@ from typing import Any
 
 from modelyard.errors import ModelyardError
 from modelyard.llm import Delta, GenerationStream, LanguageModel, SamplingParams, TokenLogprob
+from modelyard.usage.service import Ticket
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -175,3 +176,54 @@ async def event_stream(
         for stream in streams:
             stream.abort()
     yield sse("[DONE]")
+
+
+async def metered(
+    events: AsyncIterator[bytes],
+    ticket: Ticket,
+    prompt_tokens: int,
+    streams: Sequence[GenerationStream],
+    version: int | None,
+    model: str | None,
+) -> AsyncIterator[bytes]:
+    """``events`` as they come; once they end (or the client goes away), the request is
+    metered with the tokens it really used and its token charge corrected."""
+    status = "ok"
+    try:
+        async for chunk in events:
+            yield chunk
+    except BaseException:
+        status = "aborted"
+        raise
+    finally:
+        ticket.done(
+            version=version,
+            model=model,
+            rows=len(streams),
+            input_tokens=prompt_tokens,
+            output_tokens=sum(stream.completion_tokens for stream in streams),
+            status=status,
+        )
+
+
+async def run_metered(
+    ticket: Ticket,
+    streams: Sequence[GenerationStream],
+    prompt_tokens: int,
+    version: int | None,
+    model: str | None,
+) -> list[Generated]:
+    """:func:`collect`, metered: the request's tokens counted, its token charge corrected."""
+    try:
+        outputs = await collect(streams)
+    except ModelyardError as exc:
+        ticket.failed(exc.status, version=version)
+        raise
+    ticket.done(
+        version=version,
+        model=model,
+        rows=len(streams),
+        input_tokens=prompt_tokens,
+        output_tokens=sum(stream.completion_tokens for stream in streams),
+    )
+    return outputs

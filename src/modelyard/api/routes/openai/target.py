@@ -56,6 +56,12 @@ async def served_model(platform: Platform, caller: Caller, model_id: str) -> Ser
     return live.pick(None)
 
 
+def model_of(platform: Platform, name: str) -> str | None:
+    """The registered model a deployment serves, as usage records name it."""
+    live = platform.serving.status(name)
+    return live.spec.model if live is not None else None
+
+
 def runtime_of(served: Served, model_id: str, kind: str, endpoint: str) -> Any:
     """The served runtime if it is of ``kind``; a 400 naming the endpoint otherwise."""
     runtime = served.runtime
