@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -253,13 +254,14 @@ def _details(m: Model) -> Table:
 
 
 def _versions(versions: list[ModelVersion]) -> Table:
-    columns = ("Version", "Format", "Size", "Metrics", "Parent", "Created by", "Created")
+    columns = ("Version", "Format", "Size", "Metrics", "Privacy", "Parent", "Created by", "Created")
     rows = [
         (
             v.version,
             v.format,
             human_size(v.size),
             v.metrics,
+            privacy_text(v.privacy),
             v.lineage.parent_version,
             v.created_by,
             v.created_at,
@@ -271,3 +273,14 @@ def _versions(versions: list[ModelVersion]) -> Table:
 
 def _aliases(m: Model) -> Table:
     return table("Aliases", ("Alias", "Version"), sorted(m.aliases.items()))
+
+
+def privacy_text(privacy: Mapping[str, Any] | None) -> str | None:
+    """``ε=2.99, δ=1e-05 (prv, σ=3.29, C=1)`` for a privately trained version."""
+    if not privacy:
+        return None
+    return (
+        f"ε={float(privacy['epsilon']):.3g}, δ={float(privacy['delta']):.2g} "
+        f"({privacy.get('accountant')}, σ={float(privacy['noise_multiplier']):.3g}, "
+        f"C={float(privacy['max_grad_norm']):.3g})"
+    )

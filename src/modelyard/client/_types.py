@@ -290,6 +290,9 @@ class ModelVersion:
     lineage: Lineage
     created_by: Owner | None
     created_at: datetime
+    privacy: JSONObject | None = None
+    """A privately trained version's guarantee: ``epsilon``, ``delta``, ``noise_multiplier``,
+    ``max_grad_norm``, ``accountant`` (None for other versions)."""
     raw: JSONObject = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -310,8 +313,14 @@ class ModelVersion:
             lineage=Lineage.from_json(data.get("lineage")),
             created_by=_owner(data.get("created_by")),
             created_at=_created(data),
+            privacy=_privacy(data),
             raw=dict(data),
         )
+
+
+def _privacy(data: Mapping[str, Any]) -> JSONObject | None:
+    block = data.get("privacy") or (data.get("params") or {}).get("privacy")
+    return dict(block) if isinstance(block, Mapping) else None
 
 
 @dataclass(frozen=True, kw_only=True)

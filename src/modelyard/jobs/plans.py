@@ -53,6 +53,11 @@ class TrainPlan(_Plan):
     output_model: str
     config: dict[str, Any]
     distributed: DistributedConfig | None = None
+    privacy: dict[str, Any] | None = Field(
+        default=None,
+        description="A private run's plan: noise_multiplier, sample_rate, steps, and the "
+        "epsilon and delta the whole run spends (what the data set's budget reserves).",
+    )
 
 
 class PinnedVersion(_Part):
@@ -93,6 +98,9 @@ class SourcePlan(_ChildPlan):
     type: Literal["compress", "finetune"]
     source: PinnedVersion
     method: Method
+    privacy: dict[str, Any] | None = Field(
+        default=None, description="A private fine-tune's plan, as a train plan's privacy."
+    )
 
 
 class DistillPlan(_ChildPlan):

@@ -18,7 +18,7 @@ from modelyard.naming import check_name
 from modelyard.nn.specs import parse_spec
 from modelyard.registry.service import ModelRegistry
 from modelyard.training.config import TrainConfig, parse_config
-from modelyard.training.distributed_config import parse_distributed
+from modelyard.training.distributed_config import DistributedConfig, parse_distributed
 
 
 def plan_train(
@@ -89,6 +89,8 @@ def plan_train(
         vx, vy = load_xy(val_files, val_row.kind, label, features)  # type: ignore[arg-type]
         check_fit(spec, config, tuple(vx.shape), vx.dtype, vy, split="validation")
 
+    privacy = _plan_privacy(spec, config, len(x), validation is not None, distributed)
+
     output = plan.get("output_model") or f"{dataset.name}-{spec.arch}"
     if not isinstance(output, str):
         raise InvalidInput("output_model: must be a model name")
@@ -105,9 +107,40 @@ def plan_train(
         output_model=output,
         config=config.model_dump(mode="json"),
         distributed=distributed,
+        privacy=privacy,
         request=dict(body),
     )
     return planned.model_dump(mode="json")
+
+
+def _plan_privacy(
+    spec: Any,
+    config: TrainConfig,
+    rows: int,
+    separate_validation: bool,
+    distributed: DistributedConfig | None,
+) -> dict[str, Any] | None:
+    """A private run's noise, sampling rate, steps and (ε, δ), checked now: layers Opacus
+    cannot train, a δ too large for the data, or an ε that no noise reaches are 422s."""
+    if config.privacy is None:
+        return None
+    # Opacus (and PyTorch) are loaded only when a private job is planned.
+    from modelyard.training.dataset import held_out_rows
+    from modelyard.training.privacy import check_private_spec, plan_privacy
+
+    if distributed is not None and distributed.strategy != "ddp":
+        raise InvalidInput(
+            "distributed.strategy: private training runs in one process or with ddp; the "
+            "parameter server's stale updates are not accounted",
+            field="distributed.strategy",
+        )
+    check_private_spec(spec)
+    if not separate_validation:
+        rows -= held_out_rows(rows, config.validation.fraction)
+    planned = plan_privacy(
+        config.privacy, rows=rows, batch_size=config.batch_size, epochs=config.epochs
+    )
+    return planned.to_dict()
 
 
 MODEL_FIELDS = {

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from safetensors.torch import load_file
 
+from modelyard.datasets.privacy_budget import settle
 from modelyard.db.tables import Dataset
 from modelyard.jobs.checkpoints import load_checkpoint, store_checkpoint
 from modelyard.jobs.context import JobCancelled, JobContext, dataset_row, owner_caller
@@ -45,6 +46,8 @@ class JobCallbacks:
                     "train": event.get("train", {}),
                     "val": event.get("val", {}),
                     "epoch": event.get("epoch"),
+                    # A private run's ε spent so far.
+                    **({"privacy": event["privacy"]} if "privacy" in event else {}),
                 },
             )
 
@@ -156,6 +159,7 @@ def register_result(
                     if plan.distributed
                     else {}
                 ),
+                **({"privacy": result.privacy} if result.privacy is not None else {}),
             },
             description=f"trained by job {ctx.job_id}",
             parent_version=init.version if init else None,
@@ -164,6 +168,14 @@ def register_result(
             job_id=ctx.job_id,
         ),
     )
+    if result.privacy is not None:
+        settle(
+            ctx.db,
+            ctx.job_id,
+            model=plan.output_model,
+            version=version.version,
+            spent=result.privacy,
+        )
     return {
         "model": plan.output_model,
         "version": version.version,
@@ -171,6 +183,7 @@ def register_result(
         "epochs_run": result.epochs_run,
         "steps": result.steps,
         "stopped_early": result.stopped_early,
+        **({"privacy": result.privacy} if result.privacy is not None else {}),
     }
 
 

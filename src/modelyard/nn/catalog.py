@@ -33,9 +33,15 @@ HEAD_MODULES: dict[str, str] = {arch: "head" for arch in _BUILDERS}
 """Name of the output layer (an ``nn.Linear``) of each architecture."""
 
 
-def build_model(spec: ArchSpec | Mapping[str, Any]) -> nn.Module:
-    """A freshly initialised model for ``spec`` (a parsed spec or its JSON)."""
+def build_model(spec: ArchSpec | Mapping[str, Any], *, private: bool = False) -> nn.Module:
+    """A freshly initialised model for ``spec`` (a parsed spec or its JSON).
+
+    ``private``: the model differentially private training trains, whose recurrent layers
+    are Opacus's DP variants (same parameter names; its weights load into the plain model).
+    """
     parsed = parse_spec(spec)
+    if private and parsed.arch == "rnn":
+        return RecurrentNet(parsed, private=True)
     return _BUILDERS[parsed.arch](parsed)
 
 

@@ -8,10 +8,23 @@ from torch import nn
 from modelyard.nn.specs import RNNSpec
 
 
-class RecurrentNet(nn.Module):
-    """``embedding`` (token inputs only), ``rnn``, then ``head``."""
+def _private_cells() -> dict[str, type[nn.Module]]:
+    """Opacus's recurrent layers, whose per-example gradients it can compute; their
+    parameters (and state dicts) are named as PyTorch's, so weights move between the two."""
+    # Opacus is loaded only by private training.
+    from opacus.layers import DPGRU, DPLSTM, DPRNN
 
-    def __init__(self, spec: RNNSpec):
+    return {"rnn": DPRNN, "lstm": DPLSTM, "gru": DPGRU}
+
+
+class RecurrentNet(nn.Module):
+    """``embedding`` (token inputs only), ``rnn``, then ``head``.
+
+    ``private`` builds the recurrent layer from Opacus's DP variants (same parameters and
+    outputs) for differentially private training.
+    """
+
+    def __init__(self, spec: RNNSpec, *, private: bool = False):
         super().__init__()
         self.embedding: nn.Embedding | None = None
         if spec.vocab_size is not None:
@@ -19,11 +32,9 @@ class RecurrentNet(nn.Module):
             self.embedding = nn.Embedding(spec.vocab_size, features)
         else:
             features = spec.input_shape[1]
-        cells: dict[str, type[nn.RNN | nn.LSTM | nn.GRU]] = {
-            "rnn": nn.RNN,
-            "lstm": nn.LSTM,
-            "gru": nn.GRU,
-        }
+        cells: dict[str, type[nn.Module]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+        if private:
+            cells = _private_cells()
         self.rnn = cells[spec.cell](
             features,
             spec.hidden_size,

@@ -165,6 +165,45 @@ class PreprocessingConfig(_Section):
     )
 
 
+AccountantName = Literal["prv", "rdp"]
+
+
+class PrivacyConfig(_Section):
+    """Differentially private training: DP-SGD (Opacus) with a privacy accountant.
+
+    Each example's gradient is clipped to ``max_grad_norm``, Gaussian noise of standard
+    deviation ``noise_multiplier * max_grad_norm`` is added to their sum, and every step
+    samples its batch by Poisson sampling (each row with probability batch_size / rows).
+    Give ``target_epsilon`` (the noise is chosen so that the whole run spends at most that)
+    or ``noise_multiplier`` (the run spends what it spends). ε is accounted by ``accountant``
+    (``prv``: Gopi et al.'s privacy random variables; ``rdp``: Rényi DP, looser).
+    """
+
+    target_epsilon: float | None = Field(
+        default=None, gt=0.0, le=1000.0, description="ε the whole run may spend."
+    )
+    noise_multiplier: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1000.0,
+        description="Instead of target_epsilon: the noise's standard deviation over the "
+        "clipping norm.",
+    )
+    target_delta: float = Field(
+        gt=0.0, lt=1.0, description="δ of the (ε, δ) guarantee; below 1/rows of the data set."
+    )
+    max_grad_norm: float = Field(
+        default=1.0, gt=0.0, le=1e6, description="Each example's gradient is clipped to this."
+    )
+    accountant: AccountantName = Field(default="prv", description="prv (default) or rdp.")
+
+    @model_validator(mode="after")
+    def _epsilon_or_noise(self) -> PrivacyConfig:
+        if (self.target_epsilon is None) == (self.noise_multiplier is None):
+            raise ValueError("give target_epsilon or noise_multiplier (one of them)")
+        return self
+
+
 class TrainConfig(_Section):
     """A training run's settings; parse JSON with :func:`parse_config`."""
 
@@ -205,6 +244,11 @@ class TrainConfig(_Section):
     log_every_steps: Positive = Field(default=10, description="Steps between step events.")
     grad_clip_norm: float | None = Field(default=None, gt=0.0)
     eval_batch_size: Positive = Field(default=1024, description="Rows per evaluation batch.")
+    privacy: PrivacyConfig | None = Field(
+        default=None,
+        description="Differentially private training (DP-SGD): per-example clipping, noise, "
+        "Poisson sampling and an accountant of the ε spent.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -221,6 +265,38 @@ class TrainConfig(_Section):
                 "batch_size, or use sgd for mini-batches"
             )
         return {**data, "batch_size": None}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _private_targets_unscaled(cls, data: Any) -> Any:
+        # Standardized targets are scaled by the rows' mean and deviation, which no noise
+        # protects: a private run trains on the targets as they are.
+        if not isinstance(data, Mapping) or data.get("privacy") is None:
+            return data
+        pre = data.get("preprocessing")
+        if pre is None:
+            return {**data, "preprocessing": {"standardize_target": False}}
+        if isinstance(pre, Mapping) and pre.get("standardize_target") is None:
+            return {**data, "preprocessing": {**pre, "standardize_target": False}}
+        return data
+
+    @model_validator(mode="after")
+    def _privacy_fits(self) -> TrainConfig:
+        if self.privacy is None:
+            return self
+        if self.grad_clip_norm is not None:
+            raise ValueError(
+                "grad_clip_norm: private training clips each example's gradient "
+                "(privacy.max_grad_norm); leave grad_clip_norm out"
+            )
+        for name in ("standardize", "standardize_target"):
+            if getattr(self.preprocessing, name):
+                raise ValueError(
+                    f"preprocessing.{name}: it is fitted on the rows' mean and deviation, "
+                    "which no noise protects; a private run takes preprocessing.scale (or "
+                    "data already scaled)"
+                )
+        return self
 
     @field_validator("device")
     @classmethod

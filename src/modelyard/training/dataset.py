@@ -16,11 +16,15 @@ from modelyard.training.preprocess import ArrayLike, Preprocessor
 from modelyard.training.target_scaling import TargetScaler
 
 
+def held_out_rows(rows: int, fraction: float) -> int:
+    """How many of ``rows`` a validation ``fraction`` holds out (at least one if any)."""
+    held_out = round(rows * fraction)
+    return 1 if fraction > 0 and held_out == 0 else held_out
+
+
 def split_rows(rows: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Training and validation row indices: a seeded, reproducible random split."""
-    held_out = round(rows * fraction)
-    if fraction > 0 and held_out == 0:
-        held_out = 1
+    held_out = held_out_rows(rows, fraction)
     if held_out >= rows:
         raise InvalidInput(
             f"config.validation.fraction: {fraction} of {rows} rows leaves none for training"

@@ -15,6 +15,12 @@ It is the single-process loop (:func:`modelyard.training.train`) with three chan
 
 A cancellation seen by rank 0 stops every rank at the same step (ranks agree on it every
 :data:`STOP_CHECK_EVERY_STEPS` steps).
+
+A private run (``config.privacy``) is not wrapped in DDP: every rank draws the same Poisson
+sample of all rows at each step (from the secret seed rank 0 drew) and takes every
+``world``-th of its rows; each clips its examples' gradients, Opacus's distributed optimizer
+adds the noise once (on rank 0) and sums the ranks' gradients, so the group takes exactly
+the single-process private step, and every rank's accountant counts it.
 """
 
 from __future__ import annotations
@@ -110,6 +116,10 @@ class _DdpRun(_Run):
         self.world = dist.get_world_size()
         self.rank = dist.get_rank()
         self.comm_device = device if dist.get_backend() == "nccl" else torch.device("cpu")
+        self.inner = model
+        if self.privacy is not None:
+            self._share_privacy(model)
+            return
         global_batch = self.batch_size
         if global_batch % self.world and global_batch != self.rows:
             raise InvalidInput(
@@ -127,9 +137,21 @@ class _DdpRun(_Run):
         self.batch_size = math.ceil(global_batch / self.world)
         self.steps_per_epoch = math.ceil(self.sampler.num_samples / self.batch_size)
         self.total_steps = config.epochs * self.steps_per_epoch
-        self.inner = model
         ids = [device.index] if device.type == "cuda" else None
         self.ddp = DistributedDataParallel(model, device_ids=ids)
+
+    def _group(self) -> tuple[int, int]:
+        return dist.get_world_size(), dist.get_rank()
+
+    def _share_privacy(self, model: nn.Module) -> None:
+        """Every rank starts from rank 0's weights and samples with rank 0's secret."""
+        assert self.privacy is not None
+        for tensor in model.state_dict().values():
+            dist.broadcast(tensor, 0)
+        secret = [self.privacy.secret]
+        dist.broadcast_object_list(secret, 0)
+        self.privacy.secret = int(secret[0])
+        self.privacy.noise.manual_seed(self.privacy.secret)
 
     def load(self, checkpoint: Mapping[str, Any]) -> None:
         super().load(checkpoint)
@@ -150,8 +172,10 @@ class _DdpRun(_Run):
 
     def execute(self) -> TrainResult:
         while self.epoch < self.config.epochs and not self.stopped_early:
-            self.sampler.set_epoch(self.epoch)
-            order = torch.tensor(list(self.sampler), dtype=torch.long)
+            order = torch.empty(0, dtype=torch.long)  # a private run samples its own rows
+            if self.privacy is None:
+                self.sampler.set_epoch(self.epoch)
+                order = torch.tensor(list(self.sampler), dtype=torch.long)
             self._train_mode()
             while self.step_in_epoch < self.steps_per_epoch:
                 if self._stop_requested():
@@ -170,6 +194,10 @@ class _DdpRun(_Run):
         return _reduce([local], self.comm_device, dist.ReduceOp.MAX)[0] > 0
 
     def _step(self, order: torch.Tensor) -> None:
+        if self.privacy is not None:
+            # Opacus's distributed optimizer sums the ranks' noisy gradients itself.
+            super()._step(order)
+            return
         # The parent's step, its forward (and so its backward) going through DDP.
         self.model = self.ddp
         try:

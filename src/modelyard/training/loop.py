@@ -22,7 +22,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -44,6 +44,9 @@ from modelyard.training.preprocess import ArrayLike
 from modelyard.training.result import TrainResult
 from modelyard.training.rng import capture_rng, isolated_rng, restore_rng, seed_everything
 from modelyard.training.schedule import lr_at
+
+if TYPE_CHECKING:
+    from modelyard.training.privacy import PrivateTraining
 
 # Config fields a resumed run may change without changing what it computes.
 _RESUMABLE_CHANGES = frozenset({"epochs", "device", "log_every_steps", "checkpoint_every_steps"})
@@ -167,7 +170,7 @@ def build_parts(
     seed_everything(cfg.seed)
     recorded = resume["preprocessing"] if resume is not None else None
     data = prepare_data(parsed, cfg, parts.objective, x_train, y_train, x_val, y_val, recorded)
-    model = build_model(parsed)
+    model = build_model(parsed, private=cfg.privacy is not None)
     if init_weights is not None and resume is None:
         load_initial_weights(model, parsed, init_weights, replace_head=cfg.replace_head)
         scaler = data.scaler
@@ -185,7 +188,10 @@ def _check_resumable(resume: Mapping[str, Any], spec: ArchSpec, config: TrainCon
     saved = dict(resume.get("config") or {})
     current = config.model_dump(mode="json")
     changed = sorted(k for k in current.keys() | saved.keys() if saved.get(k) != current.get(k))
-    changed = [k for k in changed if k not in _RESUMABLE_CHANGES]
+    resumable = _RESUMABLE_CHANGES
+    if config.privacy is not None:
+        resumable = resumable - {"epochs"}  # the noise was chosen for the planned steps
+    changed = [k for k in changed if k not in resumable]
     if changed:
         raise InvalidInput(
             f"resume: the checkpoint was written with a different config ({', '.join(changed)})"
@@ -217,6 +223,10 @@ class _Run:
         self.batch_size = min(config.batch_size or self.rows, self.rows)
         self.steps_per_epoch = math.ceil(self.rows / self.batch_size)
         self.total_steps = config.epochs * self.steps_per_epoch
+        self.privacy: PrivateTraining | None = None
+        if config.privacy is not None:
+            self.privacy = self._private(model)
+            self.optimizer = self.privacy.optimizer
         self.x_train, self.y_train = data.x_train, data.y_train
         if device.type != "cpu" and data.x_train.nbytes + data.y_train.nbytes < _DEVICE_DATA_BYTES:
             self.x_train, self.y_train = data.x_train.to(device), data.y_train.to(device)
@@ -255,6 +265,8 @@ class _Run:
         self.history = list(checkpoint["history"])
         self.stopped_early = bool(checkpoint["stopped_early"])
         self.running.load_state_dict(checkpoint["running"])
+        if self.privacy is not None:
+            self.privacy.load_state_dict(checkpoint["privacy"])
         if self.stopper is not None and checkpoint.get("early_stopping") is not None:
             self.stopper.load_state_dict(checkpoint["early_stopping"])
         # Last, so that nothing above draws from the restored generators.
@@ -283,7 +295,27 @@ class _Run:
             "early_stopping": _private_copy(self.stopper.state_dict()) if self.stopper else None,
             "stopped_early": self.stopped_early,
             "preprocessing": self.data.preprocessor.to_dict(),
+            **({"privacy": self.privacy.state_dict()} if self.privacy is not None else {}),
         }
+
+    def _private(self, model: nn.Module) -> PrivateTraining:
+        """Private training's clipping, noise, sampling and accountant for this run."""
+        # Opacus is loaded only by private runs.
+        from modelyard.training.privacy import PrivateTraining, plan_privacy
+
+        assert self.config.privacy is not None
+        plan = plan_privacy(
+            self.config.privacy,
+            rows=self.rows,
+            batch_size=self.batch_size,
+            epochs=self.config.epochs,
+        )
+        world, rank = self._group()
+        return PrivateTraining(model, self.optimizer, plan, rows=self.rows, world=world, rank=rank)
+
+    def _group(self) -> tuple[int, int]:
+        """The number of ranks training together, and this one's."""
+        return 1, 0
 
     def execute(self) -> TrainResult:
         """Run the remaining epochs; returns early, cancelled, when asked to stop."""
@@ -303,12 +335,15 @@ class _Run:
         for module in self.frozen:
             module.eval()
 
-    def _step(self, order: torch.Tensor) -> None:
+    def _rows(self, order: torch.Tensor) -> torch.Tensor:
+        """The rows of this step: the next batch of ``order``, or a private run's sample."""
+        if self.privacy is not None:
+            return self.privacy.batch(self.global_step)
         start = self.step_in_epoch * self.batch_size
-        index = order[start : start + self.batch_size].to(self.x_train.device)
-        # index_select copies whole rows; indexing (x[index]) is several times slower on CPU.
-        x = self.x_train.index_select(0, index).to(self.device, non_blocking=True)
-        y = self.y_train.index_select(0, index).to(self.device, non_blocking=True)
+        return order[start : start + self.batch_size]
+
+    def _step(self, order: torch.Tensor) -> None:
+        index = self._rows(order).to(self.x_train.device)
         self.lr = lr_at(
             self.config.schedule,
             self.config.optimizer.lr,
@@ -318,6 +353,28 @@ class _Run:
         )
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
+        if index.numel():
+            self._learn(index)
+        elif self.privacy is not None:
+            self.privacy.empty_step()  # Poisson sampling drew no row: the noise still counts
+        if self.privacy is not None:
+            self.privacy.stepped()
+        self.global_step += 1
+        self.step_in_epoch += 1
+        self._steps_this_session += 1
+        every = self.config.checkpoint_every_steps
+        if every and self.global_step % every == 0:
+            self.callbacks.save_checkpoint(self.checkpoint())
+        if self.global_step % self.config.log_every_steps == 0:
+            self._log_step(self._check_losses())
+        elif len(self._unchecked) >= _UNCHECKED_STEPS:
+            self._check_losses()
+
+    def _learn(self, index: torch.Tensor) -> None:
+        """One optimizer step on the rows ``index``."""
+        # index_select copies whole rows; indexing (x[index]) is several times slower on CPU.
+        x = self.x_train.index_select(0, index).to(self.device, non_blocking=True)
+        y = self.y_train.index_select(0, index).to(self.device, non_blocking=True)
         outputs = self.model(x)
         target = self.scaler.to_model(y) if self.scaler is not None else y
         loss = self.objective(outputs, target)
@@ -336,17 +393,7 @@ class _Run:
             self.running.update(self.scaler.to_raw(outputs.detach()), y)
         else:
             self.running.update(outputs, y, loss)
-        self.global_step += 1
-        self.step_in_epoch += 1
-        self._steps_this_session += 1
         self._log_rows += x.shape[0]
-        every = self.config.checkpoint_every_steps
-        if every and self.global_step % every == 0:
-            self.callbacks.save_checkpoint(self.checkpoint())
-        if self.global_step % self.config.log_every_steps == 0:
-            self._log_step(self._check_losses())
-        elif len(self._unchecked) >= _UNCHECKED_STEPS:
-            self._check_losses()
 
     def _check_losses(self) -> float:
         """The last step's loss; InvalidInput naming the first step whose loss is not finite.
@@ -377,9 +424,14 @@ class _Run:
                 "loss": loss,
                 "lr": self.lr,
                 "samples_per_s": self._log_rows / elapsed,
+                **self._privacy_spent(),
             }
         )
         self._log_time, self._log_rows = now, 0
+
+    def _privacy_spent(self) -> dict[str, Any]:
+        """``{"privacy": {"epsilon", "delta", "step"}}`` of a private run: ε spent so far."""
+        return {"privacy": self.privacy.spent()} if self.privacy is not None else {}
 
     def _eta(self) -> float | None:
         if not self._steps_this_session:
@@ -417,6 +469,7 @@ class _Run:
                 "lr": self.lr,
                 "progress": self.global_step / self.total_steps,
                 "eta_s": self._eta(),
+                **self._privacy_spent(),
             }
         )
         if self.stopper is not None:
@@ -431,6 +484,10 @@ class _Run:
             self.callbacks.save_checkpoint(self.checkpoint())
 
     def _finish(self, *, cancelled: bool) -> TrainResult:
+        privacy = None
+        if self.privacy is not None:
+            privacy = self.privacy.summary()
+            self.model = self._plain_model(self.privacy)
         stopper = self.stopper
         if not cancelled and stopper is not None and stopper.best_state is not None:
             self.model.load_state_dict(stopper.best_state)
@@ -454,7 +511,15 @@ class _Run:
             preprocessing=self.data.preprocessor.to_dict(),
             best=stopper.summary() if stopper is not None else None,
             device=str(self.device),
+            privacy=privacy,
         )
+
+    def _plain_model(self, private: PrivateTraining) -> nn.Module:
+        """The catalog's own model with the private run's weights (without Opacus's hooks
+        and DP layers), for the version and for serving."""
+        from modelyard.training.privacy import plain_model
+
+        return plain_model(private.close(), self.spec)
 
     def _final_metrics(self) -> dict[str, dict[str, float]]:
         # The head now predicts in the data's units, so no output transform is needed.

@@ -17,7 +17,8 @@ class TrainResult:
     ``metrics`` is ``{"train": {...}, "val": {...}}``, measured on the final model in eval
     mode and in the data's units; ``history`` has one entry per epoch (``epoch``, ``lr``,
     ``train`` measured during the epoch, ``val``); ``preprocessing`` is the recorded
-    transform (:meth:`Preprocessor.to_dict`) serving must apply to inputs.
+    transform (:meth:`Preprocessor.to_dict`) serving must apply to inputs; ``privacy`` is
+    set by a private run.
     """
 
     model: nn.Module
@@ -31,3 +32,6 @@ class TrainResult:
     preprocessing: dict[str, Any]
     best: dict[str, Any] | None
     device: str
+    privacy: dict[str, Any] | None = None
+    """A private run's guarantee: the (ε, δ) spent, noise multiplier, clipping norm,
+    accountant, sampling rate and steps (:meth:`PrivateTraining.summary`)."""

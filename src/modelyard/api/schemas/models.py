@@ -61,6 +61,21 @@ class Lineage(Schema):
     )
 
 
+class VersionPrivacy(Schema):
+    """The differential-privacy guarantee of a version trained privately (DP-SGD)."""
+
+    epsilon: float = Field(description="ε spent by the run that trained it.")
+    delta: float = Field(description="δ of the (ε, δ) guarantee.")
+    noise_multiplier: float
+    max_grad_norm: float = Field(description="Each example's gradient was clipped to this.")
+    accountant: str = Field(description="prv or rdp.")
+    sample_rate: float | None = None
+    steps: int | None = None
+    target_epsilon: float | None = None
+    sampling: str | None = Field(default=None, description="poisson")
+    clipping: str | None = Field(default=None, description="per_example")
+
+
 class VersionOut(Schema):
     id: str
     model: str
@@ -76,6 +91,9 @@ class VersionOut(Schema):
     lineage: Lineage
     created_by: PrincipalRef
     created_at: UtcDatetime
+    privacy: VersionPrivacy | None = Field(
+        default=None, description="Set when the version was trained with differential privacy."
+    )
 
     @classmethod
     def of(cls, row: ModelVersion, model_name: str) -> VersionOut:
@@ -90,6 +108,7 @@ class VersionOut(Schema):
             signature=row.signature,
             metrics=row.metrics,
             params=row.params,
+            privacy=_privacy(row.params),
             description=row.description,
             lineage=Lineage(
                 dataset=row.dataset_id,
@@ -114,3 +133,13 @@ class AliasSet(Schema):
 class AliasOut(Schema):
     alias: str
     version: int
+
+
+def _privacy(params: dict[str, Any] | None) -> VersionPrivacy | None:
+    block = (params or {}).get("privacy")
+    if not isinstance(block, dict):
+        return None
+    try:
+        return VersionPrivacy.model_validate(block)
+    except ValueError:
+        return None
