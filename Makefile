@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
 
-.PHONY: venv serve test lint typecheck unit suite bench demo clean
+.PHONY: venv serve test lint typecheck unit suite bench demo clean browser
 
 # The fast subset (under a minute): the ML core, data formats, the registry's checks, the
 # batcher and protocol codecs, the SDK and CLI against fakes, migrations, working files.
@@ -39,8 +39,12 @@ typecheck: venv
 unit: venv
 	$(BIN)/pytest -q $(UNIT)
 
-suite: venv
+suite: venv browser
 	$(BIN)/pytest -q
+
+# The dashboard's tests drive Debian's Chromium (Playwright cannot download its own here).
+browser:
+	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
 
 test: lint typecheck suite
 
@@ -51,4 +55,4 @@ demo: venv
 	$(BIN)/modelyard demo
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-artifacts

@@ -226,6 +226,27 @@ class Settings(BaseSettings):
         ),
     )
 
+    ui: bool = Field(
+        default=True,
+        description="Serve the web dashboard at /ui (sign in with an API key).",
+    )
+    ui_session_ttl_s: float = Field(
+        default=8 * 3600.0,
+        gt=0,
+        le=30 * 24 * 3600.0,
+        description=(
+            "How long a dashboard session lasts after sign-in, in seconds (default 8 hours); "
+            "it ends earlier when its key expires or is revoked."
+        ),
+    )
+    ui_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Key that signs dashboard session cookies and CSRF tokens; default: a random one "
+            "kept in data_dir/ui-secret. Give every replica behind one address the same."
+        ),
+    )
+
     executor_slots: int = Field(
         default=2, ge=1, description="How many jobs the local executor runs at once."
     )

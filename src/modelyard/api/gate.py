@@ -4,7 +4,8 @@ A plain ASGI middleware: it finds the route's :class:`~modelyard.api.policy.Rule
 API key from the headers (401) and its scopes (403), and caps the body by the route's kind
 (413), counting bytes as they arrive, so a body the caller may not send is never read and a
 chunked body is cut off at the cap instead of being buffered first. The caller it found is
-handed to the route (:func:`modelyard.api.deps.get_caller`).
+handed to the route (:func:`modelyard.api.deps.get_caller`). Dashboard routes are admitted by
+their session cookie instead (:class:`SessionAuth`, implemented by :mod:`modelyard.ui`).
 """
 
 from __future__ import annotations
@@ -13,14 +14,21 @@ import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from modelyard.api.policy import Auth, Body, Rule, rule_for
-from modelyard.errors import Forbidden, InvalidInput, ModelyardError, PayloadTooLarge
+from modelyard.auth.access import Caller
+from modelyard.errors import (
+    Forbidden,
+    InvalidInput,
+    ModelyardError,
+    PayloadTooLarge,
+    Unauthenticated,
+)
 from modelyard.platform import Platform
 
 Message = MutableMapping[str, Any]
@@ -32,6 +40,18 @@ ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 CALLER_KEY = "modelyard.caller"
 _CACHE_SIZE = 4096
 _ASCII_DIGITS = re.compile(r"[0-9]+")
+
+
+class SessionAuth(Protocol):
+    """How the gate admits a dashboard request (:data:`Auth.SESSION` routes)."""
+
+    async def caller(self, scope: MutableMapping[str, Any]) -> Caller | None:
+        """The caller signed in by the request's session cookie; None without a valid one."""
+
+    async def refuse(
+        self, scope: MutableMapping[str, Any], receive: Receive, send: Send, exc: ModelyardError
+    ) -> None:
+        """Answer a refused dashboard request (a page redirects to sign-in)."""
 
 
 @dataclass(frozen=True)
@@ -90,11 +110,13 @@ class Gate:
         platform: Platform,
         routes: list[RouteEntry],
         on_error: ErrorHandler,
+        sessions: SessionAuth | None = None,
     ) -> None:
         self.app = app
         self.platform = platform
         self.routes = routes
         self.on_error = on_error
+        self.sessions = sessions
         settings = platform.settings
         self.caps = {
             Body.JSON: settings.max_json_bytes,
@@ -133,7 +155,10 @@ class Gate:
                 await self._admit(scope, resolved[1])
             limit = self._declared_limit(scope, body)
         except ModelyardError as exc:
-            await self._answer(scope, receive, send, exc)
+            if resolved is not None and resolved[1].auth is Auth.SESSION and self.sessions:
+                await self.sessions.refuse(scope, receive, send, exc)
+            else:
+                await self._answer(scope, receive, send, exc)
             return
         await self._run_capped(scope, receive, send, limit, body)
 
@@ -143,13 +168,20 @@ class Gate:
             auth = Auth.KEY
         if auth is Auth.NONE:
             return
-        key = bearer_key(scope["headers"])
-        if key is None and auth is Auth.OPTIONAL:
-            return
-        caller = self.platform.auth.cached(key)
-        if caller is None:
-            caller = await run_in_threadpool(self.platform.auth.authenticate, key)
-        if auth is Auth.KEY and not rule.admits(caller.granted):
+        if auth is Auth.SESSION:
+            signed_in = await self.sessions.caller(scope) if self.sessions else None
+            if signed_in is None:
+                raise Unauthenticated("sign in to the dashboard with an API key")
+            caller = signed_in
+        else:
+            key = bearer_key(scope["headers"])
+            if key is None and auth is Auth.OPTIONAL:
+                return
+            found = self.platform.auth.cached(key)
+            if found is None:
+                found = await run_in_threadpool(self.platform.auth.authenticate, key)
+            caller = found
+        if auth is not Auth.OPTIONAL and not rule.admits(caller.granted):
             wanted = " or ".join(f"'{s.value}'" for s in sorted(rule.scopes))
             raise Forbidden(f"this API key lacks the {wanted} scope")
         scope[CALLER_KEY] = caller

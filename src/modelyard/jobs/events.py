@@ -52,6 +52,12 @@ class EventLog:
                 return seq
         raise RuntimeError(f"could not append an event to job {job_id}")
 
+    def last_seq(self, job_id: str) -> int:
+        """The number of the job's latest event (0: none yet)."""
+        with self._db.session() as session:
+            last = session.scalar(select(func.max(JobEvent.seq)).where(JobEvent.job_id == job_id))
+            return int(last or 0)
+
     def after(
         self, job_id: str, seq: int = 0, limit: int = 1000, types: Sequence[str] | None = None
     ) -> list[JobEvent]:

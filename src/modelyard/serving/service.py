@@ -179,7 +179,7 @@ class DeploymentService:
             row = session.scalar(select(Deployment).where(Deployment.name == name))
             if row is None:
                 raise NotFound(f"no deployment named '{name}'")
-            ensure_access(session, caller, RESOURCE, row, permission, f"deployment '{name}'")
+            ensure_access(session, caller, RESOURCE, row, permission, f"deployment named '{name}'")
             return row
 
     def list_deployments(
