@@ -18,6 +18,17 @@ def test_methods_parse_by_name() -> None:
     assert prune.fine_tune.optimizer.name == "adam" and prune.fine_tune.epochs == 3
 
 
+def test_quantize_alone_is_dynamic_int8_on_onnx_runtime() -> None:
+    from modelyard.compression import quantize_backend
+
+    for raw in ({"name": "quantize"}, "quantize"):
+        method = parse_method(raw)
+        assert isinstance(method, QuantizeMethod) and method.scheme == "dynamic_int8"
+        assert quantize_backend(method, "catalog") == "onnxruntime"
+    named = parse_method({"name": "quantize", "modules": ["head"]})
+    assert isinstance(named, QuantizeMethod) and quantize_backend(named, "catalog") == "torchao"
+
+
 @pytest.mark.parametrize(
     ("raw", "field"),
     [

@@ -1,4 +1,4 @@
-"""Quantization with torchao: sizes, accuracy, the stored layout and its restoration."""
+"""Quantization with torchao (by name): sizes, accuracy, the stored layout and its restoration."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from tests.compression.conftest import MLP, Trained, accuracy
 def test_dynamic_int8_mlp_is_3_5x_smaller_and_loses_at_most_a_point(
     mlp: Trained, tmp_path: Path
 ) -> None:
-    method = parse_method({"name": "quantize", "scheme": "dynamic_int8"})
+    method = parse_method({"name": "quantize", "scheme": "dynamic_int8", "backend": "torchao"})
     child = compress(method, mlp.source, mlp.data, tmp_path)
     data = mlp.data
     parent = measure(mlp.fresh(), mlp.source.path, data.x_eval, data.y_eval, data.objective)
@@ -144,9 +144,8 @@ def test_dynamic_int8_reaches_recurrent_layers(cell: str, tmp_path: Path) -> Non
 
 
 def test_the_weights_check_refuses_what_does_not_fit(mlp: Trained, tmp_path: Path) -> None:
-    child = compress(
-        parse_method({"name": "quantize", "scheme": "dynamic_int8"}), mlp.source, mlp.data, tmp_path
-    )
+    method = parse_method({"name": "quantize", "scheme": "dynamic_int8", "backend": "torchao"})
+    child = compress(method, mlp.source, mlp.data, tmp_path)
     assert child.compression is not None
     state = load_file(str(child.artifact))
 

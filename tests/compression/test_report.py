@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from modelyard.compression import Gate, compare, gate_failure, parse_model, weight_stats
-from modelyard.compression.report import side_by_side
+from modelyard.compression.report import side_by_side, slower_message
 
 
 def _row(accuracy: float, params: int, size: int) -> dict[str, Any]:
@@ -30,6 +30,21 @@ def test_compare_gives_deltas_ratios_and_the_metric_drop() -> None:
     assert report["ratio"]["params"] == 2.0 and report["ratio"]["size_bytes"] == 4100 / 1100
     assert report["delta"]["accuracy"] == pytest.approx(-0.02)
     assert report["delta"]["latency_ms_batch_1"] == 0.0
+
+
+def test_the_report_flags_a_child_slower_than_its_parent() -> None:
+    child = {**_row(0.95, 500, 1100), "latency_ms": {"batch_1": 3.5, "batch_32": 4.0}}
+    report = compare(_row(0.97, 1000, 4100), child)
+    speed = report["speed"]
+    assert speed["parent_latency_ms"] == report["parent"]["latency_ms"]
+    assert speed["child_latency_ms"] == report["child"]["latency_ms"]
+    assert speed["slower_at"] == ["batch_1"] and speed["slower_than_parent"] is True
+    assert slower_message(report) == (
+        "the child is slower than its parent at batch 1: 3.500 ms against 2.000 ms"
+    )
+    faster = compare(_row(0.97, 1000, 4100), _row(0.95, 500, 1100))
+    assert faster["speed"]["slower_than_parent"] is False and faster["speed"]["slower_at"] == []
+    assert slower_message(faster) is None
 
 
 def test_the_gate_fails_only_beyond_the_allowed_drop() -> None:

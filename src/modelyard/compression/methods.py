@@ -2,7 +2,8 @@
 
 A job's ``method`` is one of these, chosen by ``name``::
 
-    {"name": "quantize", "scheme": "dynamic_int8"}
+    {"name": "quantize"}                      # dynamic_int8 on ONNX Runtime
+    {"name": "quantize", "scheme": "weight_int4", "backend": "torchao"}
     {"name": "quantize", "scheme": "static_int8", "calibration_dataset": "digits-train"}
     {"name": "prune", "kind": "unstructured", "sparsity": 0.8,
      "fine_tune": {"dataset": "digits-train", "epochs": 3}}
@@ -31,7 +32,7 @@ from pydantic import (
 
 from modelyard.errors import InvalidInput
 from modelyard.nn.field_errors import invalid_input
-from modelyard.training.config import OptimizerConfig
+from modelyard.training.config import OptimizerConfig, PrivacyConfig
 
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 
@@ -60,9 +61,13 @@ class FitOptions(_Strict):
 class QuantizeMethod(_Strict):
     """Int8 (or int4) weights.
 
-    - ``dynamic_int8``: int8 weights and per-token int8 activations for ``Linear`` layers and
-      recurrent cells (torchao); on ONNX and Keras versions, ONNX Runtime's dynamic
-      quantizer.
+    - ``dynamic_int8`` (the default): int8 weights and activations quantized at run time.
+      With ``backend: auto`` ONNX Runtime's dynamic quantizer makes an ONNX version whose
+      matrix products (``Linear`` layers, LSTMs, attention) run on its int8 CPU kernels;
+      convolutions stay float, which ONNX Runtime runs faster than its ``ConvInteger``
+      (``static_int8`` quantizes them). ``backend: torchao`` keeps a catalog version
+      with torchao's per-token kernels, which pay off under ``torch.compile`` or on a GPU
+      but are slower than float in eager mode on a CPU.
     - ``weight_int8`` / ``weight_int4``: weight-only, per channel (int8) or per group of
       ``group_size`` input features (int4), for ``Linear`` layers (torchao).
     - ``static_int8``: int8 weights and activations with scales calibrated on
@@ -70,13 +75,17 @@ class QuantizeMethod(_Strict):
     """
 
     name: Literal["quantize"] = "quantize"
-    scheme: Literal["dynamic_int8", "weight_int8", "weight_int4", "static_int8"]
+    scheme: Literal["dynamic_int8", "weight_int8", "weight_int4", "static_int8"] = "dynamic_int8"
     modules: list[str] | None = Field(
-        default=None, description="Module names to quantize; default every one that can be."
+        default=None,
+        description="Module names to quantize (torchao); default every one that can be.",
     )
     backend: Literal["auto", "torchao", "onnxruntime"] = Field(
         default="auto",
-        description="auto: torchao for catalog models, ONNX Runtime for ONNX and Keras.",
+        description=(
+            "auto: ONNX Runtime for dynamic_int8 and static_int8 (fast int8 kernels on a "
+            "CPU) unless modules are named, torchao for the weight-only schemes."
+        ),
     )
     group_size: Literal[32, 64, 128, 256] = Field(default=32, description="weight_int4 only.")
     calibration_dataset: str | None = Field(default=None, description="static_int8 only.")
@@ -153,6 +162,9 @@ class FineTuneMethod(_Strict):
 
     name: Literal["finetune"] = "finetune"
     fit: FitOptions
+    privacy: PrivacyConfig | None = Field(
+        default=None, description="Train with differential privacy (DP-SGD), as train jobs do."
+    )
 
 
 Method: TypeAlias = Annotated[

@@ -147,7 +147,40 @@ def compare(parent: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, An
         "delta": delta,
         "ratio": ratio,
         "metric_drop": parent_value - child_value,
+        "speed": speed(parent["latency_ms"], child["latency_ms"]),
     }
+
+
+def speed(parent: Mapping[str, float], child: Mapping[str, float]) -> dict[str, Any]:
+    """Whether the child is slower than its parent, with both latencies::
+
+        {"slower_than_parent": true, "slower_at": ["batch_1"],
+         "parent_latency_ms": {"batch_1": 0.04, "batch_32": 0.2},
+         "child_latency_ms": {"batch_1": 0.65, "batch_32": 0.1}}
+
+    ``slower_at`` lists the batch sizes at which the child's median forward time is
+    above the parent's; the child is slower than its parent when that list is not empty.
+    """
+    slower = [b for b in sorted(parent) if b in child and child[b] > parent[b]]
+    return {
+        "slower_than_parent": bool(slower),
+        "slower_at": slower,
+        "parent_latency_ms": dict(parent),
+        "child_latency_ms": dict(child),
+    }
+
+
+def slower_message(report: Mapping[str, Any]) -> str | None:
+    """A line for the job's log when the child is slower than its parent, else None."""
+    speed = report.get("speed") or {}
+    if not speed.get("slower_than_parent"):
+        return None
+    parts = [
+        f"{batch.removeprefix('batch_')}: {speed['child_latency_ms'][batch]:.3f} ms against "
+        f"{speed['parent_latency_ms'][batch]:.3f} ms"
+        for batch in speed["slower_at"]
+    ]
+    return "the child is slower than its parent at batch " + "; ".join(parts)
 
 
 def gate_failure(report: Mapping[str, Any], gate: Gate | None) -> str | None:

@@ -28,6 +28,8 @@ from modelyard.compression import (
     preprocessor_for,
 )
 from modelyard.compression.distill import distill
+from modelyard.compression.report import slower_message
+from modelyard.datasets.privacy_budget import settle
 from modelyard.errors import InvalidInput
 from modelyard.formats import FILE_SUFFIX
 from modelyard.jobs.context import JobCancelled, JobContext, dataset_row, owner_caller
@@ -54,6 +56,7 @@ class _FitHooks:
 
     def on_epoch(self, event: dict[str, Any]) -> None:
         share = float(event.get("progress", 0.0))
+        spent = {"privacy": event["privacy"]} if "privacy" in event else {}
         self._ctx.emit(
             "epoch",
             {
@@ -62,9 +65,13 @@ class _FitHooks:
                 "train": {"loss": event.get("loss")},
                 "val": {},
                 "progress": share,
+                **spent,
             },
         )
-        self._ctx.update(progress=self._start + (self._end - self._start) * share)
+        self._ctx.update(
+            progress=self._start + (self._end - self._start) * share,
+            **({"metrics": spent} if spent else {}),
+        )
 
     def should_stop(self) -> bool:
         return self._ctx.should_stop()
@@ -184,6 +191,10 @@ class _Job:
         report["facts"] = _summary(child.facts)
         self.ctx.update(metrics={"report": report}, progress=0.95)
         self.ctx.emit("report", {"metric": report["metric"], "ratio": report["ratio"]})
+        slower = slower_message(report)
+        if slower is not None:
+            self.ctx.emit("slower_than_parent", report["speed"])
+            self.ctx.log(slower)
         failure = gate_failure(report, plan.gate)
         if failure is not None:
             raise InvalidInput(f"{failure}; the child was not registered")
@@ -238,7 +249,17 @@ def run_compress(ctx: JobContext) -> dict[str, Any]:
         }
         if "preprocessing" in source.params or child.format in ("safetensors", "onnx"):
             params["preprocessing"] = pre.to_dict()
+        if "privacy" in child.facts:
+            params["privacy"] = child.facts["privacy"]
         version = job.register(plan, child, report, params, plan.source)
+        if "privacy" in child.facts:
+            settle(
+                ctx.db,
+                ctx.job_id,
+                model=plan.output_model,
+                version=version,
+                spent=child.facts["privacy"],
+            )
     return {
         "model": plan.output_model,
         "version": version,
