@@ -62,6 +62,15 @@ class Settings(BaseSettings):
     access_log: bool = Field(
         default=False, description="Log every HTTP request (costly on the inference path)."
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "HTTP server processes on host:port, each serving every deployment with its own "
+            "copy of the models; the first also runs jobs, the storage collector and gRPC."
+        ),
+    )
     ssl_certfile: Path | None = Field(
         default=None,
         description=(

@@ -8,9 +8,10 @@ from __future__ import annotations
 import importlib
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, multiprocess
 
 from modelyard.auth.projects import ProjectService
 from modelyard.auth.service import AuthService
@@ -55,10 +56,16 @@ class Platform:
     metrics_registry: CollectorRegistry
     usage: UsageService
     warm: threading.Event = field(default_factory=threading.Event)
+    metrics_dir: Path | None = None
+    runs_jobs: bool = field(default=False, init=False)
 
     @classmethod
-    def build(cls, settings: Settings) -> Platform:
-        """Create directories, migrate the schema, and wire the services."""
+    def build(cls, settings: Settings, *, metrics_dir: Path | None = None) -> Platform:
+        """Create directories, migrate the schema, and wire the services.
+
+        ``metrics_dir`` is the PROMETHEUS_MULTIPROC_DIR of a server run as several processes
+        (api/workers.py), whose metrics are summed over every process that writes there.
+        """
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         settings.tmp_dir.mkdir(parents=True, exist_ok=True)
         # Working files of processes that are gone (a crash, kill -9) go before anything else;
@@ -101,14 +108,30 @@ class Platform:
             collector=StorageCollector(db, blobs, settings.tmp_dir, settings.collect_grace_s),
             metrics_registry=metrics_registry,
             usage=usage,
+            metrics_dir=metrics_dir,
         )
 
-    def start(self) -> None:
+    def metrics_view(self) -> CollectorRegistry:
+        """What ``/metrics`` reads: this process's registry, or, run as several processes,
+        every process's metrics summed from ``metrics_dir``."""
+        if self.metrics_dir is None:
+            return self.metrics_registry
+        view = CollectorRegistry()
+        multiprocess.MultiProcessCollector(view, str(self.metrics_dir))  # type: ignore[no-untyped-call]
+        return view
+
+    def start(self, *, jobs: bool = True) -> None:
         """Start background work (the job executor, the collection passes); jobs left running
-        resume."""
+        resume.
+
+        Without ``jobs`` this process claims no job and collects nothing: one process of a
+        server run as several does that for all of them.
+        """
         self.usage.start()
-        self.executor.start()
-        self.collector.start(self.settings.collect_interval_s)
+        self.runs_jobs = jobs
+        if jobs:
+            self.executor.start()
+            self.collector.start(self.settings.collect_interval_s)
         # Checking a job spec needs torch and the catalog; import them now, off the request
         # path, so the first submission is not seconds slower than the rest.
         threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
@@ -126,6 +149,7 @@ class Platform:
     def close(self) -> None:
         """Stop background work and release connections."""
         self.collector.stop()
-        self.executor.stop()
+        if self.runs_jobs:
+            self.executor.stop()
         self.usage.stop()
         self.db.dispose()

@@ -51,17 +51,20 @@ def _without_paths(handler: gate.ErrorHandler, roots: tuple[str, ...]) -> gate.E
     return handle
 
 
-def create_app(platform: Platform, *, own_platform: bool = False) -> FastAPI:
+def create_app(
+    platform: Platform, *, own_platform: bool = False, runs_jobs: bool = True
+) -> FastAPI:
     """Build the HTTP app around an existing :class:`Platform`.
 
     With ``own_platform`` the app starts the platform's background work when it starts and
-    closes the platform when it shuts down.
+    closes the platform when it shuts down; without ``runs_jobs`` that work runs no job and no
+    storage collection (another process of the same server does).
     """
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if own_platform:
-            platform.start()
+            platform.start(jobs=runs_jobs)
             await platform.serving.start()
         try:
             yield

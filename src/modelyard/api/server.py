@@ -5,14 +5,17 @@
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import sys
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 
 from modelyard.api.app import create_app
 from modelyard.api.grpc import attach as attach_grpc
+from modelyard.api.workers import supervise
 from modelyard.config import Settings
 from modelyard.errors import ModelyardError
 from modelyard.platform import Platform
@@ -77,10 +80,28 @@ def serve(settings: Settings) -> None:
         platform.close()
         print(f"Modelyard cannot start: {exc.detail}", file=sys.stderr)
         raise SystemExit(1) from None
+    scheme = "https" if tls else "http"
+    if settings.workers > 1:
+        # The schema is migrated and the first key made once, here; each worker builds its own.
+        platform.close()
+        log.info(
+            "Modelyard listening on %s://%s:%d with %d workers",
+            scheme,
+            settings.host,
+            settings.port,
+            settings.workers,
+        )
+        try:
+            status = supervise(settings, run_worker)
+        except OSError as exc:
+            print(f"Modelyard cannot start: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+        if status:
+            raise SystemExit(status)
+        return
     app = create_app(platform, own_platform=True)
     if settings.grpc_port:
         attach_grpc(app, platform)
-    scheme = "https" if tls else "http"
     log.info("Modelyard listening on %s://%s:%d", scheme, settings.host, settings.port)
     uvicorn.run(
         app,
@@ -91,3 +112,22 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=10,
         **tls,
     )
+
+
+def run_worker(settings: Settings, index: int, sock: socket.socket, metrics_dir: Path) -> None:
+    """One process of a server run as several (api/workers.py): worker 0 also runs jobs, the
+    storage collector and gRPC."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    platform = Platform.build(settings, metrics_dir=metrics_dir)
+    leader = index == 0
+    app = create_app(platform, own_platform=True, runs_jobs=leader)
+    if leader and settings.grpc_port:
+        attach_grpc(app, platform)
+    config = uvicorn.Config(
+        app,
+        log_level="info",
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=10,
+        **tls_options(settings),
+    )
+    uvicorn.Server(config).run(sockets=[sock])

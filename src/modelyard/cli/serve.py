@@ -27,6 +27,15 @@ def serve(
             "[env MODELYARD_GRPC_PORT; default 0: off].",
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Server processes on host:port, each serving every deployment "
+            "[env MODELYARD_WORKERS; default 1].",
+        ),
+    ] = None,
     data_dir: Annotated[
         Path | None,
         typer.Option(file_okay=False, help="Where data lives [env MODELYARD_DATA_DIR]."),
@@ -72,6 +81,7 @@ def serve(
         "host": host,
         "port": port,
         "grpc_port": grpc_port,
+        "workers": workers,
         "data_dir": data_dir,
         "database_url": database_url,
         "executor": executor,

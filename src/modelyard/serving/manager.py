@@ -19,6 +19,7 @@ import contextlib
 import functools
 import itertools
 import logging
+import os
 import random
 import shutil
 import threading
@@ -58,6 +59,11 @@ log = logging.getLogger("modelyard.serving")
 # How often deployments are compared with the registry (aliases may move at any time, also
 # from another server process sharing the database).
 RECONCILE_S = 2.0
+# How often the change stamp is looked at: a deployment changed through another process of
+# this server (or another server on this data dir) is reconciled within this time.
+STAMP_S = 0.2
+# The file a process replaces whenever it changes what a deployment serves.
+STAMP_FILE = "deployments.changed"
 # How long a swapped-out version keeps accepting requests that already picked it.
 SWAP_GRACE_S = 1.0
 
@@ -126,6 +132,7 @@ class DeploymentManager:
         self.metrics = metrics
         self._live: dict[str, Live] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._stamp_path = settings.data_dir / STAMP_FILE
         self._task: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
         self._explain_slots = asyncio.Semaphore(settings.explain_concurrency)
@@ -164,9 +171,32 @@ class DeploymentManager:
         return self._live.get(name)
 
     # -- keeping in sync with the records --------------------------------------------
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = self._stamp_path.stat()
+        except OSError:
+            return None
+        return stat.st_ino, stat.st_mtime_ns
+
+    def _announce(self) -> None:
+        """Tell other processes on this data dir to reconcile now: the stamp is replaced, so
+        its inode changes even where file times are coarse."""
+        part = self._stamp_path.with_name(f".{STAMP_FILE}.{os.getpid()}")
+        try:
+            part.write_bytes(b"")
+            os.replace(part, self._stamp_path)
+        except OSError:
+            log.warning("could not write %s; other processes reconcile later", self._stamp_path)
+
     async def _reconcile_forever(self) -> None:
+        seen = self._stamp()
+        due = time.monotonic() + RECONCILE_S
         while True:
-            await asyncio.sleep(RECONCILE_S)
+            await asyncio.sleep(STAMP_S)
+            stamp = self._stamp()
+            if stamp == seen and time.monotonic() < due:
+                continue
+            seen, due = stamp, time.monotonic() + RECONCILE_S
             try:
                 rows = {r.name: r for r in await asyncio.to_thread(self._deployments.all)}
                 for name in set(self._live) - set(rows):
@@ -208,6 +238,7 @@ class DeploymentManager:
                 if old is not None:
                     await self._retire([s for s, _ in old.routes], grace=0)
                     self.metrics.forget(name)
+                    self._announce()
                 return None
             spec = DeploymentSpec.model_validate(row.spec)
             old = self._live.get(name)
@@ -296,6 +327,7 @@ class DeploymentManager:
     def _install(self, live: Live, old: Live | None) -> None:
         """Route requests to ``live``; what ``old`` served and ``live`` does not drains."""
         self._live[live.name] = live
+        self._announce()
         if old is not None and old is not live:
             kept = {id(s) for s, _ in live.routes}
             stale = [s for s, _ in old.routes if id(s) not in kept]
@@ -606,7 +638,9 @@ class DeploymentManager:
         postprocess: bool = True,
     ) -> InferResult:
         """Run one request through a deployment (batched with others)."""
-        live = self.get(name)
+        live = self._live.get(name)
+        if live is None or not live.routes:
+            live = await self.loaded(name)
         if live.spec.pipeline is not None:
             if version is not None:
                 raise NotFound(f"deployment '{name}' is a pipeline; it has no versions")
@@ -628,6 +662,20 @@ class DeploymentManager:
         if postprocess:
             outputs = self._postprocess(live.spec, served, outputs)
         return InferResult(name, served.number, outputs)
+
+    async def loaded(self, name: str) -> Live:
+        """``name`` once a load of it in progress here has ended.
+
+        A deployment created through another process of the server, and not loaded here yet,
+        is loaded by its first request here: requests wait for it instead of answering 503.
+        """
+        lock = self._lock(name)
+        if lock.locked():
+            async with lock:
+                pass
+        elif name not in self._live and await self.sync(name) is None and not lock.locked():
+            self._locks.pop(name, None)  # an unknown name leaves nothing behind
+        return self.get(name)
 
     # -- explanations ----------------------------------------------------------------
     async def explain(

@@ -93,6 +93,7 @@ class ServingMetrics:
             "Rows waiting in the queue per deployment version.",
             labels,
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.llm = LlmCollectors(r)
 

@@ -128,7 +128,7 @@ def set_deployment_acl(
 )
 async def predict(name: str, body: PredictIn, platform: PlatformDep, caller: CallerDep) -> Response:
     await authorize_inference(platform, caller, name)
-    live = platform.serving.get(name)
+    live = await platform.serving.loaded(name)
     inputs = _as_arrays(body.inputs, live)
     deadline = time.monotonic() + live.spec.timeout_ms / 1000
     ticket = await platform.usage.admit(caller, name, "inference")

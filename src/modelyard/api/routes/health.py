@@ -67,5 +67,5 @@ def metrics(request: Request, platform: PlatformDep) -> Response:
     names = None
     if caller is None or not caller.has(Scope.METRICS):
         names = platform.deployments.visible_names(caller)
-    registry = _Visible(request.app.state.metrics.registry, names)
+    registry = _Visible(platform.metrics_view(), names)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -135,7 +135,8 @@ async def version_ready(
 async def _infer(
     request: Request, platform: Platform, caller: Caller, model: str, version: str | None
 ) -> Response:
-    live_ = await _live(platform, caller, model)
+    await authorize_inference(platform, caller, model)
+    live_ = await platform.serving.loaded(model)
     body = await request.body()  # capped by the gate at MODELYARD_MAX_INFER_BYTES
     header = request.headers.get("inference-header-content-length")
     if header is not None and not (header.isascii() and header.isdigit()):

@@ -1,0 +1,145 @@
+"""``modelyard serve --workers 2``: both processes serve a deployment created through the
+server, a hot swap under load fails no request, ``/metrics`` sums the processes, and
+stopping the server leaves no worker behind."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+import torch
+from prometheus_client import CollectorRegistry, multiprocess
+
+from tests.serving.conftest import MLP, deploy, push_catalog
+from tests.support.process import server_process
+from tests.support.server import ADMIN_KEY
+
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+X = np.linspace(-1, 1, 64, dtype=np.float32).reshape(1, 64)
+# Requests sent before giving up on seeing every worker answer (each on a new connection).
+MAX_REQUESTS = 3000
+
+
+def served_by(metrics_dir: Path, pid: int, version: str, scratch: Path) -> float:
+    """Requests for deployment ``mlp`` at ``version`` that process ``pid`` answered with 200,
+    read from its own file of the server's Prometheus folder."""
+    scratch.mkdir(exist_ok=True)
+    for old in scratch.iterdir():
+        old.unlink()
+    source = metrics_dir / f"counter_{pid}.db"
+    if not source.exists():
+        return 0
+    shutil.copy(source, scratch / source.name)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, str(scratch))  # type: ignore[no-untyped-call]
+    return sum(
+        s.value
+        for family in registry.collect()
+        for s in family.samples
+        if s.name == "modelyard_inference_requests_total"
+        and s.labels == {"deployment": "mlp", "version": version, "outcome": "ok"}
+    )
+
+
+class Load:
+    """Threads sending predictions, each on a new connection, recording every answer."""
+
+    def __init__(self, url: str, threads: int = 4) -> None:
+        self.url = url
+        self.answers: list[tuple[int, str]] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._send) for _ in range(threads)]
+
+    def _send(self) -> None:
+        while not self._stop.is_set() and len(self.answers) < MAX_REQUESTS:
+            try:
+                reply = httpx.post(
+                    f"{self.url}/api/v1/deployments/mlp/predict",
+                    json={"inputs": X.tolist()},
+                    headers=AUTH,
+                    timeout=60,
+                )
+                answer = (reply.status_code, reply.text)
+            except httpx.HTTPError as exc:
+                answer = (0, repr(exc))
+            with self._lock:
+                self.answers.append(answer)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Load]:
+        for thread in self._threads:
+            thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            for thread in self._threads:
+                thread.join()
+
+
+def wait_until(condition: object, load: Load) -> None:
+    """Until ``condition()`` holds or the load has sent all it may."""
+    stopped = threading.Event()
+    while not condition() and len(load.answers) < MAX_REQUESTS:  # type: ignore[operator]
+        stopped.wait(0.1)
+
+
+def test_two_workers_serve_swap_and_stop_together(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with server_process(data, tmp_path / "server.log", MODELYARD_WORKERS="2") as server:
+        supervisor = psutil.Process(server.process.pid)
+        children = supervisor.children()
+        workers = [c for c in children if "resource_tracker" not in " ".join(c.cmdline())]
+        assert len(workers) == 2
+        (metrics_dir,) = [
+            p for p in data.glob("tmp/proc-*/prometheus") if f"-{supervisor.pid}-" in p.parent.name
+        ]
+        scratch = tmp_path / "scratch"
+        with httpx.Client(base_url=server.url, headers=AUTH, timeout=120) as admin:
+            first = push_catalog(admin, "mlp", MLP, tmp_path, seed=0)
+            second = push_catalog(admin, "mlp", MLP, tmp_path, seed=1)
+            deploy(admin, "mlp", model="mlp", version=1)
+
+            def every_worker_served(version: str) -> bool:
+                return all(served_by(metrics_dir, w.pid, version, scratch) > 0 for w in workers)
+
+            with Load(server.url).running() as load:
+                wait_until(lambda: every_worker_served("1"), load)
+                assert every_worker_served("1")
+                swap = admin.patch("/api/v1/deployments/mlp", json={"version": 2})
+                assert swap.status_code == 200, swap.text
+                wait_until(lambda: every_worker_served("2"), load)
+            assert every_worker_served("2")
+            failed = [a for a in load.answers if a[0] != 200]
+            assert not failed, failed[:3]
+            with torch.no_grad():
+                expected = {v: m(torch.from_numpy(X)).numpy() for v, m in ((1, first), (2, second))}
+            for _, text in load.answers:
+                answer = httpx.Response(200, text=text).json()
+                (outputs,) = answer["outputs"].values()
+                assert np.allclose(outputs, expected[answer["model_version"]], atol=1e-5)
+
+            # Any worker's /metrics counts the requests of both.
+            text = admin.get("/metrics").text
+            total = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("modelyard_inference_requests_total{")
+                and 'deployment="mlp"' in line
+                and 'outcome="ok"' in line
+            )
+            assert total == len(load.answers)
+
+        server.process.terminate()
+        server.process.wait(timeout=60)
+        # Workers are stopped and reaped before the supervisor exits; multiprocessing's
+        # resource tracker ends once the supervisor has.
+        _, left = psutil.wait_procs(children, timeout=60)
+        assert not [(c.pid, c.cmdline()) for c in left]
