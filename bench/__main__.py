@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from bench import compression, distributed, grpc_oip, llm, serving, training, transfer
+from bench import (
+    compression,
+    distributed,
+    grpc_oip,
+    llm,
+    privacy,
+    serving,
+    training,
+    transfer,
+)
 
 SUITES = {
     "transfer": transfer.main,
@@ -14,6 +23,7 @@ SUITES = {
     "serving": serving.main,
     "grpc": grpc_oip.main,
     "distributed": distributed.main,
+    "privacy": privacy.main,
 }
 
 

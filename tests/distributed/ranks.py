@@ -114,3 +114,23 @@ def ps_rank(spec: dict[str, Any], config: dict[str, Any], train_rows: int) -> di
         "history": result.history,
         "events": callbacks.events,
     }
+
+
+def private_ddp_rank(spec: dict[str, Any], config: dict[str, Any], rows: int) -> dict[str, Any]:
+    """A private (DP-SGD) data-parallel run on the first ``rows`` digits."""
+    import torch.distributed as dist
+
+    from modelyard.training.ddp import train_ddp
+    from modelyard.training.distributed import init_group
+
+    torch.set_num_threads(1)
+    init_group(torch.device("cpu"))
+    x, y = digits()
+    result = train_ddp(spec, config, x[:rows], y[:rows])
+    dist.destroy_process_group()
+    return {
+        "weights": {k: v.detach().clone() for k, v in result.model.state_dict().items()},
+        "privacy": result.privacy,
+        "steps": result.steps,
+        "metrics": result.metrics,
+    }

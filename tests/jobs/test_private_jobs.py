@@ -175,3 +175,31 @@ def test_a_killed_private_job_resumes_to_the_same_epsilon(tmp_path: Path) -> Non
         b = api.get("/api/v1/models/broken/versions/1").json()["privacy"]
     assert b["steps"] == a["steps"] == 12 * 36
     assert b["epsilon"] == a["epsilon"]
+
+
+def test_a_finetune_job_trains_a_version_privately(api: httpx.Client) -> None:
+    base = api.post("/api/v1/jobs", json=train_body(epochs=1, output_model="base"))
+    assert wait_for(api, base.json()["id"])["status"] == "succeeded"
+    api.put(BUDGET, json={"epsilon": 2.0, "delta": 1e-4}).raise_for_status()
+    body = {
+        "type": "finetune",
+        "source": {"model": "base", "version": 1},
+        "dataset": "digits",
+        "eval_dataset": "digits",
+        "epochs": 2,
+        "batch_size": 128,
+        "privacy": {"target_epsilon": 1.0, "target_delta": 1e-5},
+    }
+    # Evaluating on the budgeted data set is not private: its owner must allow it.
+    assert api.post("/api/v1/jobs", json=body).status_code == 403
+    api.put(
+        BUDGET, json={"epsilon": 2.0, "delta": 1e-4, "allow_non_private": True}
+    ).raise_for_status()
+    job = api.post("/api/v1/jobs", json=body)
+    assert job.status_code in (200, 201, 202), job.text
+    done = wait_for(api, job.json()["id"])
+    assert done["status"] == "succeeded", done["error"]
+    privacy = api.get(f"/api/v1/models/base/versions/{done['result']['version']}").json()["privacy"]
+    assert 0 < privacy["epsilon"] <= 1.0 and privacy["delta"] == 1e-5
+    ledger = api.get(BUDGET).json()["ledger"]
+    assert [(e["model"], e["status"]) for e in ledger] == [("base", "spent")]

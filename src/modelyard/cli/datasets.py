@@ -167,3 +167,53 @@ def _shape(shape: Any) -> str:
     if not isinstance(shape, list):
         return "-" if shape is None else str(shape)
     return str(tuple(shape))
+
+
+@app.command("budget")
+def budget(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The data set's name.")],
+    epsilon: Annotated[
+        float | None, typer.Option("--epsilon", help="Set the total ε (owner or admin).")
+    ] = None,
+    delta: Annotated[float | None, typer.Option("--delta", help="Set the total δ.")] = None,
+    allow_non_private: Annotated[
+        bool, typer.Option(help="Let jobs without privacy use the data set.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show a data set's privacy budget and ledger, or set it with --epsilon and --delta."""
+    if (epsilon is None) != (delta is None):
+        raise typer.BadParameter("give --epsilon and --delta together")
+    with connect(ctx) as client:
+        if epsilon is not None and delta is not None:
+            view = client.datasets.set_privacy_budget(
+                name, epsilon, delta, allow_non_private=allow_non_private
+            )
+        else:
+            view = client.datasets.privacy_budget(name)
+    if as_json:
+        print_json(view)
+        return
+    if view.get("budget") is None:
+        print_note(f"{name} has no privacy budget")
+        return
+    amounts = {k: view[k] for k in ("budget", "spent", "left")}
+    rows = [(k, f"{v['epsilon']:.4g}", f"{v['delta']:.3g}") for k, v in amounts.items()]
+    parts = [table(f"Privacy budget of {name}", ("", "ε", "δ"), rows)]
+    ledger = view.get("ledger") or []
+    if ledger:
+        columns = ("Job", "Model", "Version", "ε", "δ", "Status")
+        entries = [
+            (
+                e["job_id"],
+                e["model"],
+                e["version"],
+                f"{e['epsilon']:.4g}",
+                f"{e['delta']:.3g}",
+                e["status"],
+            )
+            for e in ledger
+        ]
+        parts.append(table("Ledger", columns, entries))
+    show(*parts)

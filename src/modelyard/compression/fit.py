@@ -25,6 +25,7 @@ from modelyard.compression.prune import apply_masks
 from modelyard.errors import InvalidInput
 from modelyard.runtimes.outputs import OutputKind, as_logits
 from modelyard.training import Objective, epoch_order
+from modelyard.training.config import PrivacyConfig
 from modelyard.training.optim import build_optimizer
 from modelyard.training.rng import isolated_rng, seed_everything
 
@@ -93,12 +94,20 @@ def fit(
     masks: Mapping[str, torch.Tensor] | None = None,
     teacher: Teacher | None = None,
     hooks: FitHooks | None = None,
+    privacy: PrivacyConfig | None = None,
+    spent: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``model`` in place on prepared inputs ``x`` and encoded labels ``y``.
 
     Returns one ``{"epoch", "loss"}`` entry per epoch. Raises :class:`FitStopped` when the
-    hooks ask to stop, and InvalidInput when the loss stops being finite.
+    hooks ask to stop, and InvalidInput when the loss stops being finite. With ``privacy``
+    it trains with DP-SGD (:mod:`modelyard.training.privacy`: Poisson batches, per-example
+    clipping, noise) and puts the guarantee it spent into ``spent``.
     """
+    if privacy is not None:
+        if teacher is not None or masks:
+            raise InvalidInput("privacy: only a plain fine-tune trains privately")
+        return _fit_private(model, x, y, options, objective, privacy, hooks or NoHooks(), spent)
     hooks = hooks or NoHooks()
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -147,4 +156,70 @@ def fit(
             history.append(entry)
             hooks.on_epoch({**entry, "progress": (epoch + 1) / options.epochs})
     model.eval()
+    return history
+
+
+def _fit_private(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    options: FitOptions,
+    objective: Objective,
+    privacy: PrivacyConfig,
+    hooks: FitHooks,
+    spent: dict[str, Any] | None,
+) -> list[dict[str, Any]]:
+    """:func:`fit` with DP-SGD: the version's recurrent layers trained as Opacus's."""
+    # Opacus is loaded only by private training.
+    from modelyard.training.privacy import PrivateTraining, plan_privacy, private_copy
+
+    rows = x.shape[0]
+    plan = plan_privacy(privacy, rows=rows, batch_size=options.batch_size, epochs=options.epochs)
+    trained = private_copy(model)
+    params = [p for p in trained.parameters() if p.requires_grad]
+    if not params:
+        raise InvalidInput("the model has no trainable parameters")
+    device = params[0].device
+    history: list[dict[str, Any]] = []
+    with isolated_rng():
+        seed_everything(options.seed)
+        private = PrivateTraining(
+            trained, build_optimizer(options.optimizer, params), plan, rows=rows
+        )
+        per_epoch = round(1 / plan.sample_rate)
+        step = 0
+        for epoch in range(options.epochs):
+            trained.train()
+            total, count = 0.0, 0
+            for _ in range(per_epoch):
+                if hooks.should_stop():
+                    raise FitStopped
+                index = private.batch(step)
+                if index.numel():
+                    inputs, labels = x[index].to(device), y[index].to(device)
+                    loss = objective(trained(inputs), labels)
+                    private.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()  # type: ignore[no-untyped-call]
+                    private.optimizer.step()
+                    value = float(loss.detach())
+                    if not math.isfinite(value):
+                        raise InvalidInput(
+                            f"fit.optimizer.lr: the loss became {value} in epoch {epoch + 1}; "
+                            "lower the learning rate"
+                        )
+                    total, count = total + value * index.numel(), count + index.numel()
+                else:
+                    private.empty_step()
+                private.stepped()
+                step += 1
+            entry = {"epoch": epoch + 1, "epochs": options.epochs, "loss": total / max(count, 1)}
+            history.append(entry)
+            progress = (epoch + 1) / options.epochs
+            hooks.on_epoch({**entry, "progress": progress, "privacy": private.spent()})
+        summary = private.summary()
+    state = private.close().state_dict()
+    model.load_state_dict({name: state[name] for name in model.state_dict()})
+    model.eval()
+    if spent is not None:
+        spent.update(summary)
     return history

@@ -173,42 +173,49 @@ def _lock(session: Session, dataset_id: str) -> None:
     )
 
 
-def _uses(session: Session, spec: Mapping[str, Any]) -> list[tuple[Dataset, bool]]:
-    """The data sets a planned job reads, each with whether the use is private (trained on
-    with ``privacy``)."""
+def _uses(session: Session, spec: Mapping[str, Any]) -> list[tuple[Dataset, bool, bool]]:
+    """The data sets a planned job reads, each with whether it trains on it privately (with
+    ``privacy``) and whether it reads it otherwise (trains without privacy, evaluates or
+    validates on it): one job may do both with one data set."""
     private = isinstance(spec.get("privacy"), Mapping)
-    ids: dict[str, bool] = {}
+    uses: dict[str, list[bool]] = {}
     for key in _TRAINED_ON:
         if isinstance(spec.get(key), str):
-            ids[spec[key]] = ids.get(spec[key], True) and private
+            use = uses.setdefault(spec[key], [False, False])
+            use[0 if private else 1] = True
     for key in _EVALUATED_ON:
         if isinstance(spec.get(key), str):
-            ids[spec[key]] = False
-    uses = [(session.get_one(Dataset, i), p) for i, p in ids.items() if session.get(Dataset, i)]
+            uses.setdefault(spec[key], [False, False])[1] = True
     validation = spec.get("validation_dataset")
     if isinstance(validation, str):
-        row = session.scalar(select(Dataset).where(Dataset.name == validation))
+        found = session.scalar(select(Dataset.id).where(Dataset.name == validation))
+        if found is not None:
+            uses.setdefault(found, [False, False])[1] = True
+    out = []
+    for dataset_id, (trained, other) in uses.items():
+        row = session.get(Dataset, dataset_id)
         if row is not None:
-            uses.append((row, False))
-    return uses
+            out.append((row, trained, other))
+    return out
 
 
 def charge(session: Session, caller: Caller, job_id: str, spec: Mapping[str, Any]) -> None:
     """Check job ``job_id``'s uses of budgeted data sets and reserve what its private run
     spends, in the session that queues it (an exception leaves nothing queued)."""
-    for row, private in _uses(session, spec):
+    for row, private, other in _uses(session, spec):
         if session.get(PrivacyBudget, row.id) is None:
             continue
         _lock(session, row.id)
         budget = session.get_one(PrivacyBudget, row.id)
-        if not private:
-            if budget.allow_non_private:
-                continue
+        if other and not budget.allow_non_private:
             raise Forbidden(
                 f"data set '{row.name}' has a privacy budget: only private training "
-                '("privacy": {"target_epsilon": …, "target_delta": …}) may use it; its '
-                "owner can allow other jobs (allow_non_private)"
+                '("privacy": {"target_epsilon": …, "target_delta": …}) may use it, not '
+                "training without privacy, evaluation or validation; its owner can allow "
+                "them (allow_non_private)"
             )
+        if not private:
+            continue
         plan = spec["privacy"]
         need = Spent(float(plan["epsilon"]), float(plan["delta"]))
         spent = _spent(session, row.id)

@@ -263,10 +263,39 @@ def plan_finetune(
     }
     if request.optimizer is not None:
         fit["optimizer"] = request.optimizer
-    method = parse_method({"name": "finetune", "fit": fit})
+    raw: dict[str, Any] = {"name": "finetune", "fit": fit}
+    if request.privacy is not None:
+        raw["privacy"] = request.privacy.model_dump(mode="json")
+    method = parse_method(raw)
     planner = _Planner(caller, datasets, registry, work)
     plan = _plan_source_job(planner, request, method, request.dataset)
+    if request.privacy is not None:
+        plan["privacy"] = _plan_private_finetune(planner, request)
     return _stored(SourcePlan, {**plan, "request": dict(body)})
+
+
+def _plan_private_finetune(planner: _Planner, request: FineTuneRequest) -> dict[str, Any]:
+    """A private fine-tune's noise, sampling, steps and (ε, δ): catalog versions only, whose
+    layers Opacus can train."""
+    # Opacus (and PyTorch) are loaded only when a private job is planned.
+    from modelyard.training.privacy import check_private_spec, plan_privacy
+
+    assert request.privacy is not None
+    version = planner.version(request.source, "source")
+    if version.format != "safetensors" or version.spec is None:
+        raise InvalidInput(
+            f"privacy: version {version.version} of '{request.source.model}' is "
+            f"{version.format}; only catalog versions are fine-tuned privately",
+            field="privacy",
+        )
+    if (version.params or {}).get("compression"):
+        raise InvalidInput("privacy: a compressed version is not fine-tuned privately")
+    check_private_spec(parse_spec(version.spec))
+    row = planner.dataset(request.dataset, "dataset")
+    planned = plan_privacy(
+        request.privacy, rows=row.num_rows, batch_size=request.batch_size, epochs=request.epochs
+    )
+    return planned.to_dict()
 
 
 def plan_distill(

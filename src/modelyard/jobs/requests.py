@@ -39,7 +39,7 @@ from modelyard.jobs.resources import JobResources
 from modelyard.nn.field_errors import invalid_input
 from modelyard.nn.spec_base import Dim
 from modelyard.nn.specs import ArchSpec
-from modelyard.training.config import OptimizerConfig, TrainConfig
+from modelyard.training.config import OptimizerConfig, PrivacyConfig, TrainConfig
 from modelyard.training.distributed_config import DistributedConfig
 
 
@@ -254,6 +254,11 @@ class FineTuneRequest(_Compared):
     batch_size: Annotated[int, Field(gt=0)] = 64
     optimizer: OptimizerChoice | None = None
     seed: Annotated[int, Field(ge=0)] = 0
+    privacy: PrivacyConfig | None = Field(
+        default=None,
+        description="Fine-tune with differential privacy (DP-SGD), as train jobs do; catalog "
+        "versions only.",
+    )
 
 
 class DistillRequest(_Compared):

@@ -33,6 +33,7 @@ import secrets
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from copy import deepcopy
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -216,6 +217,40 @@ def plain_model(model: nn.Module, spec: ArchSpec) -> nn.Module:
     state = model.state_dict()
     plain.load_state_dict({name: state[name] for name in plain.state_dict()})
     return plain.to(device)
+
+
+def private_copy(model: nn.Module) -> nn.Module:
+    """A copy of any ``model`` whose LSTM and GRU layers are Opacus's (same weights and
+    names), for private fine-tuning of a version as it is; its weights load back into
+    ``model``."""
+    fixers = {t: f for t, f in ModuleValidator.FIXERS.items() if t in (nn.LSTM, nn.GRU)}
+    fixers[nn.RNN] = _dp_rnn
+    copy: nn.Module = deepcopy(model)
+    for name, module in list(copy.named_modules()):
+        fixer = fixers.get(type(module))
+        if fixer is None or not name:
+            continue
+        parent_name, _, child = name.rpartition(".")
+        parent = copy.get_submodule(parent_name) if parent_name else copy
+        setattr(parent, child, fixer(module).to(next(module.parameters()).device))
+    return copy
+
+
+def _dp_rnn(module: nn.RNN) -> nn.Module:
+    from opacus.layers import DPRNN
+
+    layer: nn.Module = DPRNN(
+        module.input_size,
+        module.hidden_size,
+        num_layers=module.num_layers,
+        bias=module.bias,
+        batch_first=module.batch_first,
+        dropout=module.dropout,
+        bidirectional=module.bidirectional,
+        nonlinearity=module.nonlinearity,
+    )
+    layer.load_state_dict(module.state_dict())
+    return layer
 
 
 def poisson_batch(generator: torch.Generator, rows: int, rate: float) -> torch.Tensor:

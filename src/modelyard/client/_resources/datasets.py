@@ -6,7 +6,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modelyard.client._http import HTTP, seg
 from modelyard.client._resources._acl import GrantLike, get_acl, set_acl
@@ -129,6 +129,25 @@ class Datasets:
             client.datasets.set_acl("digits", grants=[Grant(principal="bob")])
         """
         return set_acl(self._http, f"{_BASE}/{seg(name)}/acl", public, grants)
+
+    def privacy_budget(self, name: str) -> dict[str, Any]:
+        """The data set's privacy budget: ``budget``, ``spent`` and ``left`` (each
+        ``{"epsilon", "delta"}``; ``budget`` None without one), ``allow_non_private``, and
+        for its owner the ``ledger`` of private jobs."""
+        return self._http.object("GET", f"{_BASE}/{seg(name)}/privacy-budget")
+
+    def set_privacy_budget(
+        self, name: str, epsilon: float, delta: float, *, allow_non_private: bool = False
+    ) -> dict[str, Any]:
+        """Set the total (ε, δ) private jobs may spend on the data set (its owner or an
+        admin); jobs without privacy are refused unless ``allow_non_private``.
+
+        Example::
+
+            client.datasets.set_privacy_budget("digits", epsilon=8, delta=1e-4)
+        """
+        body = {"epsilon": epsilon, "delta": delta, "allow_non_private": allow_non_private}
+        return self._http.object("PUT", f"{_BASE}/{seg(name)}/privacy-budget", json=body)
 
 
 def _as_paths(path: StrPath | Sequence[StrPath]) -> list[Path]:
