@@ -232,7 +232,7 @@ def train_and_quantize(client: Client, tmp_path: Path) -> Job:
     job = client.jobs.compress(
         "digits-mlp",
         1,
-        {"name": "quantize", "scheme": "dynamic_int8"},
+        {"name": "quantize", "scheme": "dynamic_int8", "backend": "torchao"},
         "digits-test",
         gate={"max_metric_drop": 0.02},
     )

@@ -115,9 +115,8 @@ def test_dynamic_int8_is_smaller_and_as_accurate_and_a_failing_gate_registers_no
 ) -> None:
     api = digits
     train(api, "mlp", MLP)
-    done = compress(
-        api, "mlp", {"name": "quantize", "scheme": "dynamic_int8"}, gate={"max_metric_drop": 0.01}
-    )
+    method = {"name": "quantize", "scheme": "dynamic_int8", "backend": "torchao"}
+    done = compress(api, "mlp", method, gate={"max_metric_drop": 0.01})
     report = done["result"]["report"]
     assert report["metric"] == "accuracy" and report["parent"]["metrics"]["accuracy"] > 0.9
     assert report["ratio"]["weight_bytes"] >= 3.5
