@@ -79,6 +79,11 @@ def test_members_share_a_project_and_roles_decide_what_they_may_do(
     # Her bound key sees only the project: not her personal work.
     upload_digits(ana, tmp_path, name="a-personal")
     assert _names(ana_vision, "datasets") == {"v-digits"}
+    assert ana_vision.get("/api/v1/datasets/v-digits").json()["project"] == "vision"
+    assert ana.get("/api/v1/datasets/a-personal").json()["project"] == "ana"
+    made = ana_vision.post("/api/v1/models", json={"name": "v-empty"})
+    assert made.status_code == 201 and made.json()["project"] == "vision", made.text
+    assert ana_vision.delete("/api/v1/models/v-empty").status_code == 204
     assert _names(ana, "datasets") == {"v-digits", "a-personal"}
 
     # A job submitted in the project registers its model there, and its members see the job.
@@ -86,7 +91,8 @@ def test_members_share_a_project_and_roles_decide_what_they_may_do(
         "/api/v1/jobs", json=train_body(epochs=1, dataset="v-digits", output_model="v-trained")
     )
     assert job.status_code in (200, 201, 202), job.text
-    assert wait_for(ana_vision, job.json()["id"])["status"] == "succeeded"
+    finished = wait_for(ana_vision, job.json()["id"])
+    assert finished["status"] == "succeeded" and finished["project"] == "vision"
     assert "v-trained" in _names(ana_vision, "models")
     assert bob.get(f"/api/v1/jobs/{job.json()['id']}").status_code == 200
     assert bob.post(f"/api/v1/jobs/{job.json()['id']}/cancel").status_code == 403

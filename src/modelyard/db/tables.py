@@ -134,6 +134,7 @@ class Dataset(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     owner: Mapped[Principal] = relationship(lazy="joined")
+    project: Mapped[Project | None] = relationship(lazy="joined")
 
 
 class Model(Base):
@@ -151,6 +152,7 @@ class Model(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     owner: Mapped[Principal] = relationship(lazy="joined")
+    project: Mapped[Project | None] = relationship(lazy="joined")
 
 
 class ModelVersion(Base):
@@ -278,6 +280,7 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     owner: Mapped[Principal] = relationship(lazy="joined")
+    project: Mapped[Project | None] = relationship(lazy="joined")
 
 
 class JobEvent(Base):
@@ -307,6 +310,7 @@ class Deployment(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     owner: Mapped[Principal] = relationship(lazy="joined")
+    project: Mapped[Project | None] = relationship(lazy="joined")
 
 
 # -- usage, limits and budgets (migration 0006) ---------------------------------------------

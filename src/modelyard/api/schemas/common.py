@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from modelyard.auth.acl import AclEntry
-from modelyard.db.tables import Principal
+from modelyard.db.tables import Principal, Project
 
 T = TypeVar("T")
 
@@ -46,6 +46,17 @@ class PrincipalRef(Schema):
     @classmethod
     def of(cls, principal: Principal) -> PrincipalRef:
         return cls(id=principal.id, name=principal.name)
+
+
+class InProject(Protocol):
+    """A row that belongs to a project."""
+
+    project: Project | None
+
+
+def project_name(row: InProject) -> str | None:
+    """The name of the project ``row`` belongs to."""
+    return row.project.name if row.project is not None else None
 
 
 class Page(Schema, Generic[T]):

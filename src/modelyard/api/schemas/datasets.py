@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from modelyard.api.schemas.common import PrincipalRef, Schema, UtcDatetime
+from modelyard.api.schemas.common import PrincipalRef, Schema, UtcDatetime, project_name
 from modelyard.db.tables import Dataset
 
 
@@ -22,6 +22,7 @@ class DatasetOut(Schema):
     sha256: str
     size: int
     owner: PrincipalRef
+    project: str | None = Field(default=None, description="The project it belongs to.")
     public: bool
     created_at: UtcDatetime
 
@@ -40,6 +41,7 @@ class DatasetOut(Schema):
                 "sha256": row.sha256,
                 "size": row.size,
                 "owner": PrincipalRef.of(row.owner),
+                "project": project_name(row),
                 "public": row.public,
                 "created_at": row.created_at,
             }

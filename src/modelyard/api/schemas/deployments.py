@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field
 
-from modelyard.api.schemas.common import PrincipalRef, Schema, UtcDatetime
+from modelyard.api.schemas.common import PrincipalRef, Schema, UtcDatetime, project_name
 from modelyard.db.tables import Deployment
 from modelyard.serving.manager import Live
 
@@ -53,6 +53,7 @@ class DeploymentOut(Schema):
     error: str | None
     versions: list[ServedVersion]
     owner: PrincipalRef
+    project: str | None = Field(default=None, description="The project it belongs to.")
     public: bool
     created_at: UtcDatetime
     updated_at: UtcDatetime
@@ -77,6 +78,7 @@ class DeploymentOut(Schema):
             error=live.error if live else None,
             versions=versions,
             owner=PrincipalRef.of(row.owner),
+            project=project_name(row),
             public=row.public,
             created_at=row.created_at,
             updated_at=row.updated_at,

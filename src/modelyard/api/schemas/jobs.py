@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from modelyard.api.schemas.common import PrincipalRef, Schema, UtcDatetime
+from modelyard.api.schemas.common import PrincipalRef, Schema, UtcDatetime, project_name
 from modelyard.db.tables import Job, JobEvent
 from modelyard.jobs.requests import job_request_schema
 
@@ -69,6 +69,7 @@ class JobOut(Schema):
     type: str
     status: str = Field(description="queued, running, succeeded, failed or cancelled.")
     owner: PrincipalRef
+    project: str | None = Field(default=None, description="The project it runs in.")
     spec: dict[str, Any]
     progress: float
     eta_s: float | None
@@ -87,6 +88,7 @@ class JobOut(Schema):
             type=job.type,
             status=job.status,
             owner=PrincipalRef.of(job.owner),
+            project=project_name(job),
             spec=job.spec,
             progress=job.progress,
             eta_s=job.eta_s,

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field
 
-from modelyard.api.schemas.common import PrincipalRef, Schema, UtcDatetime
+from modelyard.api.schemas.common import PrincipalRef, Schema, UtcDatetime, project_name
 from modelyard.db.tables import Model, ModelVersion
 from modelyard.naming import MAX_VERSION
 
@@ -32,6 +32,7 @@ class ModelOut(Schema):
     task: str | None
     description: str
     owner: PrincipalRef
+    project: str | None = Field(default=None, description="The project it belongs to.")
     public: bool
     latest_version: int | None
     aliases: dict[str, int]
@@ -45,6 +46,7 @@ class ModelOut(Schema):
             task=row.task,
             description=row.description,
             owner=PrincipalRef.of(row.owner),
+            project=project_name(row),
             public=row.public,
             latest_version=latest,
             aliases=aliases,
