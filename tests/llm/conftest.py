@@ -58,3 +58,18 @@ def tiny_deployed(admin: httpx.Client, tiny_folder: Path) -> str:
     push_hf(admin, "tiny", tar_folder(tiny_folder))
     deploy(admin, "tiny", "tiny", max_batch_size=8, max_queue=64)
     return "tiny"
+
+
+@pytest.fixture(scope="module")
+def tools_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The byte-level tiny model whose chat template renders tools (Hermes format)."""
+    return build_tiny_lm(
+        tmp_path_factory.mktemp("tools") / "tools", tools=True, positions=512, width=64
+    )
+
+
+@pytest.fixture(scope="module")
+def tools_deployed(admin: httpx.Client, tools_folder: Path) -> str:
+    push_hf(admin, "tiny-tools", tar_folder(tools_folder))
+    deploy(admin, "tiny-tools", "tiny-tools", max_batch_size=8, max_queue=64)
+    return "tiny-tools"

@@ -32,7 +32,7 @@ CHAT: dict[str, list[tuple[Any, int]]] = {
     "messages": [([{"role": "user", "content": "hi"}], OK), ([], REFUSED)],
     "metadata": [({"team": "a"}, OK)],
     "modalities": [(["text"], OK), (["audio"], REFUSED)],
-    "model": [("tiny", OK)],
+    "model": [("tiny-tools", OK)],
     "moderation": [({"model": "omni"}, REFUSED)],
     "n": [(2, OK), (17, REFUSED)],
     "parallel_tool_calls": [(False, OK)],
@@ -42,7 +42,13 @@ CHAT: dict[str, list[tuple[Any, int]]] = {
     "prompt_cache_options": [({}, OK)],
     "prompt_cache_retention": [("24h", OK)],
     "reasoning_effort": [("low", REFUSED)],
-    "response_format": [({"type": "text"}, OK), ({"type": "json_object"}, REFUSED)],
+    "response_format": [
+        ({"type": "text"}, OK),
+        ({"type": "json_object"}, OK),
+        ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}, OK),
+        ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "no"}}}, REFUSED),
+        ({"type": "xml"}, REFUSED),
+    ],
     "safety_identifier": [("u-1", OK)],
     "seed": [(3, OK)],
     "service_tier": [("auto", OK)],
@@ -50,8 +56,11 @@ CHAT: dict[str, list[tuple[Any, int]]] = {
     "store": [(False, OK)],
     "stream_options": [({"include_usage": True}, OK)],
     "temperature": [(0.5, OK), (2.5, REFUSED)],
-    "tool_choice": [("none", OK), ("auto", REFUSED)],
-    "tools": [([{"type": "function", "function": {"name": "f"}}], REFUSED)],
+    "tool_choice": [("none", OK), ("auto", REFUSED)],  # without tools
+    "tools": [
+        ([{"type": "function", "function": {"name": "f"}}], OK),
+        ([{"type": "custom", "custom": {"name": "f"}}], REFUSED),
+    ],
     "top_logprobs": [(2, REFUSED)],  # without logprobs: true
     "top_p": [(0.9, OK), (0.0, REFUSED)],
     "user": [("u-1", OK)],
@@ -90,7 +99,7 @@ ROUTES = [
         "/v1/chat/completions",
         chat_create_params.CompletionCreateParamsBase,
         CHAT,
-        {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
+        {"model": "tiny-tools", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
     ),
     (
         "/v1/completions",
@@ -111,6 +120,7 @@ ROUTES = [
 def test_every_field_of_the_openai_request_is_honoured_or_refused_by_name(
     llm_server: LiveServer,
     tiny_deployed: str,
+    tools_deployed: str,
     minilm: str,  # noqa: F811
     path: str,
     params: type,

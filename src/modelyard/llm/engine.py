@@ -55,6 +55,8 @@ from modelyard.llm.sampling import (
 if TYPE_CHECKING:
     import torch
 
+    from modelyard.llm.grammar import Guide
+
 log = logging.getLogger("modelyard.llm")
 _ids = itertools.count(1)
 
@@ -113,6 +115,8 @@ class _Sequence:
     deadline: float | None
     decoder: StreamDecoder
     generator: torch.Generator | None = None
+    guide: Guide | None = None
+    """Where the sequence stands in its grammar, when its params carry a constraint."""
     generated: list[int] = field(default_factory=list)
     aborted: bool = False
     submitted: float = field(default_factory=time.monotonic)
@@ -244,6 +248,7 @@ class LLMEngine:
             deliver=stream._deliver,
             deadline=deadline,
             decoder=StreamDecoder(self._decode, params.stop),
+            guide=params.constraint.start() if params.constraint is not None else None,
         )
         stream._sequence = seq
         with self._cond:
@@ -321,7 +326,11 @@ class LLMEngine:
             logits = out.logits[:, -1, :]
             params = [seq.params for seq in ready]
             tokens = sample_next(
-                logits, params, [seq.generator for seq in ready], [[]] * len(ready)
+                logits,
+                params,
+                [seq.generator for seq in ready],
+                [[]] * len(ready),
+                [seq.guide for seq in ready],
             )
             chosen = logprobs_of(logits, tokens, params)
             kv = cache_tensors(out.past_key_values)
@@ -354,6 +363,7 @@ class LLMEngine:
                 params,
                 [seq.generator for seq in running],
                 [seq.generated for seq in running],
+                [seq.guide for seq in running],
             )
             chosen = logprobs_of(logits, tokens, params)
             self._batch.advance(cache_tensors(out.past_key_values), tokens)
@@ -387,12 +397,21 @@ class LLMEngine:
         params = seq.params
         finish: str | None = None
         shown = (logprob,) if logprob is not None else ()
+        guide = seq.guide
+        if guide is not None and token not in params.stop_token_ids and not guide.consume(token):
+            log.error("token %d left the grammar of sequence %d: %s", token, seq.id, guide.error)
+            seq.deliver(ModelyardError("generation left its grammar"))
+            self._finished(seq, "error")
+            return True
         if token in params.stop_token_ids:
             text, finish, shown = seq.decoder.flush(seq.generated[:-1]), "stop", ()
         else:
             text, hit = seq.decoder.push(seq.generated)
             if hit:
                 finish = "stop"
+            elif guide is not None and guide.done:
+                # The grammar is complete: only the end token could follow.
+                text, finish = text + seq.decoder.flush(seq.generated), "stop"
             elif (
                 len(seq.generated) >= params.max_tokens
                 or len(seq.prompt_ids) + len(seq.generated) >= self.config.context_length

@@ -10,7 +10,9 @@ from modelyard.errors import InvalidInput
 from modelyard.llm.chat import render_chat
 from modelyard.llm.device import pick_device, pick_dtype
 from modelyard.llm.engine import EngineConfig, GenerationStream, LLMEngine
+from modelyard.llm.grammar import Constraint, GrammarCompiler
 from modelyard.llm.sampling import SamplingParams
+from modelyard.llm.tools import supports_tools
 from modelyard.runtimes.tensors import TensorSpec
 
 DEFAULT_CONTEXT = 2048
@@ -47,6 +49,16 @@ def context_length_of(model: Any, tokenizer: Any) -> int:
     return limit if isinstance(limit, int) and 0 < limit < 1_000_000 else DEFAULT_CONTEXT
 
 
+def _logits_width(model: Any, tokenizer: Any) -> int:
+    """Columns of the model's logits (its vocabulary, often padded past the tokenizer's)."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    weight = getattr(head, "weight", None)
+    if weight is not None:
+        return int(weight.shape[0])
+    size = getattr(model.config, "vocab_size", None)
+    return int(size) if isinstance(size, int) else len(tokenizer)
+
+
 class LanguageModel:
     """What the OpenAI endpoints need from a served causal LM.
 
@@ -75,6 +87,12 @@ class LanguageModel:
         elif isinstance(extra, list):
             ids.update(i for i in extra if isinstance(i, int))
         self.stop_token_ids = frozenset(ids)
+        self.grammars = GrammarCompiler(tokenizer, _logits_width(model, tokenizer), sorted(ids))
+
+    @property
+    def supports_tools(self) -> bool:
+        """Whether the chat template renders tools in the format whose calls are read."""
+        return supports_tools(getattr(self.tokenizer, "chat_template", None))
 
     @classmethod
     def load(
@@ -109,9 +127,13 @@ class LanguageModel:
         ids: list[int] = self.tokenizer(text, add_special_tokens=True)["input_ids"]
         return ids
 
-    def chat_prompt(self, messages: Sequence[dict[str, Any]]) -> list[int]:
-        """Token ids of the chat template applied to ``messages``."""
-        text = render_chat(self.tokenizer, messages)
+    def chat_prompt(
+        self,
+        messages: Sequence[dict[str, Any]],
+        tools: Sequence[dict[str, Any]] | None = None,
+    ) -> list[int]:
+        """Token ids of the chat template applied to ``messages`` (and ``tools``)."""
+        text = render_chat(self.tokenizer, messages, tools)
         ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return ids
 
@@ -127,6 +149,7 @@ class LanguageModel:
         presence_penalty: float = 0.0,
         frequency_penalty: float = 0.0,
         logit_bias: Mapping[int, float] | None = None,
+        constraint: Constraint | None = None,
     ) -> SamplingParams:
         return SamplingParams(
             max_tokens=max_tokens,
@@ -139,6 +162,7 @@ class LanguageModel:
             presence_penalty=presence_penalty,
             frequency_penalty=frequency_penalty,
             logit_bias=tuple(sorted((logit_bias or {}).items())),
+            constraint=constraint,
         )
 
     def check_logit_bias(self, bias: Mapping[str, float] | None) -> dict[int, float]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
+
+    from modelyard.llm.grammar import Constraint, Guide
 
 
 @dataclass(frozen=True)
@@ -21,7 +24,8 @@ class SamplingParams:
 
     Before a token is chosen its logits are adjusted as OpenAI's API does:
     ``logit_bias`` adds a bias to given tokens, and a token already generated ``c`` times loses
-    ``c * frequency_penalty + presence_penalty``.
+    ``c * frequency_penalty + presence_penalty``. With a ``constraint`` (a grammar: a JSON
+    schema, a tool call), every token the grammar does not allow next is then masked out.
     """
 
     max_tokens: int
@@ -34,6 +38,7 @@ class SamplingParams:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     logit_bias: tuple[tuple[int, float], ...] = ()
+    constraint: Constraint | None = None
 
     @property
     def adjusts_logits(self) -> bool:
@@ -56,13 +61,18 @@ def make_generator(seed: int | None, device: torch.device) -> torch.Generator | 
 
 
 def adjust_logits(
-    logits: torch.Tensor, params: list[SamplingParams], generated: list[list[int]]
+    logits: torch.Tensor,
+    params: list[SamplingParams],
+    generated: list[list[int]],
+    guides: Sequence[Guide | None] = (),
 ) -> torch.Tensor:
-    """``logits`` with each row's bias and penalties applied (a copy when any row has some)."""
+    """``logits`` with each row's bias and penalties applied, then the tokens its guide's
+    grammar forbids masked out (a copy when any row has some; other rows are untouched)."""
     import torch
 
     rows = [row for row, p in enumerate(params) if p.adjusts_logits]
-    if not rows:
+    constrained = any(guide is not None for guide in guides)
+    if not rows and not constrained:
         return logits
     logits = logits.clone()
     for row in rows:
@@ -76,6 +86,10 @@ def adjust_logits(
             ids, counts = torch.unique(seen, return_counts=True)
             penalty = counts.to(logits.dtype) * p.frequency_penalty + p.presence_penalty
             logits[row, ids] -= penalty
+    if constrained:
+        from modelyard.llm.grammar import mask_logits
+
+        logits = mask_logits(logits, guides)
     return logits
 
 
@@ -84,12 +98,14 @@ def sample_next(
     params: list[SamplingParams],
     generators: list[torch.Generator | None],
     generated: list[list[int]] | None = None,
+    guides: Sequence[Guide | None] = (),
 ) -> list[int]:
     """One next token per row of ``logits`` ([rows, vocab]), each row with its own params;
-    ``generated`` holds each row's tokens so far (for the penalties)."""
+    ``generated`` holds each row's tokens so far (for the penalties), ``guides`` each row's
+    grammar state (None: unconstrained)."""
     import torch
 
-    logits = adjust_logits(logits.float(), params, generated or [[] for _ in params])
+    logits = adjust_logits(logits.float(), params, generated or [[] for _ in params], guides)
     chosen = torch.argmax(logits, dim=-1)
     out: list[int] = chosen.tolist()
     for row, p in enumerate(params):

@@ -34,10 +34,25 @@ class ContentPart(_Message):
     text: str
 
 
+class CalledFunction(_Message):
+    name: str
+    arguments: str = Field(description="The arguments as JSON text, as the answer gave them.")
+
+
+class CalledTool(_Message):
+    id: str
+    type: Literal["function"] = "function"
+    function: CalledFunction
+
+
 class ChatMessage(_Message):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[CalledTool] | None = Field(
+        default=None, description="An assistant turn's calls, fed back from its answer."
+    )
+    tool_call_id: str | None = Field(default=None, description="A tool turn: the call it answers.")
 
     def text(self) -> str:
         if self.content is None:
@@ -83,24 +98,89 @@ class _Sampling(_Body):
         return [self.stop] if isinstance(self.stop, str) else list(self.stop)
 
 
+FUNCTION_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
+
+
 class TextFormat(_Body):
-    """``response_format``: plain text is the only format this server produces."""
+    """``response_format``: plain text (the default)."""
 
     type: Literal["text"]
+
+
+class JsonObjectFormat(_Body):
+    """``response_format``: one JSON object (any), by constrained decoding."""
+
+    type: Literal["json_object"]
+
+
+class JsonSchemaSpec(_Body):
+    name: str = Field(pattern=FUNCTION_NAME)
+    description: str | None = None
+    json_schema: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object"}, alias="schema", description="A JSON schema."
+    )
+    strict: bool | None = Field(
+        default=None, description="Accepted; the output always follows the schema here."
+    )
+
+
+class JsonSchemaFormat(_Body):
+    """``response_format``: JSON valid under a schema, by constrained decoding."""
+
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaSpec
+
+
+ResponseFormat = Annotated[
+    TextFormat | JsonObjectFormat | JsonSchemaFormat, Field(discriminator="type")
+]
+
+
+class FunctionDefinition(_Body):
+    name: str = Field(pattern=FUNCTION_NAME)
+    description: str | None = None
+    parameters: dict[str, Any] | None = Field(
+        default=None, description="A JSON schema of the arguments (an object)."
+    )
+    strict: bool | None = Field(
+        default=None,
+        description="Accepted; with tool_choice 'required' or a named function the arguments "
+        "always follow the schema.",
+    )
+
+
+class ToolDefinition(_Body):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class FunctionName(_Body):
+    name: str
+
+
+class NamedToolChoice(_Body):
+    type: Literal["function"]
+    function: FunctionName
 
 
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    tools: list[Any] | None = None
-    tool_choice: Literal["none"] | None = Field(
-        default=None, description="Only 'none': this server does not call tools."
+    tools: list[ToolDefinition] | None = Field(
+        default=None, description="Functions the model may call (its chat template lists them)."
+    )
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = Field(
+        default=None,
+        description="'auto' (the default with tools), 'none', 'required' or one named function; "
+        "'required' and a named function force a call whose arguments fit the schema.",
     )
     parallel_tool_calls: bool | None = Field(
-        default=None, description="Accepted; without tools it changes nothing."
+        default=None, description="Whether one answer may hold several calls (default true)."
     )
-    response_format: TextFormat | None = Field(default=None, description="Only {'type': 'text'}.")
+    response_format: ResponseFormat | None = Field(
+        default=None, description="text, json_object or json_schema (constrained decoding)."
+    )
     modalities: list[Literal["text"]] | None = Field(default=None, description="Only text.")
     metadata: dict[str, str] | None = Field(default=None, description="Accepted, not stored.")
     store: bool | None = Field(default=None, description="Accepted; answers are not stored.")
@@ -127,16 +207,29 @@ class ChatCompletionRequest(_Sampling):
             raise ValueError("top_logprobs: needs logprobs set to true")
         return self
 
+    @model_validator(mode="after")
+    def _tool_choice_names_a_tool(self) -> ChatCompletionRequest:
+        names = [tool.function.name for tool in self.tools or []]
+        if len(set(names)) != len(names):
+            raise ValueError("tools: two functions have the same name")
+        choice = self.tool_choice
+        if choice not in (None, "none") and not names:
+            raise ValueError("tool_choice: is only allowed when tools are specified")
+        if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
+            raise ValueError(f"tool_choice: no tool is named {choice.function.name!r}")
+        return self
+
+    def tool_mode(self) -> str:
+        """``none``, ``auto``, ``required`` or ``named`` (tools given, as tool_choice says)."""
+        if not self.tools or self.tool_choice == "none":
+            return "none"
+        if isinstance(self.tool_choice, NamedToolChoice):
+            return "named"
+        return self.tool_choice or "auto"
+
     def logprobs_wanted(self) -> int | None:
         """None, or how many alternatives to return beside each chosen token."""
         return (self.top_logprobs or 0) if self.logprobs else None
-
-    @field_validator("tools")
-    @classmethod
-    def _no_tools(cls, value: list[Any] | None) -> list[Any] | None:
-        if value:
-            raise ValueError("tool calls are not supported by this server")
-        return value
 
     def limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens

@@ -153,10 +153,11 @@ def usage(prompt_tokens: int, streams: Sequence[GenerationStream]) -> dict[str, 
 async def event_stream(
     streams: Sequence[GenerationStream],
     opening: Callable[[int], dict[str, Any] | None],
-    chunk: Callable[[int, Delta], dict[str, Any]],
+    chunk: Callable[[int, Delta], dict[str, Any] | None],
     final_usage: Callable[[], dict[str, Any] | None],
 ) -> AsyncIterator[bytes]:
-    """SSE bytes: an optional opening chunk per choice, one chunk per delta, the usage chunk
+    """SSE bytes: an optional opening chunk per choice, a chunk per delta that has something to
+    say (``chunk`` answers None for the others), the usage chunk
     if asked for, then ``data: [DONE]``. Leaving early (the client went away) aborts every
     generation, which frees their slots in the engine before its next step."""
     try:
@@ -165,7 +166,9 @@ async def event_stream(
             if first is not None:
                 yield sse(first)
         async for index, delta in merged(streams):
-            yield sse(chunk(index, delta))
+            body = chunk(index, delta)
+            if body is not None:  # nothing to say yet (text held back)
+                yield sse(body)
         last = final_usage()
         if last is not None:
             yield sse(last)
