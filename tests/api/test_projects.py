@@ -176,3 +176,25 @@ def test_the_audit_log_records_membership_and_keys_for_owners_and_admins(
     everything = admin.get("/api/v1/audit", params={"action": "principal.create"}).json()
     assert {e["resource"] for e in everything["items"]} >= {"principal:ana", "principal:bob"}
     assert admin.get("/api/v1/audit", params={"project": "nope"}).status_code == 404
+
+
+def test_a_request_names_the_project_it_works_in_with_a_header(
+    admin: httpx.Client, tmp_path: Path
+) -> None:
+    ana = user_client(admin, "ana", ["read", "write", "keys"])
+    eve = user_client(admin, "eve", ["read", "write"])
+    assert ana.post("/api/v1/projects", json={"name": "vision"}).status_code == 201
+    upload_digits(ana, tmp_path, name="a-personal")
+    # What OpenAI's clients send for project="vision", and the server's own header.
+    for header in ("OpenAI-Project", "Modelyard-Project"):
+        made = ana.post("/api/v1/models", json={"name": f"m-{header}"}, headers={header: "vision"})
+        assert made.status_code == 201 and made.json()["project"] == "vision", made.text
+    in_vision = ana.get("/api/v1/models", headers={"OpenAI-Project": "vision"}).json()
+    assert in_vision["total"] == 2
+    assert ana.get("/api/v1/datasets", headers={"OpenAI-Project": "vision"}).json()["total"] == 0
+    assert ana.get("/api/v1/datasets").json()["total"] == 1
+    # A project the caller is not in does not exist for it; a bound key stays in its own.
+    assert eve.get("/api/v1/models", headers={"OpenAI-Project": "vision"}).status_code == 404
+    assert ana.get("/api/v1/models", headers={"OpenAI-Project": "nope"}).status_code == 404
+    bound = _bound(ana, "ana", ["read"])
+    assert bound.get("/api/v1/models", headers={"OpenAI-Project": "vision"}).status_code == 403

@@ -94,6 +94,12 @@ def bearer_key(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
+def project_header(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The project a request asks to work in: ``OpenAI-Project`` (what OpenAI's clients send
+    for ``project=``) or ``Modelyard-Project``; None when it names none."""
+    return _header(headers, b"modelyard-project") or _header(headers, b"openai-project")
+
+
 def _header(headers: Iterable[tuple[bytes, bytes]], wanted: bytes) -> str | None:
     for name, value in headers:
         if name == wanted:
@@ -181,6 +187,12 @@ class Gate:
             if found is None:
                 found = await run_in_threadpool(self.platform.auth.authenticate, key)
             caller = found
+            project = project_header(scope["headers"])
+            if project is not None:
+                chosen = self.platform.auth.cached_in_project(caller, project)
+                if chosen is None:
+                    chosen = await run_in_threadpool(self.platform.auth.in_project, caller, project)
+                caller = chosen
         if auth is not Auth.OPTIONAL and not rule.admits(caller.granted):
             wanted = " or ".join(f"'{s.value}'" for s in sorted(rule.scopes))
             raise Forbidden(f"this API key lacks the {wanted} scope")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
@@ -21,7 +21,7 @@ from modelyard.auth.projects import (
     project_by_name,
 )
 from modelyard.db.engine import Database
-from modelyard.db.tables import ApiKey, Principal, ProjectMember
+from modelyard.db.tables import ApiKey, Principal, Project, ProjectMember
 from modelyard.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 
 ADMIN_NAME = "admin"
@@ -57,14 +57,39 @@ class AuthService:
         # request. A key revoked here is dropped at once; another server sharing the
         # database notices within the TTL.
         self._cache: AnswerCache[str, Caller] = AnswerCache(cache_ttl_s)
+        # (key id, project asked for) -> the caller working in that project.
+        self._in_project: AnswerCache[tuple[str, str], Caller] = AnswerCache(cache_ttl_s)
 
     def clear_cache(self) -> None:
         """Forget every recently authenticated key."""
         self._cache.clear()
+        self._in_project.clear()
 
     def forget_principal(self, principal_id: str) -> None:
         """Forget the remembered keys of one principal (its projects or roles changed)."""
         self._cache.drop_where(lambda _digest, known: known.principal_id == principal_id)
+        self._in_project.drop_where(lambda _key, known: known.principal_id == principal_id)
+
+    def cached_in_project(self, caller: Caller, project: str) -> Caller | None:
+        """:meth:`in_project`'s answer if it is remembered (safe on the event loop)."""
+        return self._in_project.get((caller.key_id, project))
+
+    def in_project(self, caller: Caller, project: str) -> Caller:
+        """``caller`` working in ``project`` (a name or an id) for one request, as a key
+        bound to it would: it sees and changes only that project, and what it makes goes
+        there. The principal must be a member (404 otherwise, as for an unknown project); a
+        key bound to another project is refused (403)."""
+        with self._db.session() as session:
+            row = session.scalar(select(Project).where(Project.name == project))
+            if row is None:
+                row = session.get(Project, project)
+            if row is None or (not caller.acts_as_admin and caller.role(row.id) is None):
+                raise NotFound(f"no project named '{project}'")
+            if caller.key_project_id not in (None, row.id):
+                raise Forbidden("this API key is bound to another project")
+        chosen = replace(caller, project_id=row.id, key_project_id=row.id)
+        self._in_project.put((caller.key_id, project), chosen)
+        return chosen
 
     # -- bootstrap -------------------------------------------------------------------
     def bootstrap(self, key: str | None) -> str | None:
@@ -285,4 +310,5 @@ class AuthService:
             if key.revoked_at is None:
                 key.revoked_at = datetime.now(UTC)
             self._cache.drop_where(lambda _digest, known: known.key_id == key.id)
+            self._in_project.drop_where(lambda _pair, known: known.key_id == key.id)
             record(session, caller, "key.revoke", f"key:{key.id}")
