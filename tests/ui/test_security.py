@@ -202,3 +202,22 @@ def test_static_files_and_headers(server: LiveServer) -> None:
     assert httpx.get(f"{server.url}/ui/static/..%2Fsessions.py").status_code == 404
     assert httpx.get(f"{server.url}/ui/static/README.md").status_code == 404
     assert Path(__file__).exists()
+
+
+def test_lists_are_filtered_and_paged_on_the_server(
+    server: LiveServer, alice: dict[str, str]
+) -> None:
+    with signed_in(server.url, alice["key"]) as client:
+        page = client.get("/ui/datasets", params={"q": "iris"}).text
+        assert "alice-iris" in page and "alice-digits" not in page
+        assert "alice-" not in client.get("/ui/datasets", params={"q": "%"}).text
+        assert "alice-model" in client.get("/ui/models", params={"q": "model"}).text
+        assert "alice-model" not in client.get("/ui/models", params={"q": "nothing"}).text
+        assert "alice-deploy" in client.get("/ui/deployments", params={"q": "deploy"}).text
+        one = client.get("/ui/datasets", params={"size": 10, "page": 2}).text
+        assert "page 2 of 1" in one and "alice-" not in one
+        # A page size that is not offered is the default one, never an unbounded page.
+        assert "page 1 of 1" in client.get("/ui/jobs", params={"size": 10**6}).text
+        usage = client.get("/ui/usage", params={"days": 7})
+        assert usage.status_code == 200 and "<h1>Usage</h1>" in usage.text
+        assert client.get("/ui/usage", params={"days": 1000}).status_code == 422

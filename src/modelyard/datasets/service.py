@@ -140,12 +140,15 @@ class DatasetService:
             return row
 
     def list_datasets(
-        self, caller: Caller, limit: int, offset: int
+        self, caller: Caller, limit: int, offset: int, search: str | None = None
     ) -> tuple[Sequence[Dataset], int]:
+        """A page of the data sets ``caller`` may read (named with ``search``, if given)."""
         caller.require(Scope.READ)
         where = visible_clause(
             caller, RESOURCE, Dataset.id, Dataset.owner_id, Dataset.public, Dataset.project_id
         )
+        if search:
+            where = where & Dataset.name.contains(search, autoescape=True)
         with self._db.session() as session:
             total = session.scalar(select(func.count()).select_from(Dataset).where(where)) or 0
             rows = session.scalars(

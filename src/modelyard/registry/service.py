@@ -94,11 +94,16 @@ class ModelRegistry:
             session.refresh(row)
             return row
 
-    def list_models(self, caller: Caller, limit: int, offset: int) -> tuple[Sequence[Model], int]:
+    def list_models(
+        self, caller: Caller, limit: int, offset: int, search: str | None = None
+    ) -> tuple[Sequence[Model], int]:
+        """A page of the models ``caller`` may read (named with ``search``, if given)."""
         caller.require(Scope.READ)
         where = visible_clause(
             caller, RESOURCE, Model.id, Model.owner_id, Model.public, Model.project_id
         )
+        if search:
+            where = where & Model.name.contains(search, autoescape=True)
         with self._db.session() as session:
             total = session.scalar(select(func.count()).select_from(Model).where(where)) or 0
             rows = session.scalars(

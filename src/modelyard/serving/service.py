@@ -183,8 +183,9 @@ class DeploymentService:
             return row
 
     def list_deployments(
-        self, caller: Caller, limit: int, offset: int
+        self, caller: Caller, limit: int, offset: int, search: str | None = None
     ) -> tuple[Sequence[Deployment], int]:
+        """A page of the deployments ``caller`` may read (named with ``search``, if given)."""
         caller.require(Scope.READ)
         where = visible_clause(
             caller,
@@ -194,6 +195,8 @@ class DeploymentService:
             Deployment.public,
             Deployment.project_id,
         )
+        if search:
+            where = where & Deployment.name.contains(search, autoescape=True)
         with self._db.session() as session:
             total = session.scalar(select(func.count()).select_from(Deployment).where(where))
             rows = session.scalars(

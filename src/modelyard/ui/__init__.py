@@ -13,7 +13,16 @@ from fastapi import APIRouter, FastAPI
 from modelyard.platform import Platform
 from modelyard.ui.load import LoadTracker
 from modelyard.ui.render import Renderer
-from modelyard.ui.routes import auth, datasets, deployments, jobs, keys, models, overview
+from modelyard.ui.routes import (
+    auth,
+    datasets,
+    deployments,
+    jobs,
+    keys,
+    models,
+    overview,
+    usage,
+)
 from modelyard.ui.sessions import Sessions, ui_secret
 
 
@@ -32,7 +41,7 @@ def install_ui(app: FastAPI, platform: Platform) -> tuple[Sessions, list[APIRout
     app.state.ui_sessions = sessions
     app.state.ui_renderer = renderer
     app.state.ui_load = LoadTracker(platform.serving.metrics)
-    routers = [m.router for m in (auth, overview, datasets, models, jobs, deployments, keys)]
+    routers = [m.router for m in (auth, overview, datasets, models, jobs, deployments, keys, usage)]
     for router in routers:
         app.include_router(router)
     return sessions, routers

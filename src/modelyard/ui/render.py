@@ -59,6 +59,10 @@ def _when(value: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _day(value: int) -> str:
+    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d")
+
+
 def _num(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
@@ -81,6 +85,7 @@ def environment() -> jinja2.Environment:
     env.filters["size"] = _size
     env.filters["when"] = _when
     env.filters["num"] = _num
+    env.filters["day"] = _day
     return env
 
 

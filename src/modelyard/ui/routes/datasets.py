@@ -17,14 +17,15 @@ from modelyard.ui.sessions import PATH
 router = APIRouter(prefix=f"{PATH}/datasets", route_class=UiRoute, include_in_schema=False)
 
 PageNo = Annotated[int, Query(ge=1, le=10**9)]
+Search = Annotated[str | None, Query(max_length=128)]
 PREVIEW_ROWS = 10
 
 
 @router.get("")
-def datasets_page(ui: UiDep, page: PageNo = 1, size: int = 25) -> Response:
-    pages = pager(ui.request, page, size)
-    rows, total = ui.platform.datasets.list_datasets(ui.caller, pages.size, pages.offset)
-    return ui.page("datasets.html", datasets=rows, pager=pages.with_total(total))
+def datasets_page(ui: UiDep, q: Search = None, page: PageNo = 1, size: int = 25) -> Response:
+    pages = pager(ui.request, page, size, q=q)
+    rows, total = ui.platform.datasets.list_datasets(ui.caller, pages.size, pages.offset, q)
+    return ui.page("datasets.html", datasets=rows, pager=pages.with_total(total), q=q)
 
 
 @router.get("/{name}")

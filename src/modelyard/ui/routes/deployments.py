@@ -21,6 +21,7 @@ from modelyard.ui.sessions import PATH
 router = APIRouter(prefix=f"{PATH}/deployments", route_class=UiRoute, include_in_schema=False)
 
 PageNo = Annotated[int, Query(ge=1, le=10**9)]
+Search = Annotated[str | None, Query(max_length=128)]
 
 
 def _tracker(ui: Ui) -> LoadTracker:
@@ -36,11 +37,11 @@ def loads_of(ui: Ui, name: str) -> list[Any]:
 
 
 @router.get("")
-def deployments_page(ui: UiDep, page: PageNo = 1, size: int = 25) -> Response:
-    pages = pager(ui.request, page, size)
-    rows, total = ui.platform.deployments.list_deployments(ui.caller, pages.size, pages.offset)
+def deployments_page(ui: UiDep, q: Search = None, page: PageNo = 1, size: int = 25) -> Response:
+    pages = pager(ui.request, page, size, q=q)
+    rows, total = ui.platform.deployments.list_deployments(ui.caller, pages.size, pages.offset, q)
     items = [(row, ui.platform.serving.status(row.name)) for row in rows]
-    return ui.page("deployments.html", deployments=items, pager=pages.with_total(total))
+    return ui.page("deployments.html", deployments=items, pager=pages.with_total(total), q=q)
 
 
 @router.post("")

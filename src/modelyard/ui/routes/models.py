@@ -20,16 +20,17 @@ from modelyard.ui.sessions import PATH
 router = APIRouter(prefix=f"{PATH}/models", route_class=UiRoute, include_in_schema=False)
 
 PageNo = Annotated[int, Query(ge=1, le=10**9)]
+Search = Annotated[str | None, Query(max_length=128)]
 Ref = Annotated[str, Query(min_length=1, max_length=128)]
-ANCESTORS = 20
+ANCESTORS = 10
 
 
 @router.get("")
-def models_page(ui: UiDep, page: PageNo = 1, size: int = 25) -> Response:
-    pages = pager(ui.request, page, size)
-    rows, total = ui.platform.registry.list_models(ui.caller, pages.size, pages.offset)
+def models_page(ui: UiDep, q: Search = None, page: PageNo = 1, size: int = 25) -> Response:
+    pages = pager(ui.request, page, size, q=q)
+    rows, total = ui.platform.registry.list_models(ui.caller, pages.size, pages.offset, q)
     models = _model_out(ui.platform, list(rows))
-    return ui.page("models.html", models=models, pager=pages.with_total(total))
+    return ui.page("models.html", models=models, pager=pages.with_total(total), q=q)
 
 
 @router.get("/{name}")
