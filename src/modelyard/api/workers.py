@@ -6,6 +6,8 @@ locks or CUDA state inherited from the supervisor). Each builds its own
 :class:`~modelyard.platform.Platform` and serves every deployment with its own copy of the
 models and its own batcher, so its bounded queue (429) and deadlines (504) hold per process.
 Worker 0 alone runs the job executor, the storage collector and gRPC: a job is claimed once.
+Each worker's torch and ONNX Runtime use the cores divided by N (``OMP_NUM_THREADS``, unless
+set), so the workers' compute threads do not outnumber the cores.
 
 What the workers share goes through the database and two files:
 
@@ -84,6 +86,11 @@ def supervise(settings: Settings, worker: Worker) -> int:
     for stale in metrics_dir.iterdir():
         stale.unlink()
     os.environ[METRICS_DIR_ENV] = str(metrics_dir)
+    # Each worker computes its own batches: torch's default of a thread per core in every
+    # worker would have N times more threads than cores contend for them. An operator's
+    # OMP_NUM_THREADS stands.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (cores or 1) // settings.workers)))
     context = multiprocessing.get_context("spawn")
     stop = threading.Event()
 
