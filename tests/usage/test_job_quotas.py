@@ -100,3 +100,28 @@ def test_a_spent_hard_budget_refuses_the_next_request_and_a_soft_one_warns(
             ).json()
             lines = [r for b in costs["data"] for r in b["results"] if r["line_item"] == "requests"]
             assert sum(r["amount"]["value"] for r in lines) >= 3
+
+
+def test_compute_seconds_and_stored_bytes_quotas_refuse_before_anything_is_written(
+    served: LiveServer, admin: httpx.Client, tmp_path: Path
+) -> None:
+    from tests.support.data import digits_npz
+
+    key = make_key(admin, "hoarder", ["read", "write"])
+    project = _project_of(served, key.id)
+    limits = {"cpu_seconds_per_day": 0, "stored_bytes": 1000}
+    admin.put(f"/api/v1/limits/projects/{project}", json=limits).raise_for_status()
+    with key.client(served.url) as hoarder:
+        npz = digits_npz(tmp_path / "d.npz").read_bytes()
+        refused = hoarder.post(
+            "/api/v1/datasets",
+            params={"name": "digits", "label": "y", "filename": "d.npz"},
+            content=npz,
+        )
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["quota"] == "stored_bytes"
+        assert hoarder.get("/api/v1/datasets").json()["total"] == 0
+        job = hoarder.post("/api/v1/jobs", json=train_body(epochs=1))
+        assert job.status_code == 429, job.text
+        assert job.json()["quota"] == "cpu_seconds_per_day"
+        assert hoarder.get("/api/v1/jobs").json()["total"] == 0

@@ -88,3 +88,31 @@ def test_the_charge_is_corrected_to_the_tokens_the_reply_used(
     assert second.status_code == 200, second.text
     given_back = reserved - usage["total_tokens"]
     assert int(second.headers["x-ratelimit-remaining-tokens"]) == left + given_back - reserved
+
+
+def test_usage_sums_the_tokens_the_replies_reported(
+    llm_server: LiveServer,  # noqa: F811
+    admin: httpx.Client,  # noqa: F811
+    tiny_deployed: str,  # noqa: F811
+) -> None:
+    start = int(time.time()) - 5
+    key = make_key(admin, "token-counter", ["infer", "read"])
+    sent = {"input": 0, "output": 0}
+    with key.client(llm_server.url) as client:
+        for max_tokens in (3, 5, 8):
+            reply = chat(client, max_tokens=max_tokens)
+            assert reply.status_code == 200, reply.text
+            sent["input"] += reply.json()["usage"]["prompt_tokens"]
+            sent["output"] += reply.json()["usage"]["completion_tokens"]
+        params = {"start": start, "bucket_width": "1h", "group_by": "key,deployment"}
+        deadline = time.monotonic() + 10
+        while True:
+            page = client.get("/api/v1/usage", params=params).json()
+            results = [r for b in page["data"] for r in b["results"]]
+            if sum(r["num_model_requests"] for r in results) >= 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+    assert [(r["api_key_id"], r["deployment"]) for r in results] == [(key.id, "tiny")]
+    assert results[0]["num_model_requests"] == 3
+    assert results[0]["input_tokens"] == sent["input"]
+    assert results[0]["output_tokens"] == sent["output"]

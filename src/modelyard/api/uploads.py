@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from modelyard.api.gate import CALLER_KEY
 from modelyard.errors import InvalidInput
 from modelyard.platform import Platform
 from modelyard.storage.staging import StagedFile, stage_fileobj, stage_stream
@@ -21,6 +23,12 @@ async def stage_request(
     """
     settings = platform.settings
     limit = settings.max_upload_bytes
+    caller = request.scope.get(CALLER_KEY)
+    if caller is not None and platform.usage.storage_limits(caller):
+        # A stored-bytes quota refuses the upload before a byte of it is written.
+        declared = request.headers.get("content-length", "")
+        incoming = int(declared) if declared.isdigit() else 0
+        await run_in_threadpool(platform.usage.check_storage, caller, incoming)
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         staged = await stage_stream(request.stream(), settings.tmp_dir, limit, filename)

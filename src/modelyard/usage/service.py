@@ -21,7 +21,15 @@ from modelyard.auth.access import Caller
 from modelyard.auth.audit import record
 from modelyard.config import Prices, Settings
 from modelyard.db.engine import Database
-from modelyard.db.tables import Budget, Job, UsageLimit, UsageRecord
+from modelyard.db.tables import (
+    Budget,
+    Dataset,
+    Job,
+    Model,
+    ModelVersion,
+    UsageLimit,
+    UsageRecord,
+)
 from modelyard.errors import BudgetSpent, QuotaExceeded, RateLimited
 from modelyard.usage.costs import line_costs, month_start, next_month_start
 from modelyard.usage.limits import (
@@ -336,9 +344,12 @@ class UsageService:
             )
         for scope, subject in (("key", caller.key_id), ("project", caller.project_id)):
             row = self.book.row(scope, subject)
-            if row is None or row.running_jobs is None:
+            if row is None or subject is None:
                 continue
-            active = self._active_jobs(scope, subject or "")
+            self._check_compute(scope, subject, row)
+            if row.running_jobs is None:
+                continue
+            active = self._active_jobs(scope, subject)
             if active >= row.running_jobs:
                 raise QuotaExceeded(
                     f"the {scope}'s quota of {row.running_jobs} running jobs is reached "
@@ -347,6 +358,81 @@ class UsageService:
                     limit=row.running_jobs,
                 )
         return {"key_id": caller.key_id, "project_id": caller.project_id}
+
+    def _check_compute(self, scope: str, subject: str, row: UsageLimit) -> None:
+        """Refuse a job once the CPU- or GPU-seconds its key or project's jobs used today or
+        this month reach the limit."""
+        now = time.time()
+        periods = (
+            ("day", int(now) // 86400 * 86400, row.cpu_seconds_per_day, row.gpu_seconds_per_day),
+            ("month", month_start(now), row.cpu_seconds_per_month, row.gpu_seconds_per_month),
+        )
+        for period, since, cpu_limit, gpu_limit in periods:
+            if cpu_limit is None and gpu_limit is None:
+                continue
+            column = UsageRecord.key_id if scope == "key" else UsageRecord.project_id
+            with self._db.session() as session:
+                cpu, gpu = session.execute(
+                    select(
+                        func.coalesce(func.sum(UsageRecord.cpu_s), 0.0),
+                        func.coalesce(func.sum(UsageRecord.gpu_s), 0.0),
+                    ).where(
+                        column == subject,
+                        UsageRecord.kind == "job",
+                        UsageRecord.start_time >= since,
+                    )
+                ).one()
+            for kind, used, limit in (("cpu", cpu, cpu_limit), ("gpu", gpu, gpu_limit)):
+                if limit is not None and used >= limit:
+                    quota = f"{kind}_seconds_per_{period}"
+                    raise QuotaExceeded(
+                        f"the {scope}'s quota of {limit} {kind.upper()}-seconds of jobs per "
+                        f"{period} is used up ({used:.0f} used)",
+                        quota=quota,
+                        limit=limit,
+                    )
+
+    def storage_limits(self, caller: Caller) -> list[tuple[str, str, int]]:
+        """The stored-bytes limits that apply to ``caller`` (read from memory)."""
+        found = []
+        for scope, subject in (("key", caller.key_id), ("project", caller.project_id)):
+            row = self.book.row(scope, subject)
+            if row is not None and subject is not None and row.stored_bytes is not None:
+                found.append((scope, subject, row.stored_bytes))
+        return found
+
+    def check_storage(self, caller: Caller, incoming: int) -> None:
+        """Refuse an upload of ``incoming`` bytes that would take the project (or, for a key's
+        limit, its principal) past its stored bytes: data sets and model versions."""
+        for scope, subject, limit in self.storage_limits(caller):
+            stored = self._stored_bytes(scope, subject, caller.principal_id)
+            if stored + incoming > limit:
+                raise QuotaExceeded(
+                    f"the {scope}'s quota of {limit} stored bytes would be exceeded: "
+                    f"{stored} stored, {incoming} more uploaded",
+                    quota="stored_bytes",
+                    limit=limit,
+                )
+
+    def _stored_bytes(self, scope: str, subject: str, principal_id: str) -> int:
+        with self._db.session() as session:
+            if scope == "project":
+                datasets = select(func.coalesce(func.sum(Dataset.size), 0)).where(
+                    Dataset.project_id == subject
+                )
+                versions = (
+                    select(func.coalesce(func.sum(ModelVersion.size), 0))
+                    .join(Model, Model.id == ModelVersion.model_id)
+                    .where(Model.project_id == subject)
+                )
+            else:
+                datasets = select(func.coalesce(func.sum(Dataset.size), 0)).where(
+                    Dataset.owner_id == principal_id
+                )
+                versions = select(func.coalesce(func.sum(ModelVersion.size), 0)).where(
+                    ModelVersion.created_by_id == principal_id
+                )
+            return int(session.scalar(datasets) or 0) + int(session.scalar(versions) or 0)
 
     def _active_jobs(self, scope: str, subject: str) -> int:
         with self._db.session() as session:
