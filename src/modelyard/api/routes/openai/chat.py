@@ -21,16 +21,23 @@ from modelyard.api.routes.openai.protocol import (
 from modelyard.api.routes.openai.streaming import (
     SSE_HEADERS,
     chat_logprobs,
-    collect,
     event_stream,
+    metered,
     new_id,
     now,
+    run_metered,
     seeded,
     start_all,
     usage,
 )
-from modelyard.api.routes.openai.target import runtime_of, served_model, wait_budget
-from modelyard.errors import InvalidInput
+from modelyard.api.routes.openai.target import (
+    deployment_name,
+    model_of,
+    runtime_of,
+    served_model,
+    wait_budget,
+)
+from modelyard.errors import InvalidInput, ModelyardError
 from modelyard.llm import Delta, LanguageModel, NoChatTemplate
 from modelyard.llm.grammar import Constraint, json_schema_grammar
 from modelyard.llm.tools import (
@@ -92,7 +99,15 @@ async def create_chat_completion(
     one_call = body.parallel_tool_calls is False
     wants_logprobs = body.logprobs_wanted() is not None
     deadline = time.monotonic() + wait_budget(platform, body.model)
-    streams = start_all(lm, [(prompt_ids, p) for p in params], deadline)
+    name = deployment_name(body.model)
+    ticket = await platform.usage.admit(
+        caller, name, "chat", tokens=len(prompt_ids) + max_tokens * body.n
+    )
+    try:
+        streams = start_all(lm, [(prompt_ids, p) for p in params], deadline)
+    except ModelyardError as exc:
+        ticket.failed(exc.status, version=served.number)
+        raise
     completion_id, created = new_id("chatcmpl"), now()
     base: dict[str, Any] = {
         "id": completion_id,
@@ -101,7 +116,9 @@ async def create_chat_completion(
         "system_fingerprint": None,
     }
     if not body.stream:
-        outputs = await collect(streams)
+        outputs = await run_metered(
+            ticket, streams, len(prompt_ids), served.number, model_of(platform, name)
+        )
         choices = []
         for i, (out, stream) in enumerate(zip(outputs, streams, strict=True)):
             message: dict[str, Any] = {"role": "assistant", "content": out.text, "refusal": None}
@@ -127,7 +144,8 @@ async def create_chat_completion(
                 "object": "chat.completion",
                 "choices": choices,
                 "usage": usage(len(prompt_ids), streams),
-            }
+            },
+            headers=ticket.headers,
         )
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -167,10 +185,11 @@ async def create_chat_completion(
             return None
         return {**chunk([]), "usage": usage(len(prompt_ids), streams)}
 
+    events = event_stream(streams, opening, step, final)
     return StreamingResponse(
-        event_stream(streams, opening, step, final),
+        metered(events, ticket, len(prompt_ids), streams, served.number, model_of(platform, name)),
         media_type="text/event-stream",
-        headers=SSE_HEADERS,
+        headers={**SSE_HEADERS, **ticket.headers},
     )
 
 
