@@ -40,6 +40,8 @@ class LoadResult:
     """Seconds from the first request sent to the last response received."""
     first_body: bytes = b""
     """The body of the first response, to check what the server answered."""
+    wrong: int = 0
+    """2xx responses whose body the run's ``check`` refused."""
 
     @property
     def req_per_s(self) -> float:
@@ -57,6 +59,11 @@ class LoadResult:
     def ok(self) -> int:
         """Responses with a 2xx status."""
         return sum(n for status, n in self.statuses.items() if 200 <= status < 300)
+
+    @property
+    def failed(self) -> int:
+        """Requests without a 2xx status, plus 2xx responses with a wrong body."""
+        return len(self.latencies) - self.ok + self.wrong
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -133,13 +140,23 @@ def _parse_response(buf: bytearray) -> tuple[int, bytes, int, bool] | None:
 class _Run:
     """Shared state of one run: the requests left and what came back."""
 
-    def __init__(self, request: bytes, requests: int, done: asyncio.Future[None]) -> None:
+    def __init__(
+        self,
+        request: bytes,
+        requests: int,
+        done: asyncio.Future[None],
+        check: Callable[[bytes], bool] | None = None,
+    ) -> None:
         self.request = request
         self.left = requests
         self.pending = requests
         self.result = LoadResult()
         self.done = done
         self.connect: Callable[[], None] = lambda: None
+        self.check = check
+        # The request never changes, so its answers take few distinct bodies (batches of
+        # other sizes may change the last bits): each one is checked once.
+        self.verdicts: dict[bytes, bool] = {}
 
     def take(self) -> bool:
         if self.left <= 0:
@@ -151,8 +168,14 @@ class _Run:
         result = self.result
         result.statuses[status] += 1
         result.latencies.append(latency)
-        if not result.first_body and 200 <= status < 300:
-            result.first_body = body
+        if 200 <= status < 300:
+            if not result.first_body:
+                result.first_body = body
+            if self.check is not None:
+                verdict = self.verdicts.get(body)
+                if verdict is None:
+                    verdict = self.verdicts[body] = self.check(body)
+                result.wrong += not verdict
         self.pending -= 1
         if self.pending == 0 and not self.done.done():
             self.done.set_result(None)
@@ -231,13 +254,14 @@ async def load(
     requests: int,
     concurrency: int,
     method: str = "POST",
+    check: Callable[[bytes], bool] | None = None,
 ) -> LoadResult:
     """Send ``requests`` copies of one request over ``concurrency`` connections; see run_load."""
     if requests < 1 or concurrency < 1:
         raise ValueError("requests and concurrency must be at least 1")
     loop = asyncio.get_running_loop()
     host, port, request = encode_request(url, body, headers, method)
-    run = _Run(request, requests, loop.create_future())
+    run = _Run(request, requests, loop.create_future(), check)
     tasks: set[asyncio.Task[None]] = set()
 
     async def connect() -> None:
@@ -277,6 +301,7 @@ def run_load(
     concurrency: int,
     method: str = "POST",
     pause_gc: bool = False,
+    check: Callable[[bytes], bool] | None = None,
 ) -> LoadResult:
     """Send ``requests`` copies of one request over ``concurrency`` keep-alive connections.
 
@@ -286,9 +311,12 @@ def run_load(
     that imported torch, each full collection walks a few hundred thousand objects and
     stalls every request in flight, which would be measured as the server's latency (the
     run itself makes no reference cycles worth collecting). Leave it off when the server
-    under test runs in this process.
+    under test runs in this process. ``check``, when given, is asked about every 2xx body
+    (once per distinct body); the ones it refuses are counted in ``LoadResult.wrong``.
     """
-    coro = load(url, body, headers, requests=requests, concurrency=concurrency, method=method)
+    coro = load(
+        url, body, headers, requests=requests, concurrency=concurrency, method=method, check=check
+    )
     collecting = pause_gc and gc.isenabled()
     if collecting:
         gc.freeze()

@@ -2,17 +2,19 @@
 
     python -m bench.peers.bare PORT WEIGHTS.safetensors -t 2
 
-``POST /infer`` takes the same Open Inference Protocol request as Modelyard (one FP32 input as
-binary tensor data, or as JSON ``data``), runs the model on it at once on the event loop,
-and answers its first output the way it was asked for; ``GET /ready`` answers once the model
-is loaded. What a user would write in a few lines, started as Modelyard starts its own:
-the cost of the model plus the HTTP transport, with nothing of a platform around it.
+``POST /infer`` takes the same Open Inference Protocol request as Modelyard (one FP32 or
+INT64 input as binary tensor data, or as JSON ``data``), runs the model on it at once on the
+event loop, and answers its first output the way it was asked for; ``GET /ready`` answers
+once the model is loaded. What a user would write in a few lines, started as Modelyard
+starts its own: the cost of the model plus the HTTP transport, with nothing of a platform
+around it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,9 +26,10 @@ from modelyard.nn import load_weights, read_weights
 
 def create_app(weights: str) -> FastAPI:
     _, spec = read_weights(weights)
+    assert spec is not None, "the weights carry no spec"
     model = load_weights(spec, weights).eval()
     with torch.inference_mode():
-        model(torch.zeros([1, *spec.input_shape]))  # type: ignore[union-attr]
+        model(torch.zeros([1, *spec.input_shape]))
     app = FastAPI()
 
     @app.get("/ready")
@@ -39,13 +42,14 @@ def create_app(weights: str) -> FastAPI:
         length = request.headers.get("inference-header-content-length")
         end = int(length) if length is not None else len(body)
         tensor = json.loads(body[:end])["inputs"][0]
+        dtype = "<i8" if tensor.get("datatype") == "INT64" else "<f4"
         if end < len(body):
-            x = np.frombuffer(body, dtype="<f4", offset=end)
+            x = np.frombuffer(body, dtype=dtype, offset=end)
         else:
-            x = np.asarray(tensor["data"], dtype=np.float32)
+            x = np.asarray(tensor["data"], dtype=dtype)
         with torch.inference_mode():
             y = model(torch.from_numpy(x.reshape(tensor["shape"]))).numpy()
-        output = {"name": "output", "datatype": "FP32", "shape": list(y.shape)}
+        output: dict[str, Any] = {"name": "output", "datatype": "FP32", "shape": list(y.shape)}
         if end == len(body):
             output["data"] = y.reshape(-1).tolist()
             return Response(json.dumps({"outputs": [output]}), media_type="application/json")

@@ -1,86 +1,46 @@
-"""The benchmark's model on LitServe with its own batching, in the peers' virtual environment.
+"""The benchmark's model on LitServe with its own batching, in its own virtual environment.
 
-    .venv-peers/bin/python bench/peers/litserve_peer.py PORT WEIGHTS.safetensors \
-        --max-batch-size 32 --batch-timeout-ms 2 --threads 2
+    PYTHONPATH=src .bench-venvs/litserve/bin/python bench/peers/litserve_peer.py PORT \
+        WEIGHTS.safetensors --max-batch-size 32 --batch-timeout-ms 5 --threads 2
 
-``POST /predict`` takes ``{"input": [...]}`` (one sample, flattened) and answers
-``{"output": [...]}``; ``GET /health`` says ``ok`` once the worker has loaded the model. The
-module is rebuilt from the weights' tensor names and shapes, so this script needs neither
-Modelyard nor its spec: ``features.<i>.conv`` are 3x3 same-padded convolutions, each with
-ReLU and 2x2 max pooling; ``layers.<i>.linear`` dense layers with ReLU; then ``head``.
+``POST /predict`` takes ``{"input": [...]}`` (one sample, flattened: floats, or token ids
+for a token model) and answers ``{"output": [...]}``; ``GET /health`` says ``ok`` once the
+worker has loaded the model. The model is the catalog's own module (``modelyard.nn`` from
+``src/``, which needs only torch, pydantic and safetensors), built from the weights' spec.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
+from typing import Any
 
 import litserve as ls
 import torch
-from safetensors import safe_open
-from torch import nn
+
+from modelyard.nn import load_weights, read_weights
 
 
-class ConvBlock(nn.Module):
-    def __init__(self, weight: torch.Tensor) -> None:
-        super().__init__()
-        out_channels, in_channels, kernel, _ = weight.shape
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel, padding="same")
-        self.act = nn.ReLU()
-        self.pool = nn.MaxPool2d(2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.act(self.conv(x)))
-
-
-class DenseBlock(nn.Module):
-    def __init__(self, weight: torch.Tensor) -> None:
-        super().__init__()
-        self.linear = nn.Linear(weight.shape[1], weight.shape[0])
-        self.act = nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.linear(x))
-
-
-class Net(nn.Module):
-    def __init__(self, state: dict[str, torch.Tensor]) -> None:
-        super().__init__()
-        convs = sorted(k for k in state if k.startswith("features.") and k.endswith("conv.weight"))
-        dense = sorted(k for k in state if k.startswith("layers.") and k.endswith("linear.weight"))
-        self.features = nn.ModuleList(ConvBlock(state[k]) for k in convs)
-        self.layers = nn.ModuleList(DenseBlock(state[k]) for k in dense)
-        self.head = nn.Linear(state["head.weight"].shape[1], state["head.weight"].shape[0])
-        self.load_state_dict(state)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.features:
-            x = block(x)
-        x = x.flatten(1)
-        for layer in self.layers:
-            x = layer(x)
-        return self.head(x)
-
-
-class ModelAPI(ls.LitAPI):
-    def __init__(self, weights: str, threads: int, **kwargs: object) -> None:
+class ModelAPI(ls.LitAPI):  # type: ignore[misc]
+    def __init__(self, weights: str, threads: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.weights = weights
         self.threads = threads
 
     def setup(self, device: str) -> None:
         torch.set_num_threads(self.threads)
-        with safe_open(self.weights, framework="pt") as handle:
-            state = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
-            spec = json.loads((handle.metadata() or {})["modelyard.spec"])
-        self.input_shape = list(spec["input_shape"])
-        self.model = Net(state).eval()
+        _, spec = read_weights(self.weights)
+        assert spec is not None, "the weights carry no spec"
+        self.model = load_weights(spec, self.weights).eval()
+        self.input_shape = list(spec.input_shape)
+        self.dtype = torch.long if getattr(spec, "takes_token_ids", False) else torch.float32
         with torch.inference_mode():
-            self.model(torch.zeros([1, *self.input_shape]))
+            self.model(torch.zeros([1, *self.input_shape], dtype=self.dtype))
 
-    def decode_request(self, request: dict) -> torch.Tensor:
-        x = torch.tensor(request["input"], dtype=torch.float32)
+    # Unannotated on purpose: LitServe reads the parameter's annotation as the request's
+    # pydantic type; without one it parses the JSON body itself, its default and fastest path.
+    def decode_request(self, request):  # type: ignore[no-untyped-def]
+        x = torch.tensor(request["input"], dtype=self.dtype)
         if x.numel() != math.prod(self.input_shape):
             raise ValueError(f"expected {math.prod(self.input_shape)} values")
         return x.reshape(self.input_shape)
@@ -90,7 +50,8 @@ class ModelAPI(ls.LitAPI):
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return self.model(x)
+            out: torch.Tensor = self.model(x)
+            return out
 
     def unbatch(self, output: torch.Tensor) -> list[torch.Tensor]:
         return list(output)
@@ -104,7 +65,7 @@ def main() -> None:
     parser.add_argument("port", type=int)
     parser.add_argument("weights")
     parser.add_argument("--max-batch-size", type=int, default=32)
-    parser.add_argument("--batch-timeout-ms", type=float, default=2.0)
+    parser.add_argument("--batch-timeout-ms", type=float, default=5.0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     api = ModelAPI(
