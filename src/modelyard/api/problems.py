@@ -80,19 +80,25 @@ def error_headers(request: Request, exc: StarletteHTTPException) -> dict[str, st
     """The headers an HTTP error needs; a 405's Allow lists every method of the path.
 
     Starlette would name only the methods of the first route whose path matched, and FastAPI
-    makes one route per method; the OpenAPI document has them all.
+    makes one route per method; the OpenAPI document has them all. Where several documented
+    paths match (``/v1/models/{model}`` and ``/v1/models/{name}:explain`` both match
+    ``/v1/models/m:explain``), the one with the most literal text is the path's own.
     """
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         paths: dict[str, dict[str, Any]] = request.app.openapi().get("paths", {})
-        methods = {
-            method.upper()
+        matched = [
+            (len(_PLACEHOLDER.sub("", template)), item)
             for template, item in paths.items()
             if _template(template).fullmatch(request.url.path)
-            for method in item
-        }
+        ]
+        best = max((literal for literal, _ in matched), default=0)
+        methods = {m.upper() for literal, item in matched if literal == best for m in item}
         headers["Allow"] = ", ".join(sorted(methods))
     return headers
+
+
+_PLACEHOLDER = re.compile(r"\{[^}]+\}")
 
 
 def _template(path: str) -> re.Pattern[str]:

@@ -24,6 +24,7 @@ from modelyard.jobs.compress_plan import (
     plan_finetune,
 )
 from modelyard.jobs.context import Runner
+from modelyard.jobs.explain_plan import plan_explain
 from modelyard.jobs.llm_plan import plan_llm_finetune
 from modelyard.jobs.train_plan import plan_train
 from modelyard.registry.service import ModelRegistry
@@ -68,6 +69,7 @@ KINDS: dict[str, JobKind] = {
     "finetune": JobKind("finetune", plan_finetune, "modelyard.jobs.compress_runner:run_compress"),
     "distill": JobKind("distill", plan_distill, "modelyard.jobs.compress_runner:run_distill"),
     "evaluate": JobKind("evaluate", plan_evaluate, "modelyard.jobs.compress_runner:run_evaluate"),
+    "explain": JobKind("explain", plan_explain, "modelyard.jobs.explain_runner:run_explain"),
     "llm_finetune": JobKind(
         "llm_finetune", plan_llm_finetune, "modelyard.jobs.llm_runner:run_llm_finetune"
     ),

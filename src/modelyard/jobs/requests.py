@@ -290,6 +290,30 @@ class EvaluateRequest(_Request):
     resources: JobResources | None = None
 
 
+class ExplainRequest(_Request):
+    """Global feature importance of a version over a data set: ``{"type": "explain",
+    "source": {"model": "iris-mlp", "version": 2}, "dataset": "iris", "method":
+    "occlusion"}``. Each input value's mean absolute attribution over ``rows`` rows (spread
+    evenly through the data set) is stored on the version, under
+    ``params.feature_importance.<method>``."""
+
+    type: Literal["explain"]
+    source: VersionRef
+    dataset: str = Field(description="The rows to explain (features as the model takes them).")
+    label: str | None = Field(default=None, description="The label column or array to leave out.")
+    method: Literal["integrated_gradients", "saliency", "occlusion", "kernel_shap"] = Field(
+        default="occlusion",
+        description="Gradient methods need a catalog (torch) version; occlusion and "
+        "kernel_shap run on every format.",
+    )
+    rows: Annotated[int, Field(gt=0, le=4096)] = 256
+    n_steps: Annotated[int, Field(gt=0, le=512)] | None = None
+    n_samples: Annotated[int, Field(gt=0, le=4096)] | None = None
+    window: Annotated[int, Field(gt=0)] | None = None
+    seed: Annotated[int, Field(ge=0)] = 0
+    resources: JobResources | None = None
+
+
 class LlmHyperparameters(_Request):
     """OpenAI's fine-tuning hyperparameters; ``auto`` picks from the data."""
 
@@ -329,7 +353,7 @@ class LlmFineTuneRequest(_Request):
     resources: JobResources | None = None
 
 
-KIND_NAMES = ("train", "compress", "finetune", "distill", "evaluate", "llm_finetune")
+KIND_NAMES = ("train", "compress", "finetune", "distill", "evaluate", "explain", "llm_finetune")
 
 
 def _kind(value: Any) -> str | None:
@@ -353,6 +377,7 @@ JobRequest: TypeAlias = Annotated[
     | Annotated[FineTuneRequest, Tag("finetune")]
     | Annotated[DistillRequest, Tag("distill")]
     | Annotated[EvaluateRequest, Tag("evaluate")]
+    | Annotated[ExplainRequest, Tag("explain")]
     | Annotated[LlmFineTuneRequest, Tag("llm_finetune")],
     Discriminator(
         _kind,
@@ -397,6 +422,7 @@ AnyJobRequest: TypeAlias = (
     | FineTuneRequest
     | DistillRequest
     | EvaluateRequest
+    | ExplainRequest
     | LlmFineTuneRequest
 )
 

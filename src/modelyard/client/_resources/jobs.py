@@ -170,6 +170,34 @@ class Jobs:
         }
         return self._submit(body, **extra)
 
+    def explain(
+        self,
+        source_model: str,
+        version: int | str,
+        dataset: str,
+        *,
+        method: str = "occlusion",
+        rows: int | None = None,
+        **extra: Any,
+    ) -> Job:
+        """Global feature importance of one version over ``rows`` rows of a data set.
+
+        Each input value's mean absolute attribution (against the mean row, for each row's
+        predicted class) is stored on the version under
+        ``params["feature_importance"][method]``, with a table's column names, and is the
+        job's ``result["feature_importance"]``. ``method`` is ``occlusion`` or
+        ``kernel_shap`` (every format), or ``integrated_gradients`` or ``saliency`` (catalog
+        versions); ``extra`` adds request fields (``label``, ``n_steps``, ``n_samples``,
+        ``window``, ``seed``).
+        """
+        body = {
+            "type": "explain",
+            "source": {"model": source_model, "version": version},
+            "dataset": dataset,
+            "method": method,
+        }
+        return self._submit(body, rows=rows, **extra)
+
     def _submit(self, body: dict[str, Any], **optional: Any) -> Job:
         """Create the job ``body`` describes, with the ``optional`` fields that are set."""
         for key, value in optional.items():

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from modelyard.api.deps import CallerDep, PlatformDep
 from modelyard.api.routes.openai.target import (
@@ -21,6 +22,16 @@ from modelyard.serving.manager import Served
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 PAGE = 500
+
+
+class ModelId(PathConvertor):
+    """A model id, slashes included (``org/name``), that is not KServe's ``{name}:explain``:
+    that path belongs to the explain route, and no other method may claim it."""
+
+    regex = r".*(?<!:explain)"
+
+
+register_url_convertor("model_id", ModelId())
 
 
 def _entry(row: Deployment, served: Served | None) -> dict[str, Any]:
@@ -70,7 +81,7 @@ async def list_models(platform: PlatformDep, caller: CallerDep) -> dict[str, Any
     return {"object": "list", "data": data}
 
 
-@router.get("/models/{model:path}", summary="Retrieve a model (OpenAI-compatible)")
+@router.get("/models/{model:model_id}", summary="Retrieve a model (OpenAI-compatible)")
 async def retrieve_model(model: str, platform: PlatformDep, caller: CallerDep) -> dict[str, Any]:
     try:
         row = platform.deployments.get(caller, deployment_name(model))
