@@ -16,6 +16,7 @@ from modelyard.cli.explain import explain
 from modelyard.cli.predict import predict
 from modelyard.cli.serve import serve
 from modelyard.cli.train import train
+from modelyard.cli.usage import usage
 
 app = typer.Typer(
     name="modelyard",
@@ -43,6 +44,7 @@ app.command("embed")(llm.embed)
 app.command("demo")(demo)
 app.command("examples")(examples)
 app.command("serve")(serve)
+app.command("usage")(usage)
 
 
 @app.callback()

@@ -16,6 +16,7 @@ from modelyard.client._llm import LLM, LLMModels, openai_client
 from modelyard.client._resources import Datasets, Deployments, Jobs, Keys, Principals
 from modelyard.client._resources.deployments import TrafficLike
 from modelyard.client._resources.projects import Projects
+from modelyard.client._resources.usage import Usage
 from modelyard.client._types import WhoAmI
 
 if TYPE_CHECKING:
@@ -64,6 +65,8 @@ class Client:
         """API keys."""
         self.projects = Projects(self._http)
         """Projects, their members and the audit log."""
+        self.usage = Usage(self._http)
+        """Usage, costs, limits and budgets."""
         self.datasets = Datasets(self._http)
         """Data sets."""
         self.models = LLMModels(self._http)
