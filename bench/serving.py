@@ -392,7 +392,7 @@ def measure(
             check=check,
         )
 
-    warm = send(max(20, 2 * concurrency))
+    warm = send(max(20, concurrency))
     affordable = int(warm.req_per_s * seconds)
     requests = max(min(requests, affordable), 2 * concurrency, 20)
     before = tree_cpu_seconds(system.pid)
