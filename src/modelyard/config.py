@@ -316,6 +316,13 @@ class Settings(BaseSettings):
         default="modelyard",
         description="Prefix of every rate-limit key this server keeps in Redis.",
     )
+    metering: bool = Field(
+        default=True,
+        description=(
+            "Rate limits, budgets and metering of inference requests (off: none of them; "
+            "job quotas and job usage stay), for a comparison such as bench usage."
+        ),
+    )
     limits_cache_s: float = Field(
         default=2.0,
         gt=0,
