@@ -48,3 +48,11 @@ def test_default_quantize_is_smaller_as_accurate_and_loads_without_pickle(
     with torch.no_grad():
         want = child.module(data.x_eval[:32]).numpy()
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_the_parent_is_also_timed_on_onnx_runtime(mlp: Trained, tmp_path: Path) -> None:
+    from modelyard.compression.report import onnxruntime_latency
+
+    timed = onnxruntime_latency(mlp.fresh(), mlp.data.x_eval, tmp_path)
+    assert timed is not None and set(timed) == {"batch_1", "batch_32"}
+    assert all(value > 0 for value in timed.values())

@@ -45,6 +45,14 @@ def test_the_report_flags_a_child_slower_than_its_parent() -> None:
     faster = compare(_row(0.97, 1000, 4100), _row(0.95, 500, 1100))
     assert faster["speed"]["slower_than_parent"] is False and faster["speed"]["slower_at"] == []
     assert slower_message(faster) is None
+    # Against the parent's faster engine: ONNX Runtime at batch 32 here.
+    served = compare(_row(0.97, 1000, 4100), child, {"batch_1": 2.5, "batch_32": 3.0})
+    assert served["speed"]["parent_latency_ms"] == {"batch_1": 2.0, "batch_32": 3.0}
+    assert served["speed"]["parent_engine"] == {"batch_1": "own", "batch_32": "onnxruntime"}
+    assert served["speed"]["slower_at"] == ["batch_1", "batch_32"]
+    assert str(slower_message(served)).endswith(
+        "4.000 ms against 3.000 ms (the parent on onnxruntime)"
+    )
 
 
 def test_the_gate_fails_only_beyond_the_allowed_drop() -> None:

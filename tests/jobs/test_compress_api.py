@@ -125,6 +125,16 @@ def test_dynamic_int8_is_smaller_and_as_accurate_and_a_failing_gate_registers_no
     assert set(report["child"]["latency_ms"]) == {"batch_1", "batch_32"}
     assert report["child"]["params"] == report["parent"]["params"] == 26122
     assert done["metrics"]["report"] == report
+    # The job's events say so exactly when the report finds the child slower.
+    speed = report["speed"]
+    assert speed["child_latency_ms"] == report["child"]["latency_ms"]
+    slower = [
+        b for b, ms in speed["parent_latency_ms"].items() if report["child"]["latency_ms"][b] > ms
+    ]
+    assert speed["slower_at"] == slower and speed["slower_than_parent"] == bool(slower)
+    events = api.get(f"/api/v1/jobs/{done['id']}/events").json()["items"]
+    flagged = [e["data"] for e in events if e["type"] == "slower_than_parent"]
+    assert flagged == ([speed] if slower else [])
 
     child = api.get("/api/v1/models/mlp/versions/2").json()
     assert child["format"] == "safetensors" and child["lineage"]["parent_version"] == 1

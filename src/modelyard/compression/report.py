@@ -93,6 +93,31 @@ def latency_ms(model: nn.Module, rows: torch.Tensor, batch: int) -> float:
     return statistics.median(times) * 1000.0
 
 
+def onnxruntime_latency(
+    model: nn.Module, rows: torch.Tensor, work: Path, *, batches: tuple[int, ...] = LATENCY_BATCHES
+) -> dict[str, float] | None:
+    """``model``'s latency on ONNX Runtime, exported as ``runtime: auto`` exports it (the
+    engine a float catalog version is often served on); None when it cannot be exported
+    or run."""
+    from modelyard.compression.onnx_module import OnnxModule
+    from modelyard.runtimes.onnx_export import export_onnx
+
+    path = work / "latency.onnx"
+    try:
+        export_onnx(
+            model.eval(),
+            (rows[:2],),
+            path,
+            input_names=["input"],
+            output_names=["output"],
+            fallback=False,
+        )
+        module = OnnxModule(path, threads=torch.get_num_threads())
+    except Exception:
+        return None
+    return {f"batch_{b}": latency_ms(module, rows[: min(b, 64)], b) for b in batches}
+
+
 def measure(
     model: nn.Module,
     artifact: Path | None,
@@ -123,9 +148,14 @@ def _ratio(a: Any, b: Any) -> float | None:
     return None
 
 
-def compare(parent: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, Any]:
+def compare(
+    parent: Mapping[str, Any],
+    child: Mapping[str, Any],
+    parent_onnxruntime_ms: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
     """Parent and child side by side, with ``delta`` (child - parent) and ``ratio``
-    (parent / child: how many times smaller or faster the child is)."""
+    (parent / child: how many times smaller or faster the child is), and ``speed`` (see
+    :func:`speed`; ``parent_onnxruntime_ms`` is the parent's latency on ONNX Runtime)."""
     metric = str(parent["metric"])
     parent_value = float(parent["metrics"][metric])
     child_value = float(child["metrics"][metric])
@@ -147,25 +177,38 @@ def compare(parent: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, An
         "delta": delta,
         "ratio": ratio,
         "metric_drop": parent_value - child_value,
-        "speed": speed(parent["latency_ms"], child["latency_ms"]),
+        "speed": speed(parent["latency_ms"], child["latency_ms"], parent_onnxruntime_ms),
     }
 
 
-def speed(parent: Mapping[str, float], child: Mapping[str, float]) -> dict[str, Any]:
+def speed(
+    parent: Mapping[str, float],
+    child: Mapping[str, float],
+    parent_onnxruntime: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
     """Whether the child is slower than its parent, with both latencies::
 
         {"slower_than_parent": true, "slower_at": ["batch_1"],
          "parent_latency_ms": {"batch_1": 0.04, "batch_32": 0.2},
          "child_latency_ms": {"batch_1": 0.65, "batch_32": 0.1}}
 
-    ``slower_at`` lists the batch sizes at which the child's median forward time is
-    above the parent's; the child is slower than its parent when that list is not empty.
+    ``parent_latency_ms`` is the parent's faster engine at each batch size: its own (torch
+    for a catalog version), or ONNX Runtime when ``parent_onnxruntime`` is given and
+    faster, as ``runtime: auto`` would serve it (``parent_engine`` says which).
+    ``slower_at`` lists the batch sizes at which the child's median forward time is above
+    that; the child is slower than its parent when the list is not empty.
     """
-    slower = [b for b in sorted(parent) if b in child and child[b] > parent[b]]
+    fastest = dict(parent)
+    engine = dict.fromkeys(parent, "own")
+    for batch, value in (parent_onnxruntime or {}).items():
+        if batch in fastest and value < fastest[batch]:
+            fastest[batch], engine[batch] = value, "onnxruntime"
+    slower = [b for b in sorted(fastest) if b in child and child[b] > fastest[b]]
     return {
         "slower_than_parent": bool(slower),
         "slower_at": slower,
-        "parent_latency_ms": dict(parent),
+        "parent_latency_ms": fastest,
+        "parent_engine": engine,
         "child_latency_ms": dict(child),
     }
 
@@ -175,9 +218,11 @@ def slower_message(report: Mapping[str, Any]) -> str | None:
     speed = report.get("speed") or {}
     if not speed.get("slower_than_parent"):
         return None
+    engines = speed.get("parent_engine") or {}
     parts = [
         f"{batch.removeprefix('batch_')}: {speed['child_latency_ms'][batch]:.3f} ms against "
         f"{speed['parent_latency_ms'][batch]:.3f} ms"
+        + (" (the parent on onnxruntime)" if engines.get(batch) == "onnxruntime" else "")
         for batch in speed["slower_at"]
     ]
     return "the child is slower than its parent at batch " + "; ".join(parts)

@@ -28,7 +28,7 @@ from modelyard.compression import (
     preprocessor_for,
 )
 from modelyard.compression.distill import distill
-from modelyard.compression.report import slower_message
+from modelyard.compression.report import onnxruntime_latency, slower_message
 from modelyard.datasets.privacy_budget import settle
 from modelyard.errors import InvalidInput
 from modelyard.formats import FILE_SUFFIX
@@ -184,9 +184,15 @@ class _Job:
         child: Child,
         data: Data,
         outputs: OutputKind,
+        parent_onnxruntime_ms: dict[str, float] | None = None,
     ) -> dict[str, Any]:
-        """Evaluate the child, compare, record the report on the job; fail on the gate."""
-        report = compare(parent_row, self.measure(child.module, child.artifact, data, outputs))
+        """Evaluate the child, compare, record the report on the job; fail on the gate.
+
+        ``parent_onnxruntime_ms`` (a catalog parent's latency on ONNX Runtime) makes the
+        speed comparison use the parent's faster engine, as ``runtime: auto`` serves it.
+        """
+        child_row = self.measure(child.module, child.artifact, data, outputs)
+        report = compare(parent_row, child_row, parent_onnxruntime_ms)
         report["dataset"] = plan.eval_dataset
         report["facts"] = _summary(child.facts)
         self.ctx.update(metrics={"report": report}, progress=0.95)
@@ -232,6 +238,9 @@ def run_compress(ctx: JobContext) -> dict[str, Any]:
             f"({source.format}); data ready in {time.monotonic() - started:.2f}s"
         )
         parent_row = job.measure(source.load(), source.path, data, source.outputs)
+        parent_ort = None
+        if source.family == "catalog":
+            parent_ort = onnxruntime_latency(source.load(), data.x_eval, work)
         ctx.update(progress=0.2)
         child_dir = work / "child"
         child_dir.mkdir()
@@ -239,7 +248,7 @@ def run_compress(ctx: JobContext) -> dict[str, Any]:
             child = compress(method, source, data, child_dir, _FitHooks(ctx, 0.2, 0.8))
         except FitStopped as exc:
             raise JobCancelled from exc
-        report = job.report(plan, parent_row, child, data, source.outputs)
+        report = job.report(plan, parent_row, child, data, source.outputs, parent_ort)
         params: dict[str, Any] = {
             "lineage": _lineage(ctx, plan.source, method.name),
             "method": method.model_dump(mode="json"),
