@@ -59,7 +59,8 @@ def server_process(**env: str) -> Iterator[ServerProcess]:
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
+            # Several worker processes import the stack side by side: minutes on a busy box.
+            deadline = time.monotonic() + 300
             while True:
                 with contextlib.suppress(httpx.HTTPError, ValueError):
                     # Measure a server that has finished loading, not one still importing.
