@@ -127,6 +127,18 @@ def test_another_user_can_neither_see_nor_change_what_is_not_theirs(
     _unchanged(alice, ids)
 
 
+def _bound(client: httpx.Client, project: str) -> httpx.Client:
+    """A client with a new key of ``client``'s principal, bound to ``project``."""
+    body = {"name": project, "scopes": ATTACKER_SCOPES, "project": project}
+    reply = client.post("/api/v1/keys", json=body)
+    assert reply.status_code == 201, reply.text
+    return httpx.Client(
+        base_url=str(client.base_url),
+        headers={"Authorization": f"Bearer {reply.json()['key']}"},
+        timeout=60,
+    )
+
+
 def test_a_member_of_one_project_reaches_nothing_of_another(
     server: LiveServer, admin: httpx.Client, tmp_path: Path
 ) -> None:
@@ -137,26 +149,9 @@ def test_a_member_of_one_project_reaches_nothing_of_another(
     joined = alice.put("/api/v1/projects/common/members/mallory", json={"role": "owner"})
     assert joined.status_code == 200, joined.text
     assert alice.post("/api/v1/projects", json={"name": "team-b"}).status_code == 201
-    reply = alice.post(
-        "/api/v1/keys", json={"name": "b", "scopes": ATTACKER_SCOPES, "project": "team-b"}
-    )
-    assert reply.status_code == 201, reply.text
-    team_b = httpx.Client(
-        base_url=str(alice.base_url),
-        headers={"Authorization": f"Bearer {reply.json()['key']}"},
-        timeout=60,
-    )
+    team_b = _bound(alice, "team-b")
     ids = _victim_resources(team_b, tmp_path) | {"project": "team-b"}
     _walk(mallory, ids)
     # A key of Mallory's bound to the common project reaches no more.
-    bound = mallory.post(
-        "/api/v1/keys", json={"name": "c", "scopes": ATTACKER_SCOPES, "project": "common"}
-    )
-    assert bound.status_code == 201, bound.text
-    mallory_common = httpx.Client(
-        base_url=str(alice.base_url),
-        headers={"Authorization": f"Bearer {bound.json()['key']}"},
-        timeout=60,
-    )
-    _walk(mallory_common, ids)
+    _walk(_bound(mallory, "common"), ids)
     _unchanged(team_b, ids)

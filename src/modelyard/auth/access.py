@@ -197,19 +197,18 @@ def visible_clause(
     """A SQL condition selecting the rows of a resource table that ``caller`` may read."""
     if caller.acts_as_admin:
         return true()
-    member_of = project_col.in_(caller.readable_projects)
-    if caller.key_project_id is not None:
-        return or_(member_of, public_col.is_(True))
-    shared = select(Grant.resource_id).where(
-        Grant.resource_type == resource_type, Grant.principal_id == caller.principal_id
-    )
-    conditions = [owner_col == caller.principal_id, public_col.is_(True), id_col.in_(shared)]
-    if caller.readable_projects:
-        shared_with_projects = select(ProjectGrant.resource_id).where(
-            ProjectGrant.resource_type == resource_type,
-            ProjectGrant.project_id.in_(caller.readable_projects),
+    conditions = [member_clause(caller, owner_col, project_col), public_col.is_(True)]
+    if caller.key_project_id is None:
+        shared = select(Grant.resource_id).where(
+            Grant.resource_type == resource_type, Grant.principal_id == caller.principal_id
         )
-        conditions += [member_of, id_col.in_(shared_with_projects)]
+        conditions.append(id_col.in_(shared))
+        if caller.readable_projects:
+            shared_with_projects = select(ProjectGrant.resource_id).where(
+                ProjectGrant.resource_type == resource_type,
+                ProjectGrant.project_id.in_(caller.readable_projects),
+            )
+            conditions.append(id_col.in_(shared_with_projects))
     return or_(*conditions)
 
 
