@@ -208,7 +208,8 @@ def _cookie(scope: MutableMapping[str, Any], name: str) -> str | None:
 def safe_next(target: str | None) -> str:
     """Where to go after sign-in: a dashboard path of this server, never another site."""
     unsafe = ("\\", "\n", "\r")
-    if target and target.startswith(PATH) and not any(c in target for c in unsafe):
+    ours = target == PATH or (target or "").startswith((f"{PATH}/", f"{PATH}?"))
+    if target and ours and not any(c in target for c in unsafe):
         return target
     return PATH
 
