@@ -72,8 +72,11 @@ def _label(method: dict[str, Any]) -> str:
     parsed = parse_method(method)
     if isinstance(parsed, QuantizeMethod):
         backend = quantize_backend(parsed, "catalog")
-        detail = parsed.scheme + (" (ort)" if backend == "onnxruntime" else "")
-        return f"quantize {detail}" + (" [default]" if method == {"name": "quantize"} else "")
+        default = " default" if method == {"name": "quantize"} else ""
+        engine = " (ort)" if backend == "onnxruntime" else ""
+        if method.get("backend") == "torchao":
+            engine = " (torchao)"
+        return f"quantize{default} {parsed.scheme}{engine}"
     detail = method.get("kind") or method.get("dtype") or method.get("format") or ""
     return f"{method['name']} {detail}".strip()
 
@@ -110,7 +113,7 @@ def _row(
 
     accuracy = measured["metrics"]["accuracy"]
     return (
-        f"{name:<6}{label:<30}{fmt:<13}{measured['size_bytes'] / 1024:>9.1f}"
+        f"{name:<6}{label:<38}{fmt:<13}{measured['size_bytes'] / 1024:>9.1f}"
         f"{measured['weight_bytes'] / 1024:>10.1f}{measured['params']:>8}"
         f"{measured['nonzero_params']:>9}{accuracy:>8.4f}{accuracy - parent_accuracy:>+8.4f}"
         f"{ms(torch_latency, 'batch_1'):>9}{ms(torch_latency, 'batch_32'):>9}"
@@ -165,7 +168,7 @@ def _methods_table(root: Path, digits: Any) -> None:
     from modelyard.compression.onnx_module import OnnxModule
 
     header = (
-        f"{'model':<6}{'method':<30}{'format':<13}{'size KB':>9}{'weight KB':>10}{'params':>8}"
+        f"{'model':<6}{'method':<38}{'format':<13}{'size KB':>9}{'weight KB':>10}{'params':>8}"
         f"{'nonzero':>9}{'acc':>8}{'Δacc':>8}{'torch b1':>9}{'b32':>9}{'ort b1':>9}{'b32':>9}"
     )
     print(header)
