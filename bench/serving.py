@@ -79,6 +79,9 @@ LIMIT_BATCH = 32
 RAW_SECONDS = 2.0
 RAW_ROUNDS = 5
 ROUNDS = 3
+WARM_SECONDS = 5.0
+"""How long each system is sent requests before the first round: TorchServe's Java front end
+is still being compiled by the JIT through its first thousands of requests."""
 CELL_SECONDS = 6.0
 """About how long one timed cell runs at most: fewer requests are sent when the warm-up
 shows that the case's count would take longer (a busy machine, a slow model)."""
@@ -120,7 +123,7 @@ CASES = {
     ),
     "cnn": Case(
         "cnn",
-        "cnn 1x28x28 c32-c64",
+        "cnn 1x28x28 c32-c64-fc128",
         {"arch": "cnn", "input_shape": [1, 28, 28], "hidden": [128], "num_outputs": 10},
         peer_batch_size=32,
         peer_batch_timeout_ms=5.0,
@@ -409,6 +412,12 @@ def run_rounds(
     cells = {(s.name, c): Cell() for s in systems for c in CONCURRENCY}
     checks = {s.name: checker(s, expected) for s in systems}
     noise = OtherLoad()
+    for system in systems:
+        warm = Cell()
+        check = checks[system.name]
+        measure(system, case.requests * 2, 16, warm, noise, check, WARM_SECONDS * scale)
+        if warm.failed:
+            print(f"  {case.name}: {system.name}: {warm.failed} failed while warming up")
     for index in range(rounds):
         order = systems[index % len(systems) :] + systems[: index % len(systems)]
         for concurrency in CONCURRENCY:
