@@ -80,3 +80,21 @@ def test_the_book_gives_every_limit_of_key_and_project_for_a_deployment(
     assert book.rates("other", None, None) == []
     row = book.row("project", "p")
     assert row is not None and row.running_jobs == 2
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_a_large_limit_counted_in_memory_still_stops_at_its_amount(backend: str) -> None:
+    if backend == "redis" and not redis_available():
+        pytest.skip("Redis is not reachable on 127.0.0.1:6379")
+    limiter = RateLimiter(REDIS_URL if backend == "redis" else None, unique_prefix())
+    rate = Rate("requests", "project", "p", ALL, 2000)
+
+    async def scenario() -> tuple[int, int]:
+        admitted = 0
+        for _ in range(2500):
+            admitted += await limiter.hit(rate, 1)
+        await asyncio.sleep(0.3)  # the counts taken in memory reach the store
+        stored = await limiter._state_exact(rate)
+        return admitted, stored.remaining
+
+    assert asyncio.run(scenario()) == (2000, 0)

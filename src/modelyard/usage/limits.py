@@ -163,6 +163,24 @@ def rate_headers(states: dict[str, WindowState]) -> dict[str, str]:
     return headers
 
 
+# Limits this large are counted in memory between synchronisations while less than
+# LOCAL_FRACTION used: no round trip to the store on most requests. Between synchronisations
+# every process may take up to that fraction, so a burst larger than the rest of the limit
+# within one SYNC_S can overshoot it; smaller limits, and limits more used, are exact.
+LOCAL_MIN = 1000
+LOCAL_FRACTION = 0.5
+SYNC_S = 0.1
+FRESH_S = 1.0
+
+
+@dataclass
+class _Local:
+    used: float = 0.0  # the store's count at the last synchronisation
+    pending: int = 0  # taken (or given back) here since, not yet sent
+    reset_at: float = 0.0
+    synced_at: float = 0.0
+
+
 class RateLimiter:
     """Sliding-window counters of the ``limits`` library, in Redis or in memory.
 
@@ -178,6 +196,8 @@ class RateLimiter:
         self._strategy: SlidingWindowCounterRateLimiter | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._warned = 0.0
+        self._local: dict[Rate, _Local] = {}
+        self._syncing: asyncio.Task[None] | None = None
 
     @property
     def backend(self) -> str:
@@ -186,6 +206,8 @@ class RateLimiter:
     def _limiter(self) -> SlidingWindowCounterRateLimiter:
         loop = asyncio.get_running_loop()
         if self._strategy is None or loop is not self._loop:
+            self._local.clear()
+            self._syncing = None
             if self._redis_url:
                 uri = self._redis_url
                 if not uri.startswith("async+"):
@@ -208,9 +230,31 @@ class RateLimiter:
             log.warning("the rate-limit store is out of reach, admitting requests: %s", exc)
 
     async def hit(self, rate: Rate, cost: int) -> bool:
-        """Take ``cost`` from the limit if it has room; False (nothing taken) if not."""
+        """Take ``cost`` from the limit if it has room; False (nothing taken) if not.
+
+        A limit of at least :data:`LOCAL_MIN` that is less than half used (as of its last
+        synchronisation, at most :data:`FRESH_S` ago, plus what this process took since) is
+        taken from in memory, and the counter store learns of it within :data:`SYNC_S`;
+        otherwise the store decides, exactly, in one round trip.
+        """
         if cost <= 0:
             return True
+        local = self._local.get(rate)
+        if (
+            local is not None
+            and rate.amount >= LOCAL_MIN
+            and time.monotonic() - local.synced_at < FRESH_S
+            and local.used + local.pending + cost <= rate.amount * LOCAL_FRACTION
+        ):
+            local.pending += cost
+            self._ensure_sync()
+            return True
+        taken = await self._hit_exact(rate, cost)
+        if taken and rate.amount >= LOCAL_MIN:
+            await self._refresh(rate)
+        return taken
+
+    async def _hit_exact(self, rate: Rate, cost: int) -> bool:
         try:
             return await self._limiter().hit(rate.item, *rate.identifiers, cost=cost)
         except Exception as exc:
@@ -218,6 +262,15 @@ class RateLimiter:
             return True
 
     async def state(self, rate: Rate) -> WindowState:
+        """Where the limit stands: from memory while it is counted locally, else the store."""
+        local = self._local.get(rate)
+        now = time.monotonic()
+        if local is not None and now - local.synced_at < FRESH_S:
+            remaining = int(rate.amount - local.used - local.pending)
+            return WindowState(rate.amount, remaining, max(0.0, local.reset_at - now))
+        return await self._state_exact(rate)
+
+    async def _state_exact(self, rate: Rate) -> WindowState:
         try:
             stats = await self._limiter().get_window_stats(rate.item, *rate.identifiers)
         except Exception as exc:
@@ -232,6 +285,14 @@ class RateLimiter:
         how a token charge is corrected once the reply's real length is known."""
         if delta == 0:
             return
+        local = self._local.get(rate)
+        if local is not None and time.monotonic() - local.synced_at < FRESH_S:
+            local.pending += delta
+            self._ensure_sync()
+            return
+        await self._adjust_exact(rate, delta)
+
+    async def _adjust_exact(self, rate: Rate, delta: int) -> None:
         try:
             limiter = self._limiter()
             key = rate.item.key_for(*rate.identifiers)
@@ -247,6 +308,36 @@ class RateLimiter:
                 await _redis_adjust(storage, key, expiry, delta)
         except Exception as exc:
             self._failed(exc)
+
+    async def _refresh(self, rate: Rate) -> None:
+        """Read the limit's count from the store (after sending what was taken locally)."""
+        local = self._local.get(rate)
+        if local is None:
+            local = self._local[rate] = _Local()
+        pending, local.pending = local.pending, 0
+        if pending:
+            await self._adjust_exact(rate, pending)
+        state = await self._state_exact(rate)
+        now = time.monotonic()
+        local.used = rate.amount - state.remaining
+        local.reset_at = now + state.reset_s
+        local.synced_at = now
+
+    def _ensure_sync(self) -> None:
+        if self._syncing is None or self._syncing.done():
+            self._syncing = asyncio.get_running_loop().create_task(self._sync())
+
+    async def _sync(self) -> None:
+        """Send what was taken in memory, and read the counts back, every SYNC_S while any
+        limit is counted locally; a limit not used for FRESH_S is dropped from memory."""
+        while self._local:
+            await asyncio.sleep(SYNC_S)
+            now = time.monotonic()
+            for rate, local in list(self._local.items()):
+                if not local.pending and now - local.synced_at > FRESH_S:
+                    del self._local[rate]
+                    continue
+                await self._refresh(rate)
 
     async def clear(self, rates: Iterable[Rate]) -> None:
         limiter = self._limiter()

@@ -308,9 +308,9 @@ class UsageService:
 
     async def _states(self, rates: list[Rate]) -> dict[str, WindowState]:
         """For requests and tokens, the limit with the least left."""
-        found = await asyncio.gather(*(self.limiter.state(rate) for rate in rates))
         tightest: dict[str, WindowState] = {}
-        for rate, state in zip(rates, found, strict=True):
+        for rate in rates:
+            state = await self.limiter.state(rate)  # in memory while counted locally
             best = tightest.get(rate.kind)
             if best is None or state.remaining < best.remaining:
                 tightest[rate.kind] = state
