@@ -1,6 +1,6 @@
 """``modelyard serve --workers 2``: both processes serve a deployment created through the
 server, a hot swap under load fails no request, ``/metrics`` sums the processes, and
-stopping the server leaves no worker behind."""
+stopping the server, or killing it, leaves no worker behind."""
 
 from __future__ import annotations
 
@@ -141,5 +141,16 @@ def test_two_workers_serve_swap_and_stop_together(tmp_path: Path) -> None:
         server.process.wait(timeout=60)
         # Workers are stopped and reaped before the supervisor exits; multiprocessing's
         # resource tracker ends once the supervisor has.
+        _, left = psutil.wait_procs(children, timeout=60)
+        assert not [(c.pid, c.cmdline()) for c in left]
+
+
+def test_workers_end_with_a_killed_supervisor(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    with server_process(tmp_path / "data", log, MODELYARD_WORKERS="2") as server:
+        children = psutil.Process(server.process.pid).children()
+        assert len(children) == 3  # two workers and multiprocessing's resource tracker
+        server.kill9()
+        # The kernel sends each worker SIGTERM when the supervisor dies (PR_SET_PDEATHSIG).
         _, left = psutil.wait_procs(children, timeout=60)
         assert not [(c.pid, c.cmdline()) for c in left]
