@@ -179,6 +179,7 @@ class _Local:
     pending: int = 0  # taken (or given back) here since, not yet sent
     reset_at: float = 0.0
     synced_at: float = 0.0
+    used_at: float = field(default_factory=time.monotonic)
 
 
 class RateLimiter:
@@ -240,6 +241,8 @@ class RateLimiter:
         if cost <= 0:
             return True
         local = self._local.get(rate)
+        if local is not None:
+            local.used_at = time.monotonic()
         if (
             local is not None
             and rate.amount >= LOCAL_MIN
@@ -264,8 +267,12 @@ class RateLimiter:
     async def state(self, rate: Rate) -> WindowState:
         """Where the limit stands: from memory while it is counted locally, else the store."""
         local = self._local.get(rate)
+        if local is None and rate.amount >= LOCAL_MIN:
+            await self._refresh(rate)  # then followed in memory while it is used
+            local = self._local.get(rate)
         now = time.monotonic()
         if local is not None and now - local.synced_at < FRESH_S:
+            local.used_at = now
             remaining = int(rate.amount - local.used - local.pending)
             return WindowState(rate.amount, remaining, max(0.0, local.reset_at - now))
         return await self._state_exact(rate)
@@ -322,6 +329,7 @@ class RateLimiter:
         local.used = rate.amount - state.remaining
         local.reset_at = now + state.reset_s
         local.synced_at = now
+        self._ensure_sync()
 
     def _ensure_sync(self) -> None:
         if self._syncing is None or self._syncing.done():
@@ -334,7 +342,7 @@ class RateLimiter:
             await asyncio.sleep(SYNC_S)
             now = time.monotonic()
             for rate, local in list(self._local.items()):
-                if not local.pending and now - local.synced_at > FRESH_S:
+                if not local.pending and now - local.used_at > FRESH_S:
                     del self._local[rate]
                     continue
                 await self._refresh(rate)
