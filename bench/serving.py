@@ -34,9 +34,12 @@ in-process forward by the load generator; a wrong one counts as failed. Requests
 to the raw limit (at batch 32 and at the model's best batch) and to the best peer at the
 same concurrency.
 
-A full run (3 rounds, 3 models, both peers) takes about 15 minutes on 2 busy cores, plus a
-few minutes once to make the peers' venvs; ``--quick`` (or ``BENCH_QUICK=1``: one round,
-half the requests) about 5.
+Each timed cell sends fewer requests than the case says when the warm-up shows they would
+take over ``CELL_SECONDS``, so a run's length is bounded: a full run (3 rounds, 3 models,
+both peers) takes about 15 minutes on 2 quiet cores, ``--quick`` (or ``BENCH_QUICK=1``: one
+round, half the requests and seconds) about 5, plus a few minutes once to make the peers'
+venvs. On a machine loaded 8x over, ``--quick`` took 22 minutes (BERT-mini's forwards ran
+about 50x slower than on idle cores).
 
     python -m bench serving
     python -m bench.serving --quick --models bert --peers torchserve
@@ -198,7 +201,7 @@ def raw_forwards(model: Any, case: Case) -> tuple[dict[int, float], dict[int, fl
     times: dict[int, list[float]] = {b: [] for b in RAW_BATCHES}
     with torch.inference_mode():
         for x in inputs.values():
-            for _ in range(3):
+            for _ in range(2):
                 model(x)
         for _ in range(RAW_ROUNDS):
             for batch, x in inputs.items():
