@@ -12,6 +12,7 @@ import pytest
 from modelyard.errors import TooManyRequests
 from modelyard.llm import LanguageModel
 from modelyard.llm.detok import StreamDecoder
+from modelyard.llm.prefix_cache import BLOCK, PrefixCache
 from tests.llm.tiny import build_tiny_lm
 
 
@@ -147,6 +148,7 @@ class _Recorder:
         self.first_tokens = 0
         self.admitted = 0
         self.rejected = 0
+        self.prefix: list[tuple[int, int]] = []
 
     def on_reject(self) -> None:
         self.rejected += 1
@@ -158,6 +160,9 @@ class _Recorder:
     def on_first_token(self, ttft_s: float) -> None:
         assert ttft_s > 0
         self.first_tokens += 1
+
+    def on_prefix_cache(self, cached_tokens: int, prompt_tokens: int) -> None:
+        self.prefix.append((cached_tokens, prompt_tokens))
 
     def on_finished(
         self, reason: str, prompt_tokens: int, completion_tokens: int, latency_s: float
@@ -196,3 +201,55 @@ def test_the_observer_hears_how_every_sequence_ended(lm: LanguageModel) -> None:
     assert 1 <= recorder.finished[1][2] < 100
     assert recorder.admitted == recorder.first_tokens == 2
     assert recorder.rejected == 0
+
+
+SHARED = (
+    "one two three four five six seven eight nine ten eleven twelve "
+    "the quick brown fox jumps over the lazy dog"
+)
+
+
+def test_a_prefix_cache_hit_gives_exactly_the_tokens_a_miss_gives(lm: LanguageModel) -> None:
+    assert lm.engine.prefix_cache is not None
+    lm.engine.prefix_cache.clear()
+    recorder = _Recorder()
+    lm.engine.observer = recorder
+    first, second = lm.encode(SHARED + " hello there"), lm.encode(SHARED + " good morning")
+    assert len(first) > BLOCK and first[:BLOCK] == second[:BLOCK]
+
+    async def tokens(prompt: list[int]) -> list[int]:
+        params = lm.sampling(max_tokens=12, temperature=0, logprobs=0)
+        stream = lm.generate(prompt, params)
+        return [item.token_id for delta in [d async for d in stream] for item in delta.logprobs]
+
+    async def run() -> list[list[int]]:
+        return [await tokens(p) for p in (first, first, second)]
+
+    try:
+        miss, hit, other = asyncio.run(run())
+    finally:
+        lm.engine.observer = None
+    assert recorder.prefix == [(0, len(first)), (BLOCK, len(first)), (BLOCK, len(second))]
+    assert hit == miss
+    text = lm.tokenizer.decode(other, skip_special_tokens=True)
+    assert text == reference(lm, SHARED + " good morning", 12)
+
+
+def test_the_prefix_cache_drops_least_recently_used_entries_past_its_bytes() -> None:
+    import torch
+
+    def kv(n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(torch.full((1, 2, n, 4), float(n)), torch.zeros(1, 2, n, 4))]
+
+    one = 2 * (2 * BLOCK * 4 * 4)  # bytes of one block-long entry (keys and values)
+    cache = PrefixCache(max_bytes=2 * one)
+    a, b, c = ([t] * (BLOCK + 3) for t in (1, 2, 3))
+    cache.store(a, kv(BLOCK + 3))
+    cache.store(b, kv(BLOCK + 3))
+    assert cache.lookup(a) is not None  # a is now the most recent
+    cache.store(c, kv(BLOCK + 3))
+    assert cache.nbytes <= 2 * one and len(cache) == 2
+    assert cache.lookup(b) is None
+    hit = cache.lookup([*a, 9])
+    assert hit is not None and hit[1] == BLOCK and hit[0][0][0].shape[2] == BLOCK
+    assert cache.lookup(a[:BLOCK]) is None  # at least one token must be left to run

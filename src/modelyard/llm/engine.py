@@ -2,10 +2,12 @@
 
 One thread owns the model. Between two decoding steps it drops sequences whose client went
 away, admits waiting ones (their prompt is run once, its KV cache padded into the running
-batch), then runs one step for every running sequence at once. So concurrent requests share
-each forward pass instead of queueing behind each other, and a request joins or leaves the
-batch without waiting for the others to finish. The HTTP side talks to the engine through
-:meth:`LLMEngine.submit`, which returns a :class:`GenerationStream` to iterate.
+batch; a prompt whose block-aligned start was run before reuses that start's KV cache from
+the prefix cache and runs only the rest), then runs one step for every running sequence at
+once. So concurrent requests share each forward pass instead of queueing behind each other,
+and a request joins or leaves the batch without waiting for the others to finish. The HTTP
+side talks to the engine through :meth:`LLMEngine.submit`, which returns a
+:class:`GenerationStream` to iterate.
 
 Example::
 
@@ -37,6 +39,7 @@ from modelyard.errors import (
     Unavailable,
 )
 from modelyard.llm.batch import (
+    KV,
     RunningBatch,
     build_cache,
     cache_tensors,
@@ -44,6 +47,7 @@ from modelyard.llm.batch import (
     select_rows,
 )
 from modelyard.llm.detok import StreamDecoder
+from modelyard.llm.prefix_cache import PrefixCache
 from modelyard.llm.sampling import (
     SamplingParams,
     TokenLogprob,
@@ -73,6 +77,8 @@ class EngineConfig:
     """Sequences allowed to wait; beyond that a request is refused (429)."""
     name: str = "llm"
     """Label for logs and the thread's name."""
+    prefix_cache_bytes: int = 256 << 20
+    """Bound of the KV caches of prompt prefixes kept for reuse (0: keep none)."""
 
 
 class EngineObserver(Protocol):
@@ -86,6 +92,9 @@ class EngineObserver(Protocol):
 
     def on_first_token(self, ttft_s: float) -> None:
         """A sequence's first token, ``ttft_s`` seconds after it was submitted."""
+
+    def on_prefix_cache(self, cached_tokens: int, prompt_tokens: int) -> None:
+        """A prompt found its first ``cached_tokens`` in the prefix cache (0: a miss)."""
 
     def on_finished(
         self, reason: str, prompt_tokens: int, completion_tokens: int, latency_s: float
@@ -188,6 +197,9 @@ class LLMEngine:
         self.steps = 0
         self.max_batch_seen = 0
         self.observer: EngineObserver | None = None
+        self.prefix_cache = (
+            PrefixCache(config.prefix_cache_bytes) if config.prefix_cache_bytes > 0 else None
+        )
 
     @property
     def device(self) -> torch.device:
@@ -214,6 +226,8 @@ class LLMEngine:
         self._waiting.clear()
         self._running.clear()
         self._batch = RunningBatch()
+        if self.prefix_cache is not None:
+            self.prefix_cache.clear()
 
     @property
     def queue_depth(self) -> int:
@@ -318,11 +332,40 @@ class LLMEngine:
                 self.observer.on_admitted(now - seq.submitted)
         if not ready:
             return
+        fresh = []
+        for seq in ready:
+            seq.generator = make_generator(seq.params.seed, self.device)
+            hit = self.prefix_cache.lookup(seq.prompt_ids) if self.prefix_cache else None
+            if self.observer is not None and self.prefix_cache is not None:
+                self.observer.on_prefix_cache(hit[1] if hit else 0, len(seq.prompt_ids))
+            if hit is None:
+                fresh.append(seq)
+            else:
+                self._prefill([seq], hit)
+        if fresh:
+            self._prefill(fresh, None)
+
+    def _prefill(self, ready: list[_Sequence], hit: tuple[KV, int] | None) -> None:
+        """Run prompts (left-padded into one batch), or with ``hit`` one prompt whose first
+        tokens' KV is cached (only the rest runs); keep their prefixes; join the batch."""
+        import torch
+
         try:
-            for seq in ready:
-                seq.generator = make_generator(seq.params.seed, self.device)
-            inputs = prefill_inputs([seq.prompt_ids for seq in ready], self.device)
-            out = self._model(**inputs, use_cache=True)
+            if hit is None:
+                inputs = prefill_inputs([seq.prompt_ids for seq in ready], self.device)
+                out = self._model(**inputs, use_cache=True)
+                mask = inputs["attention_mask"]
+            else:
+                cached, length = hit
+                prompt = ready[0].prompt_ids
+                mask = torch.ones((1, len(prompt)), dtype=torch.long, device=self.device)
+                out = self._model(
+                    input_ids=torch.tensor([prompt[length:]], device=self.device),
+                    attention_mask=mask,
+                    position_ids=torch.arange(length, len(prompt), device=self.device)[None],
+                    past_key_values=build_cache(cached, self._model.config),
+                    use_cache=True,
+                )
             logits = out.logits[:, -1, :]
             params = [seq.params for seq in ready]
             tokens = sample_next(
@@ -340,6 +383,14 @@ class LLMEngine:
                 seq.deliver(_as_error(exc))
                 self._finished(seq, "error")
             return
+        if self.prefix_cache is not None:
+            width = mask.shape[1]
+            for row, seq in enumerate(ready):
+                start = width - len(seq.prompt_ids)  # left padding
+                self.prefix_cache.store(
+                    seq.prompt_ids,
+                    [(k[row : row + 1, :, start:], v[row : row + 1, :, start:]) for k, v in kv],
+                )
         rows = [
             row for row, seq in enumerate(ready) if not self._accept(seq, tokens[row], chosen[row])
         ]
@@ -347,8 +398,7 @@ class LLMEngine:
             return
         if len(rows) != len(ready):
             kv = select_rows(kv, rows)
-        mask = inputs["attention_mask"][rows]
-        self._batch.add(kv, mask, [tokens[row] for row in rows])
+        self._batch.add(kv, mask[rows], [tokens[row] for row in rows])
         self._running.extend(ready[row] for row in rows)
 
     def _step(self) -> None:

@@ -1,8 +1,8 @@
 """Prometheus metrics of language models served by the engine, per deployment and version.
 
 The names follow what operators of vLLM and TGI watch: requests by finish reason, prompt and
-generated tokens, time to first token, end-to-end latency, queue time, and the running and
-waiting sequences of each engine.
+generated tokens, time to first token, end-to-end latency, queue time, prefix-cache hits and
+misses, and the running and waiting sequences of each engine.
 """
 
 from __future__ import annotations
@@ -66,6 +66,24 @@ class LlmCollectors:
             buckets=LLM_LATENCY_BUCKETS,
             registry=registry,
         )
+        self.prefix_hits = Counter(
+            "modelyard_llm_prefix_cache_hits_total",
+            "Prompts whose start was found in the prefix cache (only the rest ran).",
+            labels,
+            registry=registry,
+        )
+        self.prefix_misses = Counter(
+            "modelyard_llm_prefix_cache_misses_total",
+            "Prompts that ran whole (no cached prefix).",
+            labels,
+            registry=registry,
+        )
+        self.prefix_tokens = Counter(
+            "modelyard_llm_prefix_cache_hit_tokens_total",
+            "Prompt tokens whose KV came from the prefix cache.",
+            labels,
+            registry=registry,
+        )
         self.running = Gauge(
             "modelyard_llm_requests_running",
             "Sequences in the engine's decoding batch.",
@@ -121,6 +139,14 @@ class EngineMetrics:
 
     def on_first_token(self, ttft_s: float) -> None:
         self.collectors.ttft.labels(self.deployment, self.version).observe(ttft_s)
+
+    def on_prefix_cache(self, cached_tokens: int, prompt_tokens: int) -> None:
+        c, labels = self.collectors, (self.deployment, self.version)
+        if cached_tokens:
+            c.prefix_hits.labels(*labels).inc()
+            c.prefix_tokens.labels(*labels).inc(cached_tokens)
+        else:
+            c.prefix_misses.labels(*labels).inc()
 
     def on_finished(
         self, reason: str, prompt_tokens: int, completion_tokens: int, latency_s: float
