@@ -80,7 +80,7 @@ def peer_python(name: str) -> Path:
         return env.python
     if os.environ.get("MODELYARD_BENCH_NO_INSTALL"):
         raise PeerUnavailable(f"{env.path} is not installed (MODELYARD_BENCH_NO_INSTALL is set)")
-    print(f"installing {name} into {env.path.relative_to(ROOT)} (once, a few minutes) ...")
+    print(f"installing {name} into {env.path} (once, a few minutes) ...")
     sys.stdout.flush()
     VENVS.mkdir(exist_ok=True)
     for step in install_steps(env):
