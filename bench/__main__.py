@@ -13,6 +13,7 @@ from bench import (
     serving,
     training,
     transfer,
+    usage,
 )
 
 SUITES = {
@@ -24,6 +25,7 @@ SUITES = {
     "grpc": grpc_oip.main,
     "distributed": distributed.main,
     "privacy": privacy.main,
+    "usage": usage.main,
 }
 
 
