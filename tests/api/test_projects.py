@@ -176,6 +176,10 @@ def test_the_audit_log_records_membership_and_keys_for_owners_and_admins(
     everything = admin.get("/api/v1/audit", params={"action": "principal.create"}).json()
     assert {e["resource"] for e in everything["items"]} >= {"principal:ana", "principal:bob"}
     assert admin.get("/api/v1/audit", params={"project": "nope"}).status_code == 404
+    # Times are RFC 3339 date-times, as the document says; a project is also found by its id.
+    assert ana.get("/api/v1/audit", params={"start": "0.5"}).status_code == 422
+    nlp = ana.get("/api/v1/projects/nlp").json()
+    assert ana.get(f"/api/v1/projects/{nlp['id']}").json()["name"] == "nlp"
 
 
 def test_a_request_names_the_project_it_works_in_with_a_header(

@@ -98,9 +98,11 @@ def create_personal_project(session: Session, principal: Principal) -> Project:
 
 
 def project_by_name(session: Session, caller: Caller, name: str) -> Project:
-    """The project ``name`` if ``caller`` is a member (or an admin); 404 otherwise, so the
-    names of other teams' projects do not leak."""
+    """The project named ``name`` (or with the id ``name``) if ``caller`` is a member (or an
+    admin); 404 otherwise, so the names of other teams' projects do not leak."""
     project = session.scalar(select(Project).where(Project.name == name))
+    if project is None:
+        project = session.get(Project, name)
     if project is None or not (caller.acts_as_admin or role_of(session, caller, project.id)):
         raise NotFound(f"no project named '{name}'")
     return project

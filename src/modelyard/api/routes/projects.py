@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from pydantic import BeforeValidator
 
 from modelyard.api.deps import CallerDep, Limit, Offset, PlatformDep
 from modelyard.api.schemas.common import Page
@@ -19,6 +21,18 @@ from modelyard.api.schemas.projects import (
 from modelyard.auth.audit import AuditQuery, read_audit
 
 router = APIRouter(prefix="/api/v1", tags=["projects"])
+
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
+
+
+def _rfc3339(value: object) -> object:
+    """A date-time as the document declares it (RFC 3339, with its offset), nothing looser."""
+    if isinstance(value, str) and not _RFC3339.fullmatch(value):
+        raise ValueError("use an RFC 3339 date-time such as 2026-12-01T00:00:00Z")
+    return value
+
+
+Rfc3339 = Annotated[datetime, BeforeValidator(_rfc3339)]
 
 
 @router.post("/projects", status_code=201, response_model=ProjectOut, summary="Create a project")
@@ -97,8 +111,10 @@ def audit(
     project: Annotated[
         str | None, Query(description="A project's name (required unless the key is admin).")
     ] = None,
-    start: Annotated[datetime | None, Query(description="From (ISO 8601 or Unix time).")] = None,
-    end: Annotated[datetime | None, Query(description="Until, excluded.")] = None,
+    start: Annotated[
+        Rfc3339 | None, Query(description="From (RFC 3339, e.g. 2026-12-01T00:00:00Z).")
+    ] = None,
+    end: Annotated[Rfc3339 | None, Query(description="Until, excluded (RFC 3339).")] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Page[AuditOut]:
@@ -111,7 +127,7 @@ def audit(
         items=[
             AuditOut(
                 id=r.id,
-                at=r.at.isoformat(),
+                at=r.at,
                 principal=r.principal,
                 project=r.project,
                 action=r.action,

@@ -7,14 +7,17 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from modelyard.api.schemas.common import Schema
+from modelyard.api.schemas.common import Schema, UtcDatetime
 from modelyard.auth.projects import ProjectView
 
 RoleName = Literal["owner", "member", "viewer"]
 
 
 class ProjectCreate(Schema):
-    name: str = Field(min_length=1, max_length=128, description="The project's name.")
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        description="The project's name: letters, digits, '.', '_' or '-'.",
+    )
     description: str = Field(default="", max_length=4000)
 
     model_config = ConfigDict(
@@ -55,7 +58,7 @@ class ProjectOut(Schema):
 
 class AuditOut(Schema):
     id: int
-    at: str
+    at: UtcDatetime
     principal: str | None
     project: str | None
     action: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from modelyard.client._http import HTTP, seg
@@ -79,6 +79,13 @@ class AuditEntry:
         )
 
 
+def _rfc3339(moment: datetime | None) -> str | None:
+    """``moment`` as the server reads it; without a time zone it is taken as UTC."""
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+
+
 class Projects:
     """Create projects, manage their members, read the audit log.
 
@@ -134,7 +141,8 @@ class Projects:
     ) -> builtins.list[AuditEntry]:
         """Audit entries, newest first: every one for an admin key, else those of the
         projects the caller owns. ``action`` and ``resource`` ending in ``.`` or ``:`` match
-        as prefixes (``"project."``, ``"model:"``)."""
+        as prefixes (``"project."``, ``"model:"``); ``start`` and ``end`` without a time zone
+        are taken as UTC."""
         params: dict[str, Any] = {
             k: v
             for k, v in {
@@ -142,8 +150,8 @@ class Projects:
                 "actor": actor,
                 "action": action,
                 "resource": resource,
-                "start": start.isoformat() if start else None,
-                "end": end.isoformat() if end else None,
+                "start": _rfc3339(start),
+                "end": _rfc3339(end),
             }.items()
             if v is not None
         }
