@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StrictBool
 
 from modelyard.api.schemas.common import Schema, UtcDatetime
 
@@ -17,7 +17,7 @@ class PrivacyBudgetIn(Schema):
 
     epsilon: float = Field(gt=0.0, le=1e4, description="Total ε of every private job together.")
     delta: float = Field(gt=0.0, lt=1.0, description="Total δ of every private job together.")
-    allow_non_private: bool = Field(
+    allow_non_private: StrictBool = Field(
         default=False,
         description="Whether jobs without privacy (and evaluations) may still use the data set.",
     )
