@@ -75,6 +75,8 @@ class Snapshot:
 
     rows: dict[tuple[str, str], dict[str, UsageLimit]] = field(default_factory=dict)
     loaded_at: float = 0.0
+    # The rates of each (key, project, deployment) asked for, made once per snapshot.
+    rates: dict[tuple[str, str | None, str | None], list[Rate]] = field(default_factory=dict)
 
 
 class LimitBook:
@@ -113,9 +115,13 @@ class LimitBook:
 
     def rates(self, key_id: str, project_id: str | None, deployment: str | None) -> list[Rate]:
         """The request and token limits that apply to a call of ``deployment``."""
-        snapshot = self._snapshot.rows
+        book = self._snapshot
+        snapshot = book.rows
         if not snapshot:
             return []
+        cached = book.rates.get((key_id, project_id, deployment))
+        if cached is not None:
+            return cached
         found: list[Rate] = []
         wheres = (ALL,) if deployment in (None, ALL) else (ALL, deployment)
         for scope, subject in (("key", key_id), ("project", project_id)):
@@ -132,6 +138,8 @@ class LimitBook:
                     found.append(Rate(REQUESTS, scope, subject, where, row.requests_per_minute))
                 if row.tokens_per_minute is not None:
                     found.append(Rate(TOKENS, scope, subject, where, row.tokens_per_minute))
+        if len(book.rates) < 100_000:
+            book.rates[(key_id, project_id, deployment)] = found
         return found
 
 

@@ -304,6 +304,8 @@ class UsageService:
             raise RateLimited(detail, headers, code="rate_limit_exceeded")
         ticket.rates = rates
         ticket.reserved = tokens
+        if ticket.kind == "inference":  # tensors: no tokens, only the requests headers
+            rates = [rate for rate in rates if rate.kind == REQUESTS]
         ticket.headers.update(rate_headers(await self._states(rates)))
 
     async def _states(self, rates: list[Rate]) -> dict[str, WindowState]:
