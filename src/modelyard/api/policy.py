@@ -201,6 +201,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/ui/deployments/{name}"): session(READ),
     ("GET", "/ui/deployments/{name}/load"): session(READ),
     ("POST", "/ui/deployments/{name}/predict"): session(INFER, body=Body.INFER),
+    ("POST", "/ui/deployments/{name}/chat"): session(INFER),
     ("GET", "/ui/usage"): session(READ),
     ("GET", "/ui/keys"): session(KEYS),
     ("POST", "/ui/keys"): session(KEYS),

@@ -11,6 +11,8 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from modelyard.api.routes.deployments import create_deployment, predict
+from modelyard.api.routes.openai.chat import create_chat_completion
+from modelyard.api.routes.openai.protocol import ChatCompletionRequest
 from modelyard.api.schemas.deployments import DeploymentCreate, PredictIn
 from modelyard.errors import InvalidInput, ModelyardError, without_paths
 from modelyard.ui.load import LoadTracker
@@ -65,8 +67,10 @@ def _deployment_context(ui: Ui, name: str) -> dict[str, Any]:
     row = ui.platform.deployments.get(ui.caller, name)
     live = ui.platform.serving.status(name)
     example = ""
+    chat = False
     if live and live.routes:
         runtime = live.routes[0][0].runtime
+        chat = getattr(runtime, "kind", None) == "causal_lm"
         inputs = list(getattr(runtime, "inputs", []))
         if len(inputs) == 1 and inputs[0].shape:
             width = [d if isinstance(d, int) and d > 0 else 1 for d in inputs[0].shape[1:]]
@@ -76,6 +80,9 @@ def _deployment_context(ui: Ui, name: str) -> dict[str, Any]:
         "live": live,
         "loads": loads_of(ui, name),
         "example": example,
+        "chat": chat,
+        "conversation": [],
+        "chat_error": None,
     }
 
 
@@ -100,6 +107,83 @@ def deployment_load(ui: UiDep, name: str) -> Response:
     """The per-version load table (htmx polls it)."""
     ui.platform.deployments.get(ui.caller, name)
     return ui.page("deployment_load.html", loads=loads_of(ui, name))
+
+
+@router.post("/{name}/chat")
+async def try_chat(ui: UiDep, name: str) -> Response:
+    """Send the conversation so far and the new message to a language-model deployment:
+    the API's own chat completion call, greedy (the same question gets the same answer) and
+    answered in a few tokens."""
+    form = await ui.form()
+    conversation = _conversation(str(form.get("history") or "[]"))
+    message = str(form.get("message") or "").strip()
+    error: str | None = None
+    if not message:
+        error = "write a message first"
+    else:
+        conversation.append({"role": "user", "content": message})
+        try:
+            body = ChatCompletionRequest.model_validate(
+                {
+                    "model": name,
+                    "messages": conversation,
+                    "max_tokens": _room(ui, name, conversation),
+                    "temperature": 0,
+                }
+            )
+            reply = await create_chat_completion(body, ui.platform, ui.caller)
+            answer = json.loads(bytes(reply.body))
+            content = answer["choices"][0]["message"].get("content") or ""
+            conversation.append({"role": "assistant", "content": content})
+        except ModelyardError as exc:
+            conversation.pop()
+            error = without_paths(exc.detail, ui.platform.settings.private_roots())
+        except ValidationError as exc:
+            conversation.pop()
+            error = str(exc.errors()[0].get("msg", "invalid message"))
+    if ui.request.headers.get("hx-request"):
+        return ui.page("chat_result.html", conversation=conversation, chat_error=error, name=name)
+    context = _deployment_context(ui, name) | {"conversation": conversation, "chat_error": error}
+    return ui.page("deployment.html", inputs="", answer=None, error=None, **context)
+
+
+# New tokens of one answer in the dashboard's chat box (a look at the model, not a session).
+CHAT_TOKENS = 128
+# Turns of a conversation the chat box carries along.
+CHAT_TURNS = 20
+
+
+def _room(ui: Ui, name: str, conversation: list[dict[str, str]]) -> int:
+    """New tokens for the answer: :data:`CHAT_TOKENS`, or what the model's context leaves."""
+    live = ui.platform.serving.status(name)
+    lm = live.routes[0][0].runtime if live and live.routes else None
+    context = getattr(lm, "context_length", None)
+    if lm is None or not isinstance(context, int):
+        return CHAT_TOKENS
+    try:
+        prompt = len(lm.chat_prompt(conversation, None))
+    except ModelyardError:
+        return CHAT_TOKENS  # the chat call says what is wrong with the conversation
+    return max(1, min(CHAT_TOKENS, context - prompt))
+
+
+def _conversation(raw: str) -> list[dict[str, str]]:
+    """The turns so far, from the form's hidden field (as the page wrote it); anything else
+    starts a new conversation."""
+    try:
+        turns = json.loads(raw)
+    except json.JSONDecodeError:
+        return []
+    if not isinstance(turns, list):
+        return []
+    kept = [
+        {"role": t["role"], "content": t["content"]}
+        for t in turns
+        if isinstance(t, dict)
+        and t.get("role") in ("user", "assistant")
+        and isinstance(t.get("content"), str)
+    ]
+    return kept[-CHAT_TURNS:]
 
 
 @router.post("/{name}/predict")
