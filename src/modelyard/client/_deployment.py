@@ -12,7 +12,6 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from modelyard.client._explain import Explanation
-
     from modelyard.client._resources.deployments import Deployments
 
 

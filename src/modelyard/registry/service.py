@@ -470,7 +470,7 @@ class ModelRegistry:
         return self._readable(caller, query.order_by(ModelVersion.created_at), 100)
 
     def _readable(
-        self, caller: Caller, query: Select[tuple[Model, ModelVersion]], limit: int
+        self, caller: Caller, query: Select[Model, ModelVersion], limit: int
     ) -> list[tuple[str, ModelVersion]]:
         """Up to ``limit`` rows of ``query`` whose model ``caller`` may read."""
         found: list[tuple[str, ModelVersion]] = []

@@ -63,9 +63,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("project_id", "principal_id", name=op.f("pk_project_members")),
     )
-    op.create_index(
-        op.f("ix_project_members_principal_id"), "project_members", ["principal_id"]
-    )
+    op.create_index(op.f("ix_project_members_principal_id"), "project_members", ["principal_id"])
     op.create_table(
         "project_grants",
         sa.Column("resource_type", sa.String(length=16), nullable=False),
