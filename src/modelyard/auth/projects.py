@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
@@ -59,7 +60,7 @@ class ProjectView:
     personal: bool
     role: str | None
     members: list[MemberView]
-    created_at: str
+    created_at: datetime
 
 
 def principal_roles(session: Session, principal_id: str) -> tuple[tuple[str, str], ...]:
@@ -163,7 +164,7 @@ class ProjectService:
             personal=project.personal_of is not None,
             role=role.value if role else None,
             members=[MemberView(principal=n, role=r) for n, r in members],
-            created_at=project.created_at.isoformat(),
+            created_at=project.created_at,
         )
 
     def create(self, caller: Caller, name: str, description: str = "") -> ProjectView:

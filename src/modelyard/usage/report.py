@@ -65,7 +65,7 @@ class Window:
         start = start // width * width
         stop = int(time.time()) + 1 if end is None else end
         if stop <= start:
-            raise InvalidInput("end must be after start", field="end")
+            return cls(start, start, width, False)  # nothing asked for: no bucket
         most = start + MAX_BUCKETS[bucket_width] * width
         return cls(start, min(stop, most), width, stop > most)
 

@@ -31,7 +31,8 @@ class RateLimits(BaseModel):
     """Requests and tokens per minute (prompt + ``max_tokens`` up front, corrected when the
     reply ends); null: no limit."""
 
-    model_config = ConfigDict(extra="forbid")
+    # JSON numbers only: "5", 5.0 or true are refused rather than read as 5 or 1.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     requests_per_minute: int | None = PerMinute
     tokens_per_minute: int | None = PerMinute

@@ -7,9 +7,11 @@ An admin sees everyone's use; anyone else their own and that of the projects the
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from modelyard.api.deps import INT64_MAX, CallerDep, PlatformDep
@@ -23,11 +25,28 @@ Start = Annotated[
 End = Annotated[
     int | None, Query(ge=0, le=INT64_MAX, description="End (unix seconds, exclusive); now.")
 ]
+
+
+def _names_pattern(names: Iterable[str]) -> str:
+    """One of ``names``, or several joined by commas."""
+    one = "|".join(names)
+    return f"^({one})(,({one}))*$"
+
+
 GroupBy = Annotated[
-    list[str],
+    list[Annotated[str, Field(pattern=_names_pattern(GROUPS))]],
     Query(description=f"Fields to group results by: {', '.join(GROUPS)} (repeat or comma)."),
 ]
-Filter = Annotated[list[str], Query(description="Only these (repeat or comma).")]
+CostGroupBy = Annotated[
+    list[Annotated[str, Field(pattern=_names_pattern([*GROUPS, "line_item"]))]],
+    Query(description="project, key, principal, model, deployment, kind, line_item."),
+]
+BucketWidth = Annotated[Literal["1m", "1h", "1d"], Query(description="1m, 1h or 1d.")]
+# No NUL: the gate refuses it in any query (no database stores it).
+Filter = Annotated[
+    list[Annotated[str, Field(pattern="^[^\x00]*$")]],
+    Query(description="Only these (repeat or comma)."),
+]
 
 
 def _filters(**given: list[str]) -> dict[str, list[str]]:
@@ -44,7 +63,7 @@ async def get_usage(
     caller: CallerDep,
     start: Start,
     end: End = None,
-    bucket_width: Annotated[str, Query(description="1m, 1h or 1d.")] = "1d",
+    bucket_width: BucketWidth = "1d",
     group_by: GroupBy = [],  # noqa: B006
     project_ids: Filter = [],  # noqa: B006
     api_key_ids: Filter = [],  # noqa: B006
@@ -63,10 +82,8 @@ async def get_costs(
     caller: CallerDep,
     start: Start,
     end: End = None,
-    bucket_width: Annotated[str, Query(description="1m, 1h or 1d.")] = "1d",
-    group_by: Annotated[
-        list[str], Query(description="project, key, principal, model, deployment, kind, line_item.")
-    ] = [],  # noqa: B006
+    bucket_width: BucketWidth = "1d",
+    group_by: CostGroupBy = [],  # noqa: B006
     project_ids: Filter = [],  # noqa: B006
 ) -> dict[str, Any]:
     window = Window.parse(start, end if end is not None else int(time.time()) + 1, bucket_width)

@@ -49,7 +49,7 @@ class ProjectOut(Schema):
     personal: bool = Field(description="Whether this is a principal's personal project.")
     role: RoleName | None = Field(description="The caller's role in the project.")
     members: list[MemberOut]
-    created_at: str
+    created_at: UtcDatetime
 
     @classmethod
     def of(cls, view: ProjectView) -> ProjectOut:
