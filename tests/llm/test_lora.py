@@ -1,0 +1,136 @@
+"""Batched LoRA: several adapters (and the plain base) in one forward pass give, row by row,
+what each adapter merged into the weights gives alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelyard.errors import InvalidInput
+from modelyard.llm.lora import AdapterBank, LoraAdapter, parse_adapter_config, read_adapter
+from tests.llm.tiny import build_tiny_lm
+
+torch = pytest.importorskip("torch")
+peft = pytest.importorskip("peft")
+
+
+def _load(folder: Path) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+    model.eval()
+    return model
+
+
+def _random_adapter(base: Path, out: Path, seed: int, r: int, alpha: int) -> Path:
+    """A peft LoRA adapter with random A and B (as after training), saved in peft's layout."""
+    torch.manual_seed(seed)
+    config = peft.LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+        init_lora_weights=False,
+    )
+    model = peft.get_peft_model(_load(base), config)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_" in name:
+                param.normal_(0, 0.2)
+    model.save_pretrained(str(out))
+    return out
+
+
+def _merged(base: Path, adapter: Path) -> Any:
+    return peft.PeftModel.from_pretrained(_load(base), str(adapter)).merge_and_unload()
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    root = tmp_path_factory.mktemp("lora")
+    base = build_tiny_lm(root / "base", positions=64)
+    one = _random_adapter(base, root / "one", seed=1, r=8, alpha=16)
+    two = _random_adapter(base, root / "two", seed=2, r=4, alpha=32)
+    return base, one, two
+
+
+def test_rows_of_different_adapters_match_each_merged_model(
+    folders: tuple[Path, Path, Path],
+) -> None:
+    base_folder, one_folder, two_folder = folders
+    base = _load(base_folder)
+    bank = AdapterBank(base)
+    one = bank.attach(read_adapter(one_folder, "one"))
+    two = bank.attach(read_adapter(two_folder, "two"))
+    rows = [one, None, two, one]
+    ids = torch.randint(3, 40, (len(rows), 7), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), bank.applied(rows):
+        batched = base(input_ids=ids).logits
+    expected = {
+        id(one): _merged(base_folder, one_folder),
+        id(two): _merged(base_folder, two_folder),
+        id(None): _load(base_folder),
+    }
+    with torch.no_grad():
+        for row, adapter in enumerate(rows):
+            alone = expected[id(adapter)](input_ids=ids[row : row + 1]).logits[0]
+            assert torch.allclose(batched[row], alone, atol=1e-5, rtol=0), row
+    # The adapters changed the outputs: the comparison above could fail.
+    assert not torch.allclose(batched[0], batched[1], atol=1e-3)
+    assert not torch.allclose(batched[0], batched[2], atol=1e-3)
+
+
+def test_the_base_is_untouched_outside_applied_and_after_close(
+    folders: tuple[Path, Path, Path],
+) -> None:
+    base_folder, one_folder, _ = folders
+    base = _load(base_folder)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        before = base(input_ids=ids).logits
+        bank = AdapterBank(base)
+        one = bank.attach(read_adapter(one_folder, "one"))
+        assert torch.equal(base(input_ids=ids).logits, before)
+        with bank.applied([one]):
+            assert not torch.allclose(base(input_ids=ids).logits, before, atol=1e-3)
+        with bank.applied([None]):
+            assert torch.equal(base(input_ids=ids).logits, before)
+        bank.close()
+        with bank.applied([one]):
+            assert torch.equal(base(input_ids=ids).logits, before)
+
+
+def test_decoding_steps_count_the_adapters_they_mix(folders: tuple[Path, Path, Path]) -> None:
+    base_folder, one_folder, two_folder = folders
+    base = _load(base_folder)
+    bank = AdapterBank(base)
+    one = bank.attach(read_adapter(one_folder, "one"))
+    two = bank.attach(read_adapter(two_folder, "two"))
+    with bank.applied([one, one], decoding=True):
+        pass
+    assert (bank.decode_steps_mixed, bank.widest_decode_step) == (0, 1)
+    with bank.applied([one, None, two], decoding=True):
+        pass
+    with bank.applied([one, None, two]):  # a prompt's pass, not a decoding step
+        pass
+    assert (bank.decode_steps_mixed, bank.widest_decode_step) == (1, 3)
+
+
+def test_adapters_that_do_not_fit_are_refused(folders: tuple[Path, Path, Path]) -> None:
+    base_folder, one_folder, _ = folders
+    wide = _load(build_tiny_lm(base_folder.parent / "wide", width=64, positions=64))
+    with pytest.raises(InvalidInput, match="maps 32 to 96 features; the base's layer maps 64"):
+        AdapterBank(wide).attach(read_adapter(one_folder, "one"))
+    config = parse_adapter_config({"peft_type": "LORA", "r": 2, "lora_alpha": 4})
+    stray = {
+        "base_model.model.nowhere.lora_A.weight": torch.zeros(2, 32),
+        "base_model.model.nowhere.lora_B.weight": torch.zeros(32, 2),
+    }
+    with pytest.raises(InvalidInput, match="'nowhere', which the base model lacks"):
+        AdapterBank(_load(base_folder)).attach(LoraAdapter.from_tensors("x", config, stray))
+    with pytest.raises(InvalidInput, match="DoRA"):
+        parse_adapter_config({"peft_type": "LORA", "r": 2, "lora_alpha": 4, "use_dora": True})
+    with pytest.raises(InvalidInput, match="only one of lora_A and lora_B"):
+        LoraAdapter.from_tensors("x", config, {"m.lora_A.weight": torch.zeros(2, 4)})
