@@ -1,18 +1,48 @@
-"""The model formats a version can have, and the file suffix each is stored under.
+"""The model formats a version can have, and the file suffixes each is known by.
 
-One table for every layer that writes a version's artifact to a file (the registry's
-intake, the compression methods, the jobs, the serving layer)::
+The one table of suffixes for every layer: the registry's intake recognises an upload by
+it, the compression methods, jobs and the serving layer write a version's artifact under
+its canonical suffix, and the CLI names the suffixes it takes::
 
     path = work / f"model{FILE_SUFFIX['onnx']}"   # model.onnx
+    format_of_name("mlp.pth")                     # "torchscript"
 """
 
 from __future__ import annotations
 
-FILE_SUFFIX: dict[str, str] = {
-    "safetensors": ".safetensors",
-    "torchscript": ".pt",
-    "torch_export": ".pt2",
-    "onnx": ".onnx",
-    "keras": ".keras",
+SUFFIXES: dict[str, tuple[str, ...]] = {
+    "safetensors": (".safetensors",),
+    "torch_export": (".pt2",),
+    "torchscript": (".pt", ".pth", ".jit", ".torchscript"),
+    "onnx": (".onnx",),
+    "keras": (".keras",),
 }
-"""The canonical suffix of each single-file format (``hf`` versions are folders)."""
+"""The suffixes of each single-file format, the canonical one first (``hf`` versions are
+folders, uploaded as archives)."""
+
+FILE_SUFFIX: dict[str, str] = {fmt: suffixes[0] for fmt, suffixes in SUFFIXES.items()}
+"""The canonical suffix of each single-file format: what a stored version is called."""
+
+ARCHIVE_SUFFIXES: tuple[str, ...] = (
+    ".tar",
+    ".tar.gz",
+    ".tgz",
+    ".tar.bz2",
+    ".tbz2",
+    ".tar.xz",
+    ".txz",
+    ".zip",
+)
+"""Suffixes of the tar and zip archives an upload may come in."""
+
+PICKLE_SUFFIXES: tuple[str, ...] = (".pkl", ".pickle", ".joblib", ".ckpt")
+"""Suffixes of pickles, which are refused whatever they hold."""
+
+
+def format_of_name(name: str) -> str | None:
+    """The single-file format a file name's suffix says (case-insensitive), or None."""
+    lower = name.lower()
+    return next((fmt for fmt, suffixes in SUFFIXES.items() if lower.endswith(suffixes)), None)
+
+
+__all__ = ["ARCHIVE_SUFFIXES", "FILE_SUFFIX", "PICKLE_SUFFIXES", "SUFFIXES", "format_of_name"]

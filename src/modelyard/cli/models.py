@@ -24,6 +24,7 @@ from modelyard.cli._output import (
 from modelyard.cli._parse import json_object
 from modelyard.cli._report import comparison_table, difference_lines
 from modelyard.client import Model, ModelVersion
+from modelyard.formats import FILE_SUFFIX
 
 app = typer.Typer(
     help="Register models, push and pull versions, set aliases.", no_args_is_help=True
@@ -82,14 +83,12 @@ def push(
         typer.Argument(
             exists=True,
             dir_okay=False,
-            help=".safetensors, .pt, .pt2, .onnx, .keras, .tar(.gz) or .zip",
+            help=f"{', '.join(FILE_SUFFIX.values())}, .tar(.gz) or .zip",
         ),
     ],
     format: Annotated[
         str | None,
-        typer.Option(
-            help="safetensors, torchscript, torch_export, onnx or keras (default: guessed)."
-        ),
+        typer.Option(help=f"{', '.join(FILE_SUFFIX)} or hf (default: guessed from the file)."),
     ] = None,
     spec: Annotated[
         Path | None,

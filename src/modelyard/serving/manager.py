@@ -590,7 +590,7 @@ class DeploymentManager:
 
     def _load_hf(self, name: str, spec: DeploymentSpec, version: ModelVersion) -> Any:
         from modelyard.llm import load_hf_model
-        from modelyard.registry.hf import unpack_hf
+        from modelyard.registry.formats.hf import unpack_hf
 
         with scratch_dir(self._settings.tmp_dir, "serve-") as work:
             folder = unpack_hf(
