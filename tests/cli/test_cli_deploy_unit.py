@@ -124,6 +124,18 @@ def test_deploy_a_pipeline_with_postprocessing(api: FakeAPI) -> None:
     assert "embed → classify" in result.stderr
 
 
+def test_deploy_sends_only_the_postprocessing_asked_for(api: FakeAPI) -> None:
+    api.routes["POST", "/api/v1/deployments"] = answer(201, deployment())
+    result = run("deploy", "digits", "--model", "digits-mlp", "--top-k", "2")
+    assert result.exit_code == 0, result.output
+    assert json.loads(api.last.content) == {
+        "name": "digits",
+        "model": "digits-mlp",
+        "version": "latest",
+        "postprocess": {"top_k": 2},
+    }
+
+
 @pytest.mark.parametrize(
     "args",
     [

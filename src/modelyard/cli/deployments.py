@@ -19,6 +19,7 @@ from modelyard.cli._output import (
     table,
 )
 from modelyard.client import Deployment, TensorInfo
+from modelyard.serving import defaults
 
 app = typer.Typer(
     help="List, inspect, change (hot swap) and remove deployments.", no_args_is_help=True
@@ -57,17 +58,26 @@ DeviceOption = Annotated[
 ]
 ReplicasOption = Annotated[
     int | None,
-    typer.Option(min=1, help="Batches computed at once [server default: 1].", show_default=False),
+    typer.Option(
+        min=1,
+        help=f"Batches computed at once [server default: {defaults.REPLICAS}].",
+        show_default=False,
+    ),
 ]
 BatchOption = Annotated[
     int | None,
-    typer.Option(min=1, help="Most rows in one batch [server default: 32].", show_default=False),
+    typer.Option(
+        min=1,
+        help=f"Most rows in one batch [server default: {defaults.MAX_BATCH_SIZE}].",
+        show_default=False,
+    ),
 ]
 DelayOption = Annotated[
     float | None,
     typer.Option(
         min=0.0,
-        help="Longest wait (ms) for a batch to fill while another computes [server default: 2].",
+        help="Longest wait (ms) for a batch to fill while another computes "
+        f"[server default: {defaults.MAX_BATCH_DELAY_MS:g}].",
         show_default=False,
     ),
 ]
@@ -75,7 +85,8 @@ QueueOption = Annotated[
     int | None,
     typer.Option(
         min=1,
-        help="Requests that may wait; more are refused (429) [server default: 1024].",
+        help="Requests that may wait; more are refused (429) "
+        f"[server default: {defaults.MAX_QUEUE}].",
         show_default=False,
     ),
 ]
@@ -83,7 +94,8 @@ TimeoutOption = Annotated[
     float | None,
     typer.Option(
         min=1.0,
-        help="A request not computed within this many ms fails (504) [server default: 30000].",
+        help="A request not computed within this many ms fails (504) "
+        f"[server default: {defaults.TIMEOUT_MS:g}].",
         show_default=False,
     ),
 ]
@@ -135,9 +147,11 @@ def deploy(
         if model is None:
             raise typer.BadParameter("a canary needs --model", param_hint="--canary")
         traffic = canary_split(model.partition("@")[2] or "latest", canary)
-    postprocess: dict[str, Any] | None = None
-    if softmax or top_k is not None:
-        postprocess = {"softmax": softmax, "top_k": top_k}
+    postprocess: dict[str, Any] = {}
+    if softmax:
+        postprocess["softmax"] = True
+    if top_k is not None:
+        postprocess["top_k"] = top_k
     with connect(ctx) as client:
         deployment = client.deploy(
             name,
@@ -151,7 +165,7 @@ def deploy(
             timeout_ms=timeout_ms,
             traffic=traffic,
             pipeline=pipeline.split(",") if pipeline else None,
-            postprocess=postprocess,
+            postprocess=postprocess or None,
             force=force,
         )
     report(deployment, "Deployed", as_json)

@@ -186,7 +186,8 @@ class Client:
         batched up to ``max_batch_size`` rows, waiting at most ``max_batch_delay_ms`` for a
         batch to fill while another computes; beyond ``max_queue`` waiting requests the
         server answers 429, and one not computed within ``timeout_ms`` gets 504. Settings
-        left out take the server's defaults (``auto``, ``auto``, 1, 32, 2 ms, 1024, 30 s).
+        left out are not sent: the server's defaults apply, and the deployment's ``spec``
+        shows them.
         ``postprocess`` adds ``{"softmax": True}`` probabilities and/or ``{"top_k": 3}``
         labels to the outputs.
 

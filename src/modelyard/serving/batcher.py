@@ -66,6 +66,7 @@ from modelyard.errors import (
     TooManyRequests,
     Unavailable,
 )
+from modelyard.serving import defaults
 from modelyard.serving.release import ReleasePolicy
 
 log = logging.getLogger("modelyard.batcher")
@@ -90,18 +91,18 @@ _Signature = tuple[tuple[str, np.dtype[Any], tuple[int, ...]], ...]
 class BatchConfig:
     """How one deployment's requests are batched."""
 
-    max_batch_size: int = 32
+    max_batch_size: int = defaults.MAX_BATCH_SIZE
     """Rows per batch; a request with more rows than this runs alone."""
-    max_batch_delay_ms: float = 2.0
+    max_batch_delay_ms: float = defaults.MAX_BATCH_DELAY_MS
     """Longest a batch waits for more rows after its oldest request arrived, while another
     batch computes; it waits only while that pays (see :mod:`modelyard.serving.release`),
     and with every worker idle it leaves at once."""
-    max_queue: int = 1024
+    max_queue: int = defaults.MAX_QUEUE
     """Rows that may wait for compute; a request that would exceed it is answered 429. A
     single request is always accepted into an empty queue, however many rows it has."""
-    timeout_ms: float = 30_000
+    timeout_ms: float = defaults.TIMEOUT_MS
     """Deadline of a request submitted without one."""
-    workers: int = 1
+    workers: int = defaults.REPLICAS
     """Batches computed at once (model replicas sharing the process)."""
 
     def __post_init__(self) -> None:

@@ -15,6 +15,7 @@ from pydantic import (
 
 from modelyard.errors import InvalidInput
 from modelyard.runtimes.loader import LOADERS
+from modelyard.serving import defaults
 
 RuntimeName = Literal["auto", "torch", "onnxruntime", "torchscript", "torch_export", "keras"]
 """``auto``, or an engine one of the servable formats runs on (see ``runtimes.LOADERS``)."""
@@ -61,11 +62,13 @@ class DeploymentSpec(BaseModel):
         "(safetensors), torchscript, torch_export, onnxruntime (onnx), keras.",
     )
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
-    replicas: int = Field(default=1, ge=1, le=16, description="Batches computed at once.")
-    max_batch_size: int = Field(default=32, ge=1, le=4096)
-    max_batch_delay_ms: float = Field(default=2.0, ge=0, le=10_000)
-    max_queue: int = Field(default=1024, ge=1, le=1_000_000)
-    timeout_ms: float = Field(default=30_000, gt=0, le=600_000)
+    replicas: int = Field(
+        default=defaults.REPLICAS, ge=1, le=16, description="Batches computed at once."
+    )
+    max_batch_size: int = Field(default=defaults.MAX_BATCH_SIZE, ge=1, le=4096)
+    max_batch_delay_ms: float = Field(default=defaults.MAX_BATCH_DELAY_MS, ge=0, le=10_000)
+    max_queue: int = Field(default=defaults.MAX_QUEUE, ge=1, le=1_000_000)
+    timeout_ms: float = Field(default=defaults.TIMEOUT_MS, gt=0, le=600_000)
     postprocess: Postprocess = Field(default_factory=Postprocess)
     accepted: dict[str, int] = Field(
         default_factory=dict,

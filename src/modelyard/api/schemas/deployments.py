@@ -8,6 +8,7 @@ from pydantic import ConfigDict, Field
 
 from modelyard.api.schemas.common import PrincipalRef, Schema, UtcDatetime, project_name
 from modelyard.db.tables import Deployment
+from modelyard.serving import defaults
 from modelyard.serving.manager import Live
 
 
@@ -23,8 +24,8 @@ class DeploymentCreate(Schema):
                     "name": "digits",
                     "model": "digits-mlp",
                     "version": "production",
-                    "max_batch_size": 32,
-                    "max_batch_delay_ms": 2,
+                    "max_batch_size": defaults.MAX_BATCH_SIZE,
+                    "max_batch_delay_ms": defaults.MAX_BATCH_DELAY_MS,
                 },
                 {
                     "name": "digits-canary",
