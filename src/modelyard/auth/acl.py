@@ -2,23 +2,25 @@
 
 Data sets, models and deployments share it: :func:`acl_of` reads a resource's list and
 :func:`set_acl` replaces it (owner or admin only), sets whether the resource is public and
-records the change in the audit log::
+records the change in the audit log. A service holds one :class:`ResourceAcl`, which finds
+the resource by name (checking the caller's access) and reads or replaces its list::
 
-    with db.session() as session:
-        set_acl(session, caller, "model", row, public=False, grants=[AclEntry("ana", "read")],
-                name="digits-mlp")
+    acl = ResourceAcl(db, "model", Model, registry.get_model)
+    acl.set(caller, "digits-mlp", public=False, grants=[AclEntry("ana", "read")])
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from modelyard.auth.access import Caller, Permission
 from modelyard.auth.audit import record
+from modelyard.db.engine import Database
 from modelyard.db.tables import Grant, Principal, Project, ProjectGrant
 from modelyard.errors import Forbidden, InvalidInput
 
@@ -150,3 +152,46 @@ def set_acl(
     )
     row.public = public
     record(session, caller, f"{resource_type}.acl", f"{resource_type}:{name}", {"public": public})
+
+
+Row = TypeVar("Row", bound=Shared)
+
+
+class ResourceAcl(Generic[Row]):
+    """Reading and replacing the access-control lists of one kind of resource.
+
+    ``find(caller, name, permission)`` is the owning service's lookup: it raises NotFound
+    (or Forbidden) unless the caller may use the resource so; reading a list needs read
+    access, replacing it write access (and ownership, or admin). ``on_change(name)`` runs
+    after a list was replaced, for services that remember access answers.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        resource_type: str,
+        table: type[Row],
+        find: Callable[[Caller, str, Permission], Row],
+        on_change: Callable[[str], None] | None = None,
+    ) -> None:
+        self._db = db
+        self._type = resource_type
+        self._table = table
+        self._find = find
+        self._on_change = on_change
+
+    def get(self, caller: Caller, name: str) -> Acl:
+        """Who besides the owner may use resource ``name``."""
+        row = self._find(caller, name, Permission.READ)
+        with self._db.session() as session:
+            return acl_of(session, self._type, row)
+
+    def set(self, caller: Caller, name: str, public: bool, grants: list[AclEntry]) -> Acl:
+        """Replace the list of resource ``name`` and whether it is public; the new list."""
+        row = self._find(caller, name, Permission.WRITE)
+        with self._db.session() as session:
+            attached = session.get_one(self._table, row.id)
+            set_acl(session, caller, self._type, attached, public=public, grants=grants, name=name)
+        if self._on_change is not None:
+            self._on_change(name)
+        return self.get(caller, name)

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from modelyard.auth.access import Caller, Permission, Scope, ensure_access, visible_clause
-from modelyard.auth.acl import Acl, AclEntry, acl_of, set_acl
+from modelyard.auth.acl import ResourceAcl
 from modelyard.auth.audit import record
 from modelyard.datasets import formats
 from modelyard.db.engine import Database
@@ -41,6 +41,8 @@ class DatasetService:
         self._blobs = blobs
         self._tmp = tmp_dir
         self._limits = limits or formats.IntakeLimits()
+        self.acl = ResourceAcl(db, RESOURCE, Dataset, self.get)
+        """Who besides its owner may use a data set."""
 
     def create(
         self,
@@ -200,18 +202,6 @@ class DatasetService:
                     tar.add(local, arcname=Path(original["filename"]).name)
             with archive.open("rb") as f:
                 yield from iter(lambda: f.read(1024 * 1024), b"")
-
-    def get_acl(self, caller: Caller, name: str) -> Acl:
-        row = self.get(caller, name)
-        with self._db.session() as session:
-            return acl_of(session, RESOURCE, row)
-
-    def set_acl(self, caller: Caller, name: str, public: bool, grants: list[AclEntry]) -> Acl:
-        row = self.get(caller, name, Permission.WRITE)
-        with self._db.session() as session:
-            attached = session.get_one(Dataset, row.id)
-            set_acl(session, caller, RESOURCE, attached, public=public, grants=grants, name=name)
-        return self.get_acl(caller, name)
 
     def canonical_files(self, row: Dataset, dest: Path) -> dict[str, Path]:
         """The canonical form as files named for what they hold, inside ``dest``.

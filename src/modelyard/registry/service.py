@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from modelyard.auth.access import Caller, Permission, Scope, ensure_access, visible_clause
-from modelyard.auth.acl import Acl, AclEntry, acl_of, set_acl
+from modelyard.auth.acl import ResourceAcl
 from modelyard.auth.audit import record
 from modelyard.db.engine import Database
 from modelyard.db.tables import Alias, Model, ModelVersion
@@ -70,6 +70,8 @@ class ModelRegistry:
         self._blobs = blobs
         self._tmp = tmp_dir
         self._max_unpacked = max_unpacked
+        self.acl = ResourceAcl(db, RESOURCE, Model, self.get_model)
+        """Who besides its owner may use a model."""
 
     # -- models ----------------------------------------------------------------------
     def create_model(
@@ -515,16 +517,3 @@ class ModelRegistry:
                 raise NotFound(f"model '{name}' has no alias '{alias}'")
             session.delete(row)
             record(session, caller, "alias.delete", f"model:{name}@{alias}")
-
-    # -- access ----------------------------------------------------------------------
-    def get_acl(self, caller: Caller, name: str) -> Acl:
-        model = self.get_model(caller, name)
-        with self._db.session() as session:
-            return acl_of(session, RESOURCE, model)
-
-    def set_acl(self, caller: Caller, name: str, public: bool, grants: list[AclEntry]) -> Acl:
-        model = self.get_model(caller, name, Permission.WRITE)
-        with self._db.session() as session:
-            attached = session.get_one(Model, model.id)
-            set_acl(session, caller, RESOURCE, attached, public=public, grants=grants, name=name)
-        return self.get_acl(caller, name)

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from modelyard.auth.access import Caller, Permission, Scope, ensure_access, visible_clause
-from modelyard.auth.acl import Acl, AclEntry, acl_of, set_acl
+from modelyard.auth.acl import ResourceAcl
 from modelyard.auth.audit import record
 from modelyard.auth.cache import AnswerCache
 from modelyard.db.engine import Database
@@ -36,6 +36,8 @@ class DeploymentService:
         # Inference checks access on every request; remember recent answers briefly, per key:
         # another key of the same principal may lack the 'infer' scope.
         self._allowed: AnswerCache[tuple[str, str], bool] = AnswerCache(cache_ttl_s)
+        self.acl = ResourceAcl(db, RESOURCE, Deployment, self.get, on_change=self._forget_access)
+        """Who besides its owner may use a deployment."""
 
     def may_infer_cached(self, caller: Caller, name: str) -> bool:
         """True if this caller was recently allowed to call this deployment; False when it
@@ -229,16 +231,3 @@ class DeploymentService:
         """Every deployment (for the manager, which serves them all)."""
         with self._db.session() as session:
             return list(session.scalars(select(Deployment)))
-
-    def get_acl(self, caller: Caller, name: str) -> Acl:
-        row = self.get(caller, name)
-        with self._db.session() as session:
-            return acl_of(session, RESOURCE, row)
-
-    def set_acl(self, caller: Caller, name: str, public: bool, grants: list[AclEntry]) -> Acl:
-        row = self.get(caller, name, Permission.WRITE)
-        with self._db.session() as session:
-            attached = session.get_one(Deployment, row.id)
-            set_acl(session, caller, RESOURCE, attached, public=public, grants=grants, name=name)
-        self._forget_access(name)
-        return self.get_acl(caller, name)

@@ -111,13 +111,13 @@ def download_dataset(name: str, platform: PlatformDep, caller: CallerDep) -> Str
 
 @router.get("/{name}/acl", response_model=AclBody)
 def get_dataset_acl(name: str, platform: PlatformDep, caller: CallerDep) -> AclBody:
-    return AclBody.model_validate(platform.datasets.get_acl(caller, name))
+    return AclBody.model_validate(platform.datasets.acl.get(caller, name))
 
 
 @router.put("/{name}/acl", response_model=AclBody)
 def set_dataset_acl(name: str, body: AclBody, platform: PlatformDep, caller: CallerDep) -> AclBody:
     grants = body.entries()
-    return AclBody.model_validate(platform.datasets.set_acl(caller, name, body.public, grants))
+    return AclBody.model_validate(platform.datasets.acl.set(caller, name, body.public, grants))
 
 
 @router.get(

@@ -109,7 +109,7 @@ async def delete_deployment(name: str, platform: PlatformDep, caller: CallerDep)
 
 @router.get("/{name}/acl", response_model=AclBody)
 def get_deployment_acl(name: str, platform: PlatformDep, caller: CallerDep) -> AclBody:
-    return AclBody.model_validate(platform.deployments.get_acl(caller, name))
+    return AclBody.model_validate(platform.deployments.acl.get(caller, name))
 
 
 @router.put("/{name}/acl", response_model=AclBody)
@@ -117,7 +117,7 @@ def set_deployment_acl(
     name: str, body: AclBody, platform: PlatformDep, caller: CallerDep
 ) -> AclBody:
     grants = body.entries()
-    return AclBody.model_validate(platform.deployments.set_acl(caller, name, body.public, grants))
+    return AclBody.model_validate(platform.deployments.acl.set(caller, name, body.public, grants))
 
 
 @lean_post(

@@ -263,10 +263,10 @@ def delete_alias(name: str, alias: str, platform: PlatformDep, caller: CallerDep
 
 @router.get("/{name}/acl", response_model=AclBody)
 def get_model_acl(name: str, platform: PlatformDep, caller: CallerDep) -> AclBody:
-    return AclBody.model_validate(platform.registry.get_acl(caller, name))
+    return AclBody.model_validate(platform.registry.acl.get(caller, name))
 
 
 @router.put("/{name}/acl", response_model=AclBody)
 def set_model_acl(name: str, body: AclBody, platform: PlatformDep, caller: CallerDep) -> AclBody:
     grants = body.entries()
-    return AclBody.model_validate(platform.registry.set_acl(caller, name, body.public, grants))
+    return AclBody.model_validate(platform.registry.acl.set(caller, name, body.public, grants))
