@@ -40,6 +40,8 @@ class RunningBatch:
     kv: KV = field(default_factory=list)
     mask: torch.Tensor | None = None
     last: torch.Tensor | None = None
+    _cache: Any = field(default=None, repr=False)
+    """The model's cache over ``kv`` between two steps (None: build it from ``kv``)."""
 
     @property
     def size(self) -> int:
@@ -51,6 +53,7 @@ class RunningBatch:
         import torch
 
         new_last = torch.tensor(tokens, dtype=torch.long, device=mask.device)
+        self._cache = None
         if self.mask is None or self.last is None:
             self.kv, self.mask, self.last = kv, mask, new_last
             return
@@ -69,6 +72,7 @@ class RunningBatch:
         """Keep only ``rows`` (in this order); drop columns no kept row uses."""
         import torch
 
+        self._cache = None
         if not rows or self.mask is None or self.last is None:
             self.kv, self.mask, self.last = [], None, None
             return
@@ -82,6 +86,16 @@ class RunningBatch:
             (k.index_select(0, index)[:, :, start:], v.index_select(0, index)[:, :, start:])
             for k, v in self.kv
         ]
+
+    def cache(self, config: Any) -> Any:
+        """The cache to hand the model for the next step: built once after rows join or
+        leave (a copy of ``kv`` with room to grow), then written in place step after step."""
+        if self._cache is None:
+            # Imports torch and transformers, which importing this module must not.
+            from modelyard.llm.kv_cache import preallocated_cache
+
+            self._cache = preallocated_cache(self.kv, config)
+        return self._cache
 
     def step_inputs(self) -> dict[str, torch.Tensor]:
         """Model inputs for decoding one more token in every row."""
@@ -97,7 +111,8 @@ class RunningBatch:
         }
 
     def advance(self, kv: KV, tokens: list[int]) -> None:
-        """Take the cache after a decoding step and the tokens it produced."""
+        """Take the cache after a decoding step (the one :meth:`cache` gave, now one column
+        longer) and the tokens it produced."""
         import torch
 
         assert self.mask is not None

@@ -35,6 +35,7 @@ from modelyard.errors import (
     DeadlineExceeded,
     InvalidInput,
     ModelyardError,
+    NotFound,
     TooManyRequests,
     Unavailable,
 )
@@ -47,6 +48,7 @@ from modelyard.llm.batch import (
     select_rows,
 )
 from modelyard.llm.detok import StreamDecoder
+from modelyard.llm.lora import AdapterBank, LoraAdapter
 from modelyard.llm.prefix_cache import PrefixCache
 from modelyard.llm.sampling import (
     SamplingParams,
@@ -126,6 +128,8 @@ class _Sequence:
     generator: torch.Generator | None = None
     guide: Guide | None = None
     """Where the sequence stands in its grammar, when its params carry a constraint."""
+    adapter: LoraAdapter | None = None
+    """The LoRA adapter this sequence runs with (None: the plain model)."""
     generated: list[int] = field(default_factory=list)
     aborted: bool = False
     submitted: float = field(default_factory=time.monotonic)
@@ -197,6 +201,8 @@ class LLMEngine:
         self.steps = 0
         self.max_batch_seen = 0
         self.observer: EngineObserver | None = None
+        self.adapters: AdapterBank | None = None
+        """LoRA adapters a request may name (see :mod:`modelyard.llm.lora`)."""
         self.prefix_cache = (
             PrefixCache(config.prefix_cache_bytes) if config.prefix_cache_bytes > 0 else None
         )
@@ -239,14 +245,26 @@ class LLMEngine:
 
     # -- requests (event loop side) --------------------------------------------------
     def submit(
-        self, prompt_ids: list[int], params: SamplingParams, *, deadline: float | None = None
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        *,
+        deadline: float | None = None,
+        adapter: str | None = None,
     ) -> GenerationStream:
-        """Queue one sequence; ``deadline`` (``time.monotonic()``) bounds its wait to start.
+        """Queue one sequence; ``deadline`` (``time.monotonic()``) bounds its wait to start;
+        ``adapter`` names a LoRA adapter attached to :attr:`adapters` to run it with.
 
         Raises:
             InvalidInput: an empty prompt, or one that leaves no room in the context.
             TooManyRequests: the queue is full.
+            NotFound: no adapter of that name is attached.
         """
+        lora = None
+        if adapter is not None:
+            lora = self.adapters.get(adapter) if self.adapters is not None else None
+            if lora is None:
+                raise NotFound(f"the model '{self.config.name}' has no adapter '{adapter}'")
         if not prompt_ids:
             raise InvalidInput("the prompt is empty")
         if len(prompt_ids) >= self.config.context_length:
@@ -263,6 +281,7 @@ class LLMEngine:
             deadline=deadline,
             decoder=StreamDecoder(self._decode, params.stop),
             guide=params.constraint.start() if params.constraint is not None else None,
+            adapter=lora,
         )
         stream._sequence = seq
         with self._cond:
@@ -335,7 +354,8 @@ class LLMEngine:
         fresh = []
         for seq in ready:
             seq.generator = make_generator(seq.params.seed, self.device)
-            hit = self.prefix_cache.lookup(seq.prompt_ids) if self.prefix_cache else None
+            cache, space = self.prefix_cache, _namespace(seq)
+            hit = cache.lookup(seq.prompt_ids, space) if cache is not None else None
             if self.observer is not None and self.prefix_cache is not None:
                 self.observer.on_prefix_cache(hit[1] if hit else 0, len(seq.prompt_ids))
             if hit is None:
@@ -353,19 +373,21 @@ class LLMEngine:
         try:
             if hit is None:
                 inputs = prefill_inputs([seq.prompt_ids for seq in ready], self.device)
-                out = self._model(**inputs, use_cache=True)
+                with self._adapters_of(ready):
+                    out = self._model(**inputs, use_cache=True)
                 mask = inputs["attention_mask"]
             else:
                 cached, length = hit
                 prompt = ready[0].prompt_ids
                 mask = torch.ones((1, len(prompt)), dtype=torch.long, device=self.device)
-                out = self._model(
-                    input_ids=torch.tensor([prompt[length:]], device=self.device),
-                    attention_mask=mask,
-                    position_ids=torch.arange(length, len(prompt), device=self.device)[None],
-                    past_key_values=build_cache(cached, self._model.config),
-                    use_cache=True,
-                )
+                with self._adapters_of(ready):
+                    out = self._model(
+                        input_ids=torch.tensor([prompt[length:]], device=self.device),
+                        attention_mask=mask,
+                        position_ids=torch.arange(length, len(prompt), device=self.device)[None],
+                        past_key_values=build_cache(cached, self._model.config),
+                        use_cache=True,
+                    )
             logits = out.logits[:, -1, :]
             params = [seq.params for seq in ready]
             tokens = sample_next(
@@ -390,6 +412,7 @@ class LLMEngine:
                 self.prefix_cache.store(
                     seq.prompt_ids,
                     [(k[row : row + 1, :, start:], v[row : row + 1, :, start:]) for k, v in kv],
+                    _namespace(seq),
                 )
         rows = [
             row for row, seq in enumerate(ready) if not self._accept(seq, tokens[row], chosen[row])
@@ -404,8 +427,11 @@ class LLMEngine:
     def _step(self) -> None:
         running = self._running
         try:
-            cache = build_cache(self._batch.kv, self._model.config)
-            out = self._model(**self._batch.step_inputs(), past_key_values=cache, use_cache=True)
+            cache = self._batch.cache(self._model.config)
+            with self._adapters_of(running, decoding=True):
+                out = self._model(
+                    **self._batch.step_inputs(), past_key_values=cache, use_cache=True
+                )
             logits = out.logits[:, -1, :]
             params = [seq.params for seq in running]
             tokens = sample_next(
@@ -435,6 +461,14 @@ class LLMEngine:
         if len(keep) != len(running):
             self._batch.keep(keep)
             self._running = [running[row] for row in keep]
+
+    def _adapters_of(
+        self, seqs: Sequence[_Sequence], *, decoding: bool = False
+    ) -> contextlib.AbstractContextManager[None]:
+        """Run the next forward pass with each row's LoRA adapter (nothing to do without)."""
+        if self.adapters is None:
+            return contextlib.nullcontext()
+        return self.adapters.applied([seq.adapter for seq in seqs], decoding=decoding)
 
     def _accept(self, seq: _Sequence, token: int, logprob: TokenLogprob | None = None) -> bool:
         """Record a sampled token, tell the client, and say whether the sequence is done."""
@@ -477,6 +511,11 @@ class LLMEngine:
             self.observer.on_finished(
                 reason, len(seq.prompt_ids), len(seq.generated), time.monotonic() - seq.submitted
             )
+
+
+def _namespace(seq: _Sequence) -> str:
+    """The prefix-cache namespace of a sequence: its adapter's KV differs from the base's."""
+    return seq.adapter.key if seq.adapter is not None else ""
 
 
 def _as_error(exc: Exception) -> ModelyardError:
