@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from modelyard.errors import InvalidInput
+from modelyard.errors import InvalidInput, NotFound
 from modelyard.llm.lora import AdapterBank, LoraAdapter, parse_adapter_config, read_adapter
 from tests.llm.tiny import build_tiny_lm
 
@@ -134,3 +134,60 @@ def test_adapters_that_do_not_fit_are_refused(folders: tuple[Path, Path, Path]) 
         parse_adapter_config({"peft_type": "LORA", "r": 2, "lora_alpha": 4, "use_dora": True})
     with pytest.raises(InvalidInput, match="only one of lora_A and lora_B"):
         LoraAdapter.from_tensors("x", config, {"m.lora_A.weight": torch.zeros(2, 4)})
+
+
+def _greedy_alone(model: Any, prompt: list[int], max_tokens: int, eos: int) -> list[int]:
+    out = model.generate(
+        torch.tensor([prompt]),
+        attention_mask=torch.ones((1, len(prompt)), dtype=torch.long),
+        max_new_tokens=max_tokens,
+        do_sample=False,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )[0, len(prompt) :].tolist()
+    return out[: out.index(eos)] if eos in out else out
+
+
+async def _tokens(stream: Any) -> list[int]:
+    return [lp.token_id async for delta in stream for lp in delta.logprobs]
+
+
+def test_the_engine_decodes_adapters_and_the_base_in_one_batch(
+    folders: tuple[Path, Path, Path],
+) -> None:
+    import asyncio
+
+    from modelyard.llm.adapted import AdaptedLanguageModel
+    from modelyard.llm.engine import EngineConfig
+    from modelyard.llm.language_model import LanguageModel, load_causal_lm
+
+    base_folder, one_folder, two_folder = folders
+    model, tokenizer = load_causal_lm(base_folder, device="cpu")
+    lm = LanguageModel(model, tokenizer, EngineConfig(context_length=64, name="tiny"))
+    one = AdaptedLanguageModel(lm, one_folder, "one")
+    two = AdaptedLanguageModel(lm, two_folder, "two")
+    prompt = lm.encode("tell me a story about")
+    eos = tokenizer.eos_token_id
+
+    async def together() -> list[list[int]]:
+        params = lm.sampling(max_tokens=12, temperature=0, logprobs=0)
+        # Queued before the engine starts, so all three are admitted to the same batch.
+        streams = [m.generate(prompt, params) for m in (one, lm, two)]
+        lm.engine.start()
+        try:
+            return list(await asyncio.gather(*(_tokens(s) for s in streams)))
+        finally:
+            lm.close()
+
+    got = asyncio.run(together())
+    want = [
+        _greedy_alone(_merged(base_folder, one_folder), prompt, 12, eos),
+        _greedy_alone(_load(base_folder), prompt, 12, eos),
+        _greedy_alone(_merged(base_folder, two_folder), prompt, 12, eos),
+    ]
+    assert got == want
+    assert len({tuple(tokens) for tokens in got}) == 3  # three different answers
+    bank = lm.engine.adapters
+    assert bank is not None and bank.widest_decode_step == 3 and bank.decode_steps_mixed > 0
+    with pytest.raises(NotFound, match="no adapter 'three'"):
+        lm.generate(prompt, lm.sampling(max_tokens=2), adapter="three")

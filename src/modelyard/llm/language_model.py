@@ -11,6 +11,7 @@ from modelyard.llm.chat import render_chat
 from modelyard.llm.device import pick_device, pick_dtype
 from modelyard.llm.engine import EngineConfig, GenerationStream, LLMEngine
 from modelyard.llm.grammar import Constraint, GrammarCompiler
+from modelyard.llm.lora import AdapterBank, LoraAdapter, read_adapter
 from modelyard.llm.sampling import SamplingParams
 from modelyard.llm.tools import supports_tools
 from modelyard.runtimes.tensors import TensorSpec
@@ -206,9 +207,29 @@ class LanguageModel:
         return max_tokens
 
     def generate(
-        self, prompt_ids: list[int], params: SamplingParams, *, deadline: float | None = None
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        *,
+        deadline: float | None = None,
+        adapter: str | None = None,
     ) -> GenerationStream:
-        return self.engine.submit(prompt_ids, params, deadline=deadline)
+        """Queue a sequence (with the attached LoRA ``adapter`` of that name, if given)."""
+        return self.engine.submit(prompt_ids, params, deadline=deadline, adapter=adapter)
+
+    def attach_adapter(self, folder: Path, name: str) -> LoraAdapter:
+        """Read the LoRA adapter saved in ``folder`` and serve it as ``name`` on this model,
+        in the same batches as the model itself; the weights stay as they are."""
+        parameter = next(self.model.parameters())
+        adapter = read_adapter(folder, name, device=parameter.device, dtype=parameter.dtype)
+        if self.engine.adapters is None:
+            self.engine.adapters = AdapterBank(self.model)
+        return self.engine.adapters.attach(adapter)
+
+    def detach_adapter(self, name: str) -> None:
+        """Take no more requests for adapter ``name`` (running ones finish with it)."""
+        if self.engine.adapters is not None:
+            self.engine.adapters.detach(name)
 
     def close(self) -> None:
         self.engine.close()

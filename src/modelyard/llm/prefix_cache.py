@@ -6,8 +6,9 @@ earlier turns of a conversation. After a prompt has run, the keys and values of 
 prefix it shares with a kept one and runs only the rest. Entries are dropped least recently
 used first once their tensors together pass ``max_bytes``.
 
-Each block boundary of a kept prompt is indexed by a hash chained over the blocks before it,
-so finding the longest shared prefix costs one dictionary look-up per block; a hit is checked
+Each block boundary of a kept prompt is indexed by a hash chained over the blocks before it
+(and over a namespace: prompts run with different LoRA adapters have different KV), so
+finding the longest shared prefix costs one dictionary look-up per block; a hit is checked
 token by token before it is used.
 
 Example::
@@ -37,11 +38,12 @@ class _Entry:
     kv: KV
     nbytes: int
     keys: list[int]
+    namespace: str = ""
 
 
-def _chain(tokens: Sequence[int], limit: int) -> list[int]:
-    """The chained hash at each block boundary of ``tokens[:limit]``."""
-    out, h = [], 0
+def _chain(tokens: Sequence[int], limit: int, namespace: str = "") -> list[int]:
+    """The chained hash at each block boundary of ``tokens[:limit]`` in ``namespace``."""
+    out, h = [], hash(namespace) if namespace else 0
     for end in range(BLOCK, limit + 1, BLOCK):
         h = hash((h, tuple(tokens[end - BLOCK : end])))
         out.append(h)
@@ -62,10 +64,11 @@ class PrefixCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def lookup(self, prompt: Sequence[int]) -> tuple[KV, int] | None:
-        """The KV of the longest kept block-aligned prefix of ``prompt`` that leaves at least
-        one token of it to run, and that prefix's length; None if there is none."""
-        chain = _chain(prompt, len(prompt) - 1)
+    def lookup(self, prompt: Sequence[int], namespace: str = "") -> tuple[KV, int] | None:
+        """The KV of the longest block-aligned prefix of ``prompt`` kept in ``namespace`` that
+        leaves at least one token of it to run, and that prefix's length; None if there is
+        none."""
+        chain = _chain(prompt, len(prompt) - 1, namespace)
         with self._lock:
             for blocks in range(len(chain), 0, -1):
                 entry_id = self._index.get(chain[blocks - 1])
@@ -73,23 +76,29 @@ class PrefixCache:
                     continue
                 entry = self._entries[entry_id]
                 length = blocks * BLOCK
-                if entry.tokens[:length] != tuple(prompt[:length]):
+                if entry.namespace != namespace or entry.tokens[:length] != tuple(prompt[:length]):
                     continue  # a hash collision
                 self._entries.move_to_end(entry_id)
                 kv = [(k[:, :, :length], v[:, :, :length]) for k, v in entry.kv]
                 return kv, length
         return None
 
-    def store(self, prompt: Sequence[int], kv: KV) -> None:
+    def store(self, prompt: Sequence[int], kv: KV, namespace: str = "") -> None:
         """Keep the KV ([1, heads, ≥ len(prompt), dim] per layer, ``prompt``'s positions
-        first) of ``prompt``'s block-aligned start, unless it is kept already."""
+        first) of ``prompt``'s block-aligned start in ``namespace``, unless it is kept
+        already."""
         length = len(prompt) // BLOCK * BLOCK
         if length == 0:
             return
-        chain = _chain(prompt, length)
+        chain = _chain(prompt, length, namespace)
         with self._lock:
-            known = self._index.get(chain[-1])
-            if known is not None and self._entries[known].tokens == tuple(prompt[:length]):
+            known = self._index.get(chain[-1], 0)  # entry ids start at 1
+            entry = self._entries.get(known)
+            if (
+                entry is not None
+                and entry.namespace == namespace
+                and entry.tokens == tuple(prompt[:length])
+            ):
                 self._entries.move_to_end(known)
                 return
         kept = [
@@ -101,7 +110,7 @@ class PrefixCache:
             return
         with self._lock:
             self._ids += 1
-            entry = _Entry(tuple(prompt[:length]), kept, nbytes, chain)
+            entry = _Entry(tuple(prompt[:length]), kept, nbytes, chain, namespace)
             self._entries[self._ids] = entry
             for key in chain:
                 self._index[key] = self._ids
