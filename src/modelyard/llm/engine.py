@@ -427,7 +427,7 @@ class LLMEngine:
     def _step(self) -> None:
         running = self._running
         try:
-            cache = build_cache(self._batch.kv, self._model.config)
+            cache = self._batch.cache(self._model.config)
             with self._adapters_of(running, decoding=True):
                 out = self._model(
                     **self._batch.step_inputs(), past_key_values=cache, use_cache=True
