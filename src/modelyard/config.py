@@ -71,6 +71,15 @@ class Settings(BaseSettings):
             "copy of the models; the first also runs jobs, the storage collector and gRPC."
         ),
     )
+    serving_split: bool = Field(
+        default=False,
+        description=(
+            "The server processes (workers, one or more) hold no models and hand tensor "
+            "inference to one model process that loads each version once and batches for all "
+            "of them "
+            "(language models stay in each HTTP process; explanations are refused)."
+        ),
+    )
     ssl_certfile: Path | None = Field(
         default=None,
         description=(

@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import socket
 import ssl
 import sys
@@ -15,10 +17,13 @@ import uvicorn
 
 from modelyard.api.app import create_app
 from modelyard.api.grpc import attach as attach_grpc
-from modelyard.api.workers import supervise
+from modelyard.api.model_process import run_model_process
+from modelyard.api.workers import ModelProcess, Worker, supervise
 from modelyard.config import Settings
 from modelyard.errors import ModelyardError
 from modelyard.platform import Platform
+from modelyard.serving.split import address_for, serve_from
+from modelyard.storage.workdirs import process_dir
 
 log = logging.getLogger("modelyard.server")
 
@@ -81,18 +86,25 @@ def serve(settings: Settings) -> None:
         print(f"Modelyard cannot start: {exc.detail}", file=sys.stderr)
         raise SystemExit(1) from None
     scheme = "https" if tls else "http"
-    if settings.workers > 1:
+    if settings.workers > 1 or settings.serving_split:
         # The schema is migrated and the first key made once, here; each worker builds its own.
         platform.close()
         log.info(
-            "Modelyard listening on %s://%s:%d with %d workers",
+            "Modelyard listening on %s://%s:%d with %d workers%s",
             scheme,
             settings.host,
             settings.port,
             settings.workers,
+            " and a model process" if settings.serving_split else "",
         )
+        worker: Worker = run_worker
+        models: ModelProcess | None = None
+        if settings.serving_split:
+            address = address_for(process_dir(settings.tmp_dir), os.getpid())
+            worker = functools.partial(run_worker, model_address=address)
+            models = functools.partial(run_model_process, address)
         try:
-            status = supervise(settings, run_worker)
+            status = supervise(settings, worker, models)
         except OSError as exc:
             print(f"Modelyard cannot start: {exc}", file=sys.stderr)
             raise SystemExit(1) from None
@@ -114,11 +126,21 @@ def serve(settings: Settings) -> None:
     )
 
 
-def run_worker(settings: Settings, index: int, sock: socket.socket, metrics_dir: Path) -> None:
+def run_worker(
+    settings: Settings,
+    index: int,
+    sock: socket.socket,
+    metrics_dir: Path,
+    *,
+    model_address: str | None = None,
+) -> None:
     """One process of a server run as several (api/workers.py): worker 0 also runs jobs, the
-    storage collector and gRPC."""
+    storage collector and gRPC. With ``model_address`` its versions are loaded in the model
+    process there (serving/split.py)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     platform = Platform.build(settings, metrics_dir=metrics_dir)
+    if model_address is not None:
+        serve_from(platform.serving, model_address)
     leader = index == 0
     app = create_app(platform, own_platform=True, runs_jobs=leader)
     if leader and settings.grpc_port:

@@ -17,6 +17,11 @@ What the workers share goes through the database and two files:
   the tmp dir (prometheus_client's multiprocess mode) and ``/metrics`` of any worker sums
   them over all workers, including the ones that have exited.
 
+With ``serving_split`` (``--model-process``) the supervisor starts one more process first, the
+model process (``api/model_process.py``): it loads every served version once and batches the
+requests of all workers, which then hold no models (``serving/split.py``). It gets the
+torch threads of every core and the workers one each; if it ends, the server stops.
+
 SIGINT or SIGTERM to the supervisor stops every worker gracefully (requests in flight are
 answered). A worker whose supervisor dies, even by ``kill -9``, is sent SIGTERM by the kernel
 (Linux's parent-death signal), so no worker outlives it. A worker that dies after it has run
@@ -61,6 +66,10 @@ Worker = Callable[[Settings, int, socket.socket, Path], None]
 """What runs in a worker: ``(settings, index, listening socket, metrics folder)``; it
 returns when the worker has stopped."""
 
+ModelProcess = Callable[[Settings, Path], None]
+"""What runs in the model process of a split server: ``(settings, metrics folder)``; it
+returns when it has stopped."""
+
 
 def bind(host: str, port: int) -> socket.socket:
     """The listening socket every worker accepts on."""
@@ -77,9 +86,10 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def supervise(settings: Settings, worker: Worker) -> int:
-    """Run ``settings.workers`` processes of ``worker`` until SIGINT or SIGTERM; the exit
-    status (0, or 1 when a worker failed to start)."""
+def supervise(settings: Settings, worker: Worker, model_process: ModelProcess | None = None) -> int:
+    """Run ``settings.workers`` processes of ``worker`` (and, given, one of ``model_process``
+    before them) until SIGINT or SIGTERM; the exit status (0, or 1 when a worker failed to
+    start or the model process ended)."""
     sock = bind(settings.host, settings.port)
     metrics_dir = process_dir(settings.tmp_dir) / "prometheus"
     metrics_dir.mkdir(exist_ok=True)
@@ -90,6 +100,7 @@ def supervise(settings: Settings, worker: Worker) -> int:
     # worker would have N times more threads than cores contend for them. An operator's
     # OMP_NUM_THREADS stands.
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads_given = "OMP_NUM_THREADS" in os.environ
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (cores or 1) // settings.workers)))
     context = multiprocessing.get_context("spawn")
     stop = threading.Event()
@@ -109,10 +120,30 @@ def supervise(settings: Settings, worker: Worker) -> int:
         log.info("worker %d started (pid %s)", index, process.pid)
         return process, time.monotonic()
 
+    model: BaseProcess | None = None
+    if model_process is not None:
+        if not threads_given:  # the model process computes for all; the workers only parse
+            os.environ["OMP_NUM_THREADS"] = str(cores or 1)
+        model = context.Process(
+            target=_run_model,
+            args=(model_process, settings, metrics_dir, os.getpid()),
+            name="modelyard-models",
+        )
+        model.start()
+        log.info("model process started (pid %s)", model.pid)
+        if not threads_given:
+            os.environ["OMP_NUM_THREADS"] = "1"
+
     status = 0
     workers = [start(index) for index in range(settings.workers)]
     try:
         while not stop.wait(0.5):
+            if model is not None and not model.is_alive():
+                log.error(
+                    "the model process exited (status %s); stopping the server", model.exitcode
+                )
+                status = 1
+                break
             for index, (process, started) in enumerate(workers):
                 if process.is_alive():
                     continue
@@ -132,7 +163,10 @@ def supervise(settings: Settings, worker: Worker) -> int:
                 )
                 workers[index] = start(index)
     finally:
+        # The workers first: the requests they answer while stopping need the model process.
         _stop_all([process for process, _ in workers], metrics_dir)
+        if model is not None:
+            _stop_all([model], metrics_dir)
         sock.close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -165,6 +199,14 @@ def _run(
     """A worker process's entry point."""
     _end_with(supervisor)
     worker(settings, index, sock, metrics_dir)
+
+
+def _run_model(
+    model_process: ModelProcess, settings: Settings, metrics_dir: Path, supervisor: int
+) -> None:
+    """The model process's entry point."""
+    _end_with(supervisor)
+    model_process(settings, metrics_dir)
 
 
 def _end_with(supervisor: int) -> None:

@@ -36,6 +36,15 @@ def serve(
             "[env MODELYARD_WORKERS; default 1].",
         ),
     ] = None,
+    model_process: Annotated[
+        bool | None,
+        typer.Option(
+            "--model-process/--no-model-process",
+            help="Load the models once, in one model process that batches for every server "
+            "process; the server processes only parse, check keys and forward tensors "
+            "[env MODELYARD_SERVING_SPLIT; default off: each process holds its own copy].",
+        ),
+    ] = None,
     data_dir: Annotated[
         Path | None,
         typer.Option(file_okay=False, help="Where data lives [env MODELYARD_DATA_DIR]."),
@@ -82,6 +91,7 @@ def serve(
         "port": port,
         "grpc_port": grpc_port,
         "workers": workers,
+        "serving_split": model_process,
         "data_dir": data_dir,
         "database_url": database_url,
         "executor": executor,

@@ -139,6 +139,21 @@ class BatchObserver(Protocol):
         """A batch failed: some or all of its requests got an error."""
 
 
+class BatchQueue(Protocol):
+    """What serving asks of a version's batcher: a :class:`Batcher` in this process, or a
+    handle on one in a separate model process (``serving/split.py``)."""
+
+    async def submit(
+        self, inputs: dict[str, np.ndarray], *, deadline: float | None = None
+    ) -> dict[str, np.ndarray]:
+        """One request's rows of every output (see :meth:`Batcher.submit`)."""
+        ...
+
+    async def stop(self, drain: bool = True) -> None:
+        """Stop taking requests; with ``drain``, finish the queued ones first."""
+        ...
+
+
 @dataclass
 class BatchStats:
     """Running totals of one batcher, updated on the event loop thread."""
@@ -675,4 +690,4 @@ def _guarded(callback: Callable[..., None], *args: Any) -> None:
         log.exception("batch observer %r failed", callback)
 
 
-__all__ = ["BatchConfig", "BatchObserver", "BatchStats", "Batcher", "InferFn"]
+__all__ = ["BatchConfig", "BatchObserver", "BatchQueue", "BatchStats", "Batcher", "InferFn"]

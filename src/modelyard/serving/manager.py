@@ -24,7 +24,7 @@ import random
 import shutil
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ from modelyard.errors import (
 from modelyard.formats import FILE_SUFFIX
 from modelyard.registry.service import ModelRegistry
 from modelyard.serving import heap
-from modelyard.serving.batcher import BatchConfig, Batcher
+from modelyard.serving.batcher import BatchConfig, Batcher, BatchQueue
 from modelyard.serving.compat import Interface, feed_differences, swap_differences
 from modelyard.serving.explain import ExplainLimits, ExplainOptions, Explanation, explain
 from modelyard.serving.metrics import ServingMetrics
@@ -74,12 +74,16 @@ class Served:
 
     version: ModelVersion
     runtime: Any
-    batcher: Batcher | None
+    batcher: BatchQueue | None
     """None for a language model: its engine batches on its own (``runtime.engine``)."""
 
     @property
     def number(self) -> int:
         return self.version.version
+
+
+VersionLoader = Callable[[str, DeploymentSpec, ModelVersion], Awaitable[Served]]
+"""``(deployment name, spec, version) -> Served``: loads, warms up and batches one version."""
 
 
 @dataclass
@@ -137,6 +141,8 @@ class DeploymentManager:
         self._retiring: set[asyncio.Task[None]] = set()
         self._explain_slots = asyncio.Semaphore(settings.explain_concurrency)
         self._explain_limits = ExplainLimits.from_settings(settings)
+        self.load_version: VersionLoader = self._serve_version
+        """Where versions are loaded: here, or in a model process (``serving/split.py``)."""
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -522,7 +528,7 @@ class DeploymentManager:
             if served is None:
                 where = f"version {version.version} of '{spec.model}'"
                 try:
-                    served = await self._serve_version(live.name, spec, version)
+                    served = await self.load_version(live.name, spec, version)
                 except ModelyardError as exc:
                     exc.detail = f"{where}: {exc.detail}"
                     raise
