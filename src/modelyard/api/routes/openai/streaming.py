@@ -54,6 +54,14 @@ def seeded(seed: int | None, index: int) -> int | None:
 
 async def merged(streams: Sequence[GenerationStream]) -> AsyncIterator[tuple[int, Delta]]:
     """Deltas of all streams as they come, tagged with the stream's index."""
+    if len(streams) == 1:
+        # The common case reads its one stream directly: no task and queue hop per token.
+        try:
+            async for delta in streams[0]:
+                yield 0, delta
+        finally:
+            streams[0].abort()
+        return
     queue: asyncio.Queue[tuple[int, Delta | BaseException | None]] = asyncio.Queue()
 
     async def pump(index: int, stream: GenerationStream) -> None:
