@@ -26,6 +26,7 @@ from modelyard.jobs.executor import Executor, LocalExecutor
 from modelyard.jobs.ray_executor import RayExecutor
 from modelyard.jobs.service import JobService
 from modelyard.registry.service import ModelRegistry
+from modelyard.serving.facade import DeploymentFacade
 from modelyard.serving.manager import DeploymentManager
 from modelyard.serving.metrics import ServingMetrics
 from modelyard.serving.service import DeploymentService
@@ -52,6 +53,8 @@ class Platform:
     executor: Executor[Any]
     deployments: DeploymentService
     serving: DeploymentManager
+    deployment_facade: DeploymentFacade
+    """Deployments end to end: rows and loaded models kept in step."""
     collector: StorageCollector
     metrics_registry: CollectorRegistry
     usage: UsageService
@@ -105,6 +108,7 @@ class Platform:
             executor=executor,
             deployments=deployments,
             serving=serving,
+            deployment_facade=DeploymentFacade(deployments, serving),
             collector=StorageCollector(db, blobs, settings.tmp_dir, settings.collect_grace_s),
             metrics_registry=metrics_registry,
             usage=usage,

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 
 from modelyard.api.gate import CALLER_KEY
 from modelyard.auth.access import Caller
@@ -53,5 +52,4 @@ Offset = Annotated[int, Query(ge=0, le=INT64_MAX, description="Items to skip.")]
 
 async def authorize_inference(platform: Platform, caller: Caller, deployment: str) -> None:
     """The caller holds 'infer' and may read the deployment (cached; 403/404 otherwise)."""
-    if not platform.deployments.may_infer_cached(caller, deployment):
-        await run_in_threadpool(platform.deployments.check_infer, caller, deployment)
+    await platform.deployment_facade.authorize(caller, deployment)

@@ -34,6 +34,7 @@ from modelyard.runtimes.runtime import (
     LoadOptions,
     ModelRuntime,
     Runtime,
+    TensorRuntime,
     VersionArtifact,
 )
 from modelyard.runtimes.tensors import TensorSpec
@@ -45,6 +46,7 @@ __all__ = [
     "LoadOptions",
     "ModelRuntime",
     "Runtime",
+    "TensorRuntime",
     "TensorSpec",
     "VersionArtifact",
     "load_runtime",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -14,6 +14,35 @@ import numpy as np
 from modelyard.errors import Unavailable
 from modelyard.runtimes.inputs import InputPipeline
 from modelyard.runtimes.tensors import TensorSpec, with_variable_batch
+
+
+class TensorRuntime(Protocol):
+    """What the serving layer calls a model that serves tensors through: its engine's name,
+    the tensors it takes and returns, and ``infer``.
+
+    Every :class:`Runtime` follows it; so do tensor models loaded by other means (a sentence
+    encoder of the language-model layer). Language models are not called with tensors and do
+    not follow it.
+    """
+
+    @property
+    def name(self) -> str:
+        """Which engine runs it."""
+        ...
+
+    @property
+    def inputs(self) -> Sequence[TensorSpec]:
+        """The tensors ``infer`` takes."""
+        ...
+
+    @property
+    def outputs(self) -> Sequence[TensorSpec]:
+        """The tensors ``infer`` returns."""
+        ...
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs for a batch of raw inputs, batched along axis 0."""
+        ...
 
 
 class Runtime(Protocol):

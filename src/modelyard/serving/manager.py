@@ -27,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeGuard
 
 import numpy as np
 
@@ -44,15 +44,27 @@ from modelyard.errors import (
 )
 from modelyard.formats import FILE_SUFFIX
 from modelyard.registry.service import ModelRegistry
+from modelyard.runtimes import (
+    Runtime,
+    TensorRuntime,
+    VersionArtifact,
+    load_runtime,
+    postprocess,
+)
+from modelyard.runtimes.outputs import output_kind
 from modelyard.serving import heap
 from modelyard.serving.batcher import BatchConfig, Batcher, BatchQueue
 from modelyard.serving.compat import Interface, feed_differences, swap_differences
 from modelyard.serving.explain import ExplainLimits, ExplainOptions, Explanation, explain
 from modelyard.serving.metrics import ServingMetrics
+from modelyard.serving.oip import OIP_TO_NUMPY
 from modelyard.serving.service import DeploymentService
 from modelyard.serving.spec import DeploymentSpec
 from modelyard.storage.base import BlobStore
 from modelyard.storage.staging import scratch_dir
+
+if TYPE_CHECKING:
+    from modelyard.llm import LanguageModel, TextEmbedder
 
 log = logging.getLogger("modelyard.serving")
 
@@ -73,13 +85,24 @@ class Served:
     """One loaded version of one deployment."""
 
     version: ModelVersion
-    runtime: Any
+    runtime: TensorRuntime | LanguageModel
+    """The loaded model: tensors in and out, or a language model (its own engine)."""
     batcher: BatchQueue | None
     """None for a language model: its engine batches on its own (``runtime.engine``)."""
 
     @property
     def number(self) -> int:
         return self.version.version
+
+    @property
+    def language_model(self) -> LanguageModel | None:
+        """The runtime when it is a language model, else None."""
+        return self.runtime if _is_language_model(self.runtime) else None
+
+
+def _is_language_model(runtime: TensorRuntime | LanguageModel) -> TypeGuard[LanguageModel]:
+    # LanguageModel is not imported at run time: that would load torch with the server.
+    return getattr(runtime, "kind", None) == "causal_lm"
 
 
 VersionLoader = Callable[[str, DeploymentSpec, ModelVersion], Awaitable[Served]]
@@ -543,17 +566,22 @@ class DeploymentManager:
     async def _serve_version(
         self, name: str, spec: DeploymentSpec, version: ModelVersion
     ) -> Served:
+        runtime: Runtime | TextEmbedder
         if version.format == "hf":
-            runtime = await asyncio.to_thread(self._load_hf, name, spec, version)
-            if runtime.kind == "causal_lm":
-                engine = runtime.engine
+            # Loaded by _load_hf by now; imported at the top it would load torch with the server.
+            from modelyard.llm import LanguageModel
+
+            loaded = await asyncio.to_thread(self._load_hf, name, spec, version)
+            if isinstance(loaded, LanguageModel):
+                engine = loaded.engine
                 engine.observer = self.metrics.llm.observer(
                     name,
                     str(version.version),
                     running=lambda: engine.running,
                     waiting=lambda: engine.queue_depth,
                 )
-                return Served(version=version, runtime=runtime, batcher=None)
+                return Served(version=version, runtime=loaded, batcher=None)
+            runtime = loaded
         else:
             runtime = await asyncio.to_thread(self._load_runtime, spec, version)
         config = BatchConfig(
@@ -573,9 +601,7 @@ class DeploymentManager:
         heap.settle()  # what the model brought lives as long as it is served
         return Served(version=version, runtime=runtime, batcher=batcher)
 
-    def _load_runtime(self, spec: DeploymentSpec, version: ModelVersion) -> Any:
-        from modelyard.runtimes import VersionArtifact, load_runtime
-
+    def _load_runtime(self, spec: DeploymentSpec, version: ModelVersion) -> Runtime:
         with scratch_dir(self._settings.tmp_dir, "serve-") as work:
             runtime = load_runtime(
                 VersionArtifact(
@@ -594,7 +620,10 @@ class DeploymentManager:
                 runtime.infer(sample)  # warm-up: the first call pays for lazy set-up
         return runtime
 
-    def _load_hf(self, name: str, spec: DeploymentSpec, version: ModelVersion) -> Any:
+    def _load_hf(
+        self, name: str, spec: DeploymentSpec, version: ModelVersion
+    ) -> LanguageModel | TextEmbedder:
+        # Language models need torch and transformers, loaded with the first one served.
         from modelyard.llm import load_hf_model
         from modelyard.registry.formats.hf import unpack_hf
 
@@ -755,9 +784,6 @@ class DeploymentManager:
         post = spec.postprocess
         if not post.softmax and post.top_k is None:
             return outputs
-        from modelyard.runtimes import postprocess
-        from modelyard.runtimes.outputs import output_kind
-
         params = (served.version.params if served is not None else None) or {}
         classes = (params.get("preprocessing") or {}).get("classes")
         result: dict[str, np.ndarray] = postprocess(
@@ -867,11 +893,9 @@ def _same_serving(a: DeploymentSpec, b: DeploymentSpec) -> bool:
     return a.model_dump(exclude=keep) == b.model_dump(exclude=keep)
 
 
-def _sample_inputs(runtime: Any) -> dict[str, np.ndarray] | None:
+def _sample_inputs(runtime: TensorRuntime) -> dict[str, np.ndarray] | None:
     """One row of zeros per input, or None when an input's shape is not recorded
     (TorchScript keeps none), in which case the model is not warmed up."""
-    from modelyard.serving.oip import OIP_TO_NUMPY
-
     sample: dict[str, np.ndarray] = {}
     for spec in runtime.inputs:
         if spec.shape is None or spec.datatype is None:

@@ -37,7 +37,6 @@ from modelyard.api.grpc import codec
 from modelyard.api.grpc import grpc_service_pb2 as pb
 from modelyard.api.grpc.metrics import GrpcMetrics
 from modelyard.api.policy import Auth, Rule, rule_for
-from modelyard.api.routes.inference import _metadata
 from modelyard.auth.access import Caller
 from modelyard.errors import Forbidden, ModelyardError, NotFound, without_paths
 from modelyard.platform import Platform
@@ -162,7 +161,7 @@ class InferenceService:
         context: aio.ServicerContext,
     ) -> pb.ModelMetadataResponse:
         live = await self._live(caller, request.name)
-        body = _metadata(self.platform, live, request.version or None)
+        body = self.platform.deployment_facade.metadata(live, request.version or None)
         response = pb.ModelMetadataResponse(
             name=body["name"], versions=body["versions"], platform=body["platform"]
         )
@@ -186,7 +185,7 @@ class InferenceService:
             deadline = min(deadline, time.monotonic() + remaining)
         ticket = await self.platform.usage.admit(caller, name, "inference")  # type: ignore[arg-type]
         try:
-            result = await self.platform.serving.infer(
+            result = await self.platform.deployment_facade.infer(
                 name, inputs, version=request.model_version or None, deadline=deadline
             )
         except ModelyardError as exc:

@@ -7,13 +7,13 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Body, Response
-from starlette.concurrency import run_in_threadpool
 
 from modelyard.api.deps import CallerDep, Limit, Offset, PlatformDep, authorize_inference
 from modelyard.api.lean import json_response, lean_post
 from modelyard.api.schemas.common import AclBody, Page
 from modelyard.api.schemas.deployments import DeploymentCreate, DeploymentOut, PredictIn, PredictOut
 from modelyard.errors import InvalidInput, ModelyardError
+from modelyard.serving.manager import Live
 from modelyard.usage.meter import rows_of
 
 router = APIRouter(prefix="/api/v1/deployments", tags=["deployments"])
@@ -46,14 +46,7 @@ async def create_deployment(
 ) -> DeploymentOut:
     raw = {k: v for k, v in body.model_dump().items() if k != "name"}
     force = _force(raw)
-    spec = await run_in_threadpool(platform.deployments.prepare_create, caller, body.name, raw)
-    row, live = await platform.serving.apply(
-        body.name,
-        spec,
-        lambda final: platform.deployments.store_create(caller, body.name, final),
-        replacing=False,
-        force=force,
-    )
+    row, live = await platform.deployment_facade.create(caller, body.name, raw, force=force)
     return DeploymentOut.of(row, live)
 
 
@@ -61,15 +54,14 @@ async def create_deployment(
 def list_deployments(
     platform: PlatformDep, caller: CallerDep, limit: Limit = 100, offset: Offset = 0
 ) -> Page[DeploymentOut]:
-    rows, total = platform.deployments.list_deployments(caller, limit, offset)
-    items = [DeploymentOut.of(r, platform.serving.status(r.name)) for r in rows]
+    rows, total = platform.deployment_facade.list(caller, limit, offset)
+    items = [DeploymentOut.of(row, live) for row, live in rows]
     return Page[DeploymentOut](items=items, total=total)
 
 
 @router.get("/{name}", response_model=DeploymentOut)
 def get_deployment(name: str, platform: PlatformDep, caller: CallerDep) -> DeploymentOut:
-    row = platform.deployments.get(caller, name)
-    return DeploymentOut.of(row, platform.serving.status(name))
+    return DeploymentOut.of(*platform.deployment_facade.get(caller, name))
 
 
 @router.patch(
@@ -89,21 +81,13 @@ async def update_deployment(
 ) -> DeploymentOut:
     changes = dict(changes)
     force = _force(changes)
-    row, spec = await run_in_threadpool(platform.deployments.prepare_update, caller, name, changes)
-    stored, live = await platform.serving.apply(
-        name,
-        spec,
-        lambda final: platform.deployments.store_update(caller, row, final, changes),
-        replacing=True,
-        force=force,
-    )
-    return DeploymentOut.of(stored, live)
+    row, live = await platform.deployment_facade.update(caller, name, changes, force=force)
+    return DeploymentOut.of(row, live)
 
 
 @router.delete("/{name}", status_code=204, response_class=Response)
 async def delete_deployment(name: str, platform: PlatformDep, caller: CallerDep) -> Response:
-    await run_in_threadpool(platform.deployments.delete, caller, name)
-    await platform.serving.sync(name)
+    await platform.deployment_facade.delete(caller, name)
     return Response(status_code=204)
 
 
@@ -128,12 +112,13 @@ def set_deployment_acl(
 )
 async def predict(name: str, body: PredictIn, platform: PlatformDep, caller: CallerDep) -> Response:
     await authorize_inference(platform, caller, name)
-    live = await platform.serving.loaded(name)
+    deployments = platform.deployment_facade
+    live = await deployments.loaded(name)
     inputs = _as_arrays(body.inputs, live)
     deadline = time.monotonic() + live.spec.timeout_ms / 1000
     ticket = await platform.usage.admit(caller, name, "inference")
     try:
-        result = await platform.serving.infer(name, inputs, version=body.version, deadline=deadline)
+        result = await deployments.infer(name, inputs, version=body.version, deadline=deadline)
     except ModelyardError as exc:
         ticket.failed(exc.status)
         raise
@@ -150,7 +135,7 @@ async def predict(name: str, body: PredictIn, platform: PlatformDep, caller: Cal
     return response
 
 
-def _as_arrays(raw: list[Any] | dict[str, list[Any]], live: Any) -> dict[str, np.ndarray]:
+def _as_arrays(raw: list[Any] | dict[str, list[Any]], live: Live) -> dict[str, np.ndarray]:
     named = raw if isinstance(raw, dict) else None
     if named is None:
         names = _input_names(live)
@@ -171,7 +156,7 @@ def _as_arrays(raw: list[Any] | dict[str, list[Any]], live: Any) -> dict[str, np
     return arrays
 
 
-def _input_names(live: Any) -> list[str]:
+def _input_names(live: Live) -> list[str]:
     if live.routes:
         return [t.name for t in live.routes[0][0].runtime.inputs]
     return ["input"]

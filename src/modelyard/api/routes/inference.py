@@ -50,46 +50,17 @@ async def _live(platform: Platform, caller: Caller, name: str) -> Live:
     return platform.serving.get(name)
 
 
-def _tensors(live: Live, version: str | None) -> tuple[Any, list[str]]:
-    served = live.pick(version)
-    return served.runtime, [str(s.number) for s, _ in live.routes]
-
-
-def _describe(specs: Any) -> list[dict[str, Any]]:
-    return [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape or [])} for t in specs]
-
-
-def _metadata(platform: Platform, live: Live, version: str | None) -> dict[str, Any]:
-    if live.spec.pipeline is not None:
-        if version is not None:
-            raise NotFound(f"deployment '{live.name}' is a pipeline; it has no versions")
-        first = platform.serving.get(live.spec.pipeline[0])
-        last = platform.serving.get(live.spec.pipeline[-1])
-        inputs = _describe(first.pick(None).runtime.inputs) if first.routes else []
-        outputs = _describe(last.pick(None).runtime.outputs) if last.routes else []
-        body = oip.model_metadata(live.name, [], "modelyard_pipeline", inputs, outputs)
-        body["parameters"] = {"pipeline": live.spec.pipeline}
-        return body
-    runtime, versions = _tensors(live, version)
-    return oip.model_metadata(
-        live.name,
-        versions,
-        str(getattr(runtime, "name", "")),
-        _describe(runtime.inputs),
-        _describe(runtime.outputs),
-    )
-
-
 @router.get("/models/{model}", summary="Model metadata")
 async def model_metadata(model: str, platform: PlatformDep, caller: CallerDep) -> dict[str, Any]:
-    return _metadata(platform, await _live(platform, caller, model), None)
+    return platform.deployment_facade.metadata(await _live(platform, caller, model), None)
 
 
 @router.get("/models/{model}/versions/{version}", summary="Model version metadata")
 async def version_metadata(
     model: str, version: str, platform: PlatformDep, caller: CallerDep
 ) -> dict[str, Any]:
-    return _metadata(platform, await _live(platform, caller, model), version)
+    live = await _live(platform, caller, model)
+    return platform.deployment_facade.metadata(live, version)
 
 
 async def _ready(platform: Platform, caller: Caller, model: str, version: str | None) -> Response:
@@ -136,7 +107,7 @@ async def _infer(
     request: Request, platform: Platform, caller: Caller, model: str, version: str | None
 ) -> Response:
     await authorize_inference(platform, caller, model)
-    live_ = await platform.serving.loaded(model)
+    live_ = await platform.deployment_facade.loaded(model)
     body = await request.body()  # capped by the gate at MODELYARD_MAX_INFER_BYTES
     header = request.headers.get("inference-header-content-length")
     if header is not None and not (header.isascii() and header.isdigit()):
@@ -148,7 +119,9 @@ async def _infer(
     deadline = time.monotonic() + live_.spec.timeout_ms / 1000
     ticket = await platform.usage.admit(caller, model, "inference")
     try:
-        result = await platform.serving.infer(model, inputs, version=version, deadline=deadline)
+        result = await platform.deployment_facade.infer(
+            model, inputs, version=version, deadline=deadline
+        )
     except ModelyardError as exc:
         ticket.failed(exc.status)
         raise

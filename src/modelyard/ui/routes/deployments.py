@@ -156,7 +156,7 @@ CHAT_TURNS = 20
 def _room(ui: Ui, name: str, conversation: list[dict[str, str]]) -> int:
     """New tokens for the answer: :data:`CHAT_TOKENS`, or what the model's context leaves."""
     live = ui.platform.serving.status(name)
-    lm = live.routes[0][0].runtime if live and live.routes else None
+    lm = live.routes[0][0].language_model if live and live.routes else None
     context = getattr(lm, "context_length", None)
     if lm is None or not isinstance(context, int):
         return CHAT_TOKENS
