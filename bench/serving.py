@@ -21,6 +21,10 @@ FFN 1024; compute dominates), all measured in one run on the same machine:
   started is left out with the reason printed; ``--peers`` chooses, ``--no-peers`` skips;
 * Modelyard run as ``--workers`` processes (default 2; 0 or 1: not), each with its own copy
   of the model and batcher, accepting on one socket: what more processes buy on this machine;
+* and, beside it, the same number of thin HTTP processes handing every request's tensors to
+  one model process that holds the only copy and the only batcher (``--model-process``,
+  labelled ``split``; ``--no-split`` skips it), with the ratios of the three designs printed
+  after each model's table (which one ``modelyard serve`` makes its default rests on these);
 * with ``--baseline-src DIR``, a second Modelyard server importing ``modelyard`` from ``DIR``
   (say an unchanged checkout's ``src``), measured in the same rounds: a before/after
   comparison that the machine's noise hits equally.
@@ -714,6 +718,7 @@ def print_case(res: CaseResult, threads: int, rounds: int) -> list[str]:
             )
     checks = ", ".join(f"{k} {v}" for k, v in res.checks.items())
     print(f"first reply equal to the in-process forward: {checks}")
+    print_designs(res)
     for note in res.notes:
         print(note)
 
@@ -756,6 +761,36 @@ def print_case(res: CaseResult, threads: int, rounds: int) -> list[str]:
     return goals
 
 
+def print_designs(res: CaseResult) -> None:
+    """Req/s of one process, N processes each with a copy of the model, and N HTTP processes
+    with one model process (OIP binary), and their ratios."""
+    names = [s.name for s in res.systems if s.name.startswith("modelyard")]
+    single = "modelyard (OIP binary)"
+    copy = next(
+        (n for n in names if n.endswith("(OIP binary)") and "--workers" in n and "split" not in n),
+        None,
+    )
+    split = next((n for n in names if n.endswith("split (OIP binary)")), None)
+    if copy is None or split is None or copy == split:
+        return
+    print(
+        "designs (OIP binary req/s): 1 process; N processes each holding a copy of the model "
+        "('copy'); N HTTP processes and one model process ('split')"
+    )
+    print(
+        f"{'conc':>5}{'1 process':>11}{'copy':>9}{'split':>9}{'copy/1':>8}{'split/1':>9}"
+        f"{'split/copy':>11}{'p99 copy':>10}{'p99 split':>10}"
+    )
+    for concurrency in CONCURRENCY:
+        one, many, two = (res.cells[(n, concurrency)] for n in (single, copy, split))
+        r1, rc, rs = (c.median(lambda r: r.req_per_s) for c in (one, many, two))
+        pc, ps = (c.median(lambda r: r.p99) for c in (many, two))
+        print(
+            f"{concurrency:>5}{r1:>11,.0f}{rc:>9,.0f}{rs:>9,.0f}{rc / r1:>8.2f}{rs / r1:>9.2f}"
+            f"{rs / rc:>11.2f}{ms(pc):>10}{ms(ps):>10}"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serving benchmark (see bench/serving.py)")
     parser.add_argument(
@@ -777,6 +812,12 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         default=2,
         help="also measure a Modelyard server with this many processes (0 or 1: not)",
+    )
+    parser.add_argument(
+        "--no-split",
+        dest="split",
+        action="store_false",
+        help="with --workers, do not also measure the split design (--model-process)",
     )
     parser.add_argument(
         "--baseline-src",
@@ -828,6 +869,13 @@ def main(argv: list[str] | None = None) -> None:
         if args.workers > 1:
             workers = server_process(MODELYARD_WORKERS=str(args.workers))
             servers.append((f"modelyard --workers {args.workers}", stack.enter_context(workers)))
+            if args.split:
+                split = server_process(
+                    MODELYARD_WORKERS=str(args.workers), MODELYARD_SERVING_SPLIT="1"
+                )
+                servers.append(
+                    (f"modelyard --workers {args.workers} split", stack.enter_context(split))
+                )
         if args.baseline_src is not None:
             source = str(args.baseline_src.resolve())
             servers.append(("baseline", stack.enter_context(server_process(PYTHONPATH=source))))
