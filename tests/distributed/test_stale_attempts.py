@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from modelyard.config import Settings
 from modelyard.db.tables import Job, Principal
 from modelyard.jobs.context import open_context
-from modelyard.jobs.train_runner import JobCallbacks
+from modelyard.jobs.reporter import JobReporter
 from modelyard.platform import Platform
 from modelyard.training.checkpoint import checkpoint_to_bytes
 
@@ -36,7 +36,7 @@ def test_a_stale_attempt_cannot_move_or_delete_the_checkpoint_of_the_next(
             job_id = job.id
         first = open_context(platform.settings, job_id, 1)
         (tmp_path / "first").mkdir()
-        JobCallbacks(first, tmp_path / "first").save_checkpoint(_state(40))
+        JobReporter(first, tmp_path / "first").save_checkpoint(_state(40))
         with platform.db.session() as session:
             kept = session.get_one(Job, job_id).checkpoint_sha
         assert kept is not None
@@ -44,7 +44,7 @@ def test_a_stale_attempt_cannot_move_or_delete_the_checkpoint_of_the_next(
         # Attempt 1 was re-queued and attempt 2 claimed the job; attempt 1's ranks run on.
         with platform.db.session() as session:
             session.execute(update(Job).where(Job.id == job_id).values(attempt=2))
-        JobCallbacks(first, tmp_path / "first").save_checkpoint(_state(80))
+        JobReporter(first, tmp_path / "first").save_checkpoint(_state(80))
         with platform.db.session() as session:
             row = session.get_one(Job, job_id)
             assert (row.checkpoint_sha, row.checkpoint_step) == (kept, 40)
@@ -57,7 +57,7 @@ def test_a_stale_attempt_cannot_move_or_delete_the_checkpoint_of_the_next(
         # The current attempt moves it on, and the checkpoint it left is deleted.
         second = open_context(platform.settings, job_id, 2)
         (tmp_path / "second").mkdir()
-        JobCallbacks(second, tmp_path / "second").save_checkpoint(_state(120))
+        JobReporter(second, tmp_path / "second").save_checkpoint(_state(120))
         with platform.db.session() as session:
             row = session.get_one(Job, job_id)
             assert row.checkpoint_step == 120

@@ -1,15 +1,17 @@
-"""What a running job is given: :class:`JobContext`, opened once per attempt in the worker.
+"""What a running job is given: :class:`JobContext`, the composition root of a worker.
 
-A context holds the job's record (spec, attempt, checkpoint), this process's own database
-connection and blob store, the event log, and the services built on them (the registry, the
-data sets), built once when first used. Runners receive it; they raise
-:class:`JobCancelled` when :meth:`JobContext.should_stop` says so, and :class:`JobRequeued`
-when the job should run again from its last checkpoint.
+Opened once per attempt (:func:`open_context`), a context holds the job's record (spec,
+attempt, checkpoint), this process's own database connection and blob store, the job's
+events (written through an :class:`~modelyard.jobs.events.EventBuffer`), and what is built
+on them once: the registry, the data sets and the owner as a caller. Runners receive it with
+their plan; they raise :class:`JobCancelled` when :meth:`JobContext.should_stop` says so, and
+:class:`JobRequeued` when the job should run again from its last checkpoint.
 
 Example (in a worker process)::
 
     ctx = open_context(settings, job_id, attempt)
-    ctx.registry.get_version(owner_caller(ctx), "digits-mlp", "latest")
+    ctx.registry.get_version(ctx.owner, "digits-mlp", "latest")
+    ctx.close()   # writes the events still held, closes the connections
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
@@ -32,7 +33,7 @@ from modelyard.datasets.service import DatasetService
 from modelyard.db.engine import Database, create_database
 from modelyard.db.tables import Dataset, Job, Principal
 from modelyard.errors import InvalidInput
-from modelyard.jobs.events import EventLog
+from modelyard.jobs.events import EventBuffer, EventLog
 from modelyard.registry.service import ModelRegistry
 from modelyard.storage.base import BlobStore
 from modelyard.storage.factory import build_blob_store
@@ -75,6 +76,14 @@ class JobContext:
     _last_poll: float = field(default=0.0)
     _stop: bool = field(default=False)
     _plans: dict[type[BaseModel], BaseModel] = field(default_factory=dict)
+    _outbox: EventBuffer | None = field(default=None)
+
+    @property
+    def outbox(self) -> EventBuffer:
+        """The job's events on their way to the event log (frequent ones written together)."""
+        if self._outbox is None:
+            self._outbox = EventBuffer(self.events, self.job_id)
+        return self._outbox
 
     def should_stop(self) -> bool:
         """True once the job is cancelled or re-assigned; also sends the heartbeat."""
@@ -82,6 +91,7 @@ class JobContext:
         if self._stop or now - self._last_poll < POLL_INTERVAL_S:
             return self._stop
         self._last_poll = now
+        self.outbox.flush(if_due=True)
         with self.db.session() as session:
             job = session.get(Job, self.job_id)
             if job is None or job.cancel_requested or job.attempt != self.attempt:
@@ -100,7 +110,19 @@ class JobContext:
             )
 
     def emit(self, type_: str, data: dict[str, Any]) -> None:
-        self.events.append(self.job_id, type_, data)
+        """Record an event of the job (a ``step`` event may be written a moment later)."""
+        self.outbox.add(type_, data)
+
+    def flush(self) -> None:
+        """Write the events still held (before the job's outcome is recorded)."""
+        self.outbox.flush()
+
+    def close(self) -> None:
+        """Write the events still held and close this context's connections."""
+        try:
+            self.flush()
+        finally:
+            self.db.dispose()
 
     def log(self, message: str) -> None:
         self.emit("log", {"message": message})
@@ -123,9 +145,31 @@ class JobContext:
         """The data sets, on this context's connections (built once)."""
         return DatasetService(self.db, self.blobs, self.settings.tmp_dir)
 
+    @functools.cached_property
+    def owner(self) -> Caller:
+        """The job's owner, as the caller whose rights the job uses (read once)."""
+        with self.db.session() as session:
+            owner = session.get_one(Principal, self.owner_id)
+            return Caller(
+                principal_id=owner.id,
+                name=owner.name,
+                is_admin=owner.is_admin,
+                scopes=frozenset({Scope.READ.value, Scope.WRITE.value}),
+                key_id="",
+                project_id=self.project_id,
+                project_roles=principal_roles(session, owner.id),
+            )
 
-Runner = Callable[[JobContext], dict[str, Any]]
-"""What runs one kind of job: the context in, the job's result out."""
+    def dataset(self, *, dataset_id: str | None, name: str | None) -> Dataset:
+        """A data set the job reads, by id (or by name); InvalidInput once it is gone."""
+        with self.db.session() as session:
+            if dataset_id is not None:
+                row = session.get(Dataset, dataset_id)
+            else:
+                row = session.scalar(select(Dataset).where(Dataset.name == name))
+        if row is None:
+            raise InvalidInput(f"the data set '{name or dataset_id}' was deleted before training")
+        return row
 
 
 def registry_for(settings: Settings, db: Database, blobs: BlobStore) -> ModelRegistry:
@@ -162,25 +206,5 @@ def worker_threads(settings: Settings) -> int:
 
 
 def owner_caller(ctx: JobContext) -> Caller:
-    with ctx.db.session() as session:
-        owner = session.get_one(Principal, ctx.owner_id)
-        return Caller(
-            principal_id=owner.id,
-            name=owner.name,
-            is_admin=owner.is_admin,
-            scopes=frozenset({Scope.READ.value, Scope.WRITE.value}),
-            key_id="",
-            project_id=ctx.project_id,
-            project_roles=principal_roles(session, owner.id),
-        )
-
-
-def dataset_row(ctx: JobContext, *, dataset_id: str | None, name: str | None) -> Dataset:
-    with ctx.db.session() as session:
-        if dataset_id is not None:
-            row = session.get(Dataset, dataset_id)
-        else:
-            row = session.scalar(select(Dataset).where(Dataset.name == name))
-    if row is None:
-        raise InvalidInput(f"the data set '{name or dataset_id}' was deleted before training")
-    return row
+    """The job's owner as a caller (:attr:`JobContext.owner`)."""
+    return ctx.owner

@@ -32,6 +32,7 @@ from modelyard.db.engine import Database
 from modelyard.db.tables import Job
 from modelyard.errors import ModelyardError
 from modelyard.jobs.events import EventLog
+from modelyard.jobs.placement import Placement, placement_for
 from modelyard.jobs.state import finish, requeue
 
 log = logging.getLogger("modelyard.executor")
@@ -84,6 +85,8 @@ class Executor(abc.ABC, Generic[Handle]):
     """Supervises jobs; subclasses say how a claimed job runs (:meth:`_spawn`)."""
 
     kind = "abstract"
+    distributed: Placement = "ddp"
+    """How this executor places a job whose plan is distributed."""
 
     def __init__(self, settings: Settings, db: Database, events: EventLog, slots: int) -> None:
         self._settings = settings
@@ -117,6 +120,10 @@ class Executor(abc.ABC, Generic[Handle]):
 
     def _shutdown(self) -> None:
         """Release what :meth:`_prepare` took (after every worker was stopped)."""
+
+    def placement(self, spec: dict[str, Any]) -> Placement:
+        """Where a job with this stored plan runs when this executor runs it."""
+        return placement_for(spec, self.distributed)
 
     def describe(self) -> dict[str, Any]:
         """What an operator wants to see of this executor (kind, slots, running jobs)."""
@@ -311,9 +318,11 @@ class LocalExecutor(Executor[BaseProcess]):
         # The worker module loads PyTorch; the server needs it only once it starts a job.
         from modelyard.jobs import worker
 
+        with self._db.session() as session:
+            placement = self.placement(dict(session.get_one(Job, job_id).spec))
         process = self._ctx.Process(
             target=worker.main,
-            args=(self._settings.export_json(), job_id, attempt, os.getpid()),
+            args=(self._settings.export_json(), job_id, attempt, os.getpid(), placement),
             name=f"job-{job_id}",
             daemon=False,
         )

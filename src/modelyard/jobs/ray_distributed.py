@@ -8,7 +8,7 @@ job waits, says so in its events, and fails after ``ray_placement_timeout_s`` na
 it waited for.
 
 In each bundle a :class:`NodeAgent` actor fetches the data set from the blob store and
-runs PyTorch's elastic agent (:func:`modelyard.jobs.distributed_runner.run_node`). The
+runs PyTorch's elastic agent (:func:`modelyard.jobs.train.distributed.run_node`). The
 agents meet at a c10d rendezvous served by the first one; a rank that dies restarts the
 whole group from the last checkpoint, across nodes, as on one machine. Rank 0, wherever it
 lands, writes checkpoints and the version through the blob store and the metadata store.
@@ -45,13 +45,14 @@ from torch.distributed.elastic.utils.distributed import get_free_port
 from modelyard.config import Settings
 from modelyard.errors import Unavailable
 from modelyard.jobs.context import JobCancelled, JobContext, JobRequeued, open_context
-from modelyard.jobs.distributed_runner import Rendezvous, announce, job_result, run_node
 from modelyard.jobs.ray_executor import (
     cluster_nodes,
     first_line,
     fits_somewhere,
     worker_resources,
 )
+from modelyard.jobs.train.distributed import Rendezvous, announce, job_result, run_node
+from modelyard.jobs.train.plan import TrainPlan
 from modelyard.training.distributed import DistributedConfig
 
 # How often the coordinator looks at its agents and keeps the job's heartbeat.
@@ -88,17 +89,18 @@ class NodeAgent:
         try:
             return run_node(
                 ctx,
+                ctx.plan(TrainPlan),
                 threads=threads,
                 rendezvous=rendezvous,
                 node=ray.get_runtime_context().get_node_id(),
             )
         finally:
-            ctx.db.dispose()
+            ctx.close()
 
 
-def run_distributed_on_ray(ctx: JobContext) -> dict[str, Any]:
+def run_distributed_on_ray(ctx: JobContext, plan: TrainPlan) -> dict[str, Any]:
     """Train as the plan's ``distributed`` section says, over nodes of the Ray cluster."""
-    return job_result(run_on_ray(ctx, announce(ctx)))
+    return job_result(run_on_ray(ctx, announce(ctx, plan)))
 
 
 def run_on_ray(ctx: JobContext, config: DistributedConfig) -> dict[int, Any]:

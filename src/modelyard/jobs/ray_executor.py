@@ -30,6 +30,7 @@ from modelyard.db.tables import Job
 from modelyard.errors import Unavailable
 from modelyard.jobs.events import EventLog
 from modelyard.jobs.executor import Executor, Exit
+from modelyard.jobs.placement import Placement
 from modelyard.jobs.resources import stored_resources, wants_gpu
 
 if TYPE_CHECKING:
@@ -38,13 +39,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelyard.executor.ray")
 
 
-def run_job(settings_json: str, job_id: str, attempt: int, threads: int) -> None:
+def run_job(
+    settings_json: str, job_id: str, attempt: int, threads: int, placement: Placement
+) -> None:
     """The body of a job's Ray task (module level, so Ray ships it by reference)."""
     # The worker module loads PyTorch; only the Ray task that runs the job needs it.
     from modelyard.jobs import worker
 
     settings = Settings.model_validate_json(settings_json)
-    worker.run(settings, job_id, attempt, threads)
+    worker.run(settings, job_id, attempt, threads, placement)
 
 
 def task_resources(settings: Settings, spec: dict[str, Any]) -> tuple[float, float]:
@@ -137,6 +140,7 @@ class RayExecutor(Executor["ObjectRef[None]"]):
     """Runs queued jobs as tasks on a Ray cluster."""
 
     kind = "ray"
+    distributed: Placement = "ray"
 
     def __init__(self, settings: Settings, db: Database, events: EventLog) -> None:
         super().__init__(settings, db, events, settings.executor_slots)
@@ -177,7 +181,7 @@ class RayExecutor(Executor["ObjectRef[None]"]):
                 )
         threads = max(1, int(cpus)) if cpus else 1
         ref = self._task.options(num_cpus=cpus, num_gpus=gpus, name=f"job-{job_id}").remote(
-            self._settings.export_json(), job_id, attempt, threads
+            self._settings.export_json(), job_id, attempt, threads, self.placement(spec)
         )
         return ref, self.runner
 

@@ -12,7 +12,8 @@ The flat form of the seeds (``{"model_name": "mlp", "data": "iris", "optimizer":
                                  "dataset": "digits", "epochs": 5})
     request.type    # "train"
 
-Planners (:mod:`modelyard.jobs.kinds`) then check what needs the data and the registry.
+Each kind's model lives in its package (``jobs/train/request.py``, …); planners
+(:mod:`modelyard.jobs.kinds`) then check what needs the data and the registry.
 """
 
 from __future__ import annotations
@@ -21,300 +22,24 @@ import functools
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeAlias
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Discriminator,
-    Field,
-    PlainValidator,
-    Tag,
-    TypeAdapter,
-    ValidationError,
-)
+from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError
 
-from modelyard.compression.methods import METHOD_NAMES, DistillOptions, Gate, Method
+from modelyard.compression.methods import METHOD_NAMES
 from modelyard.errors import InvalidInput
+from modelyard.jobs.compress.request import CompressRequest, DistillRequest
+from modelyard.jobs.evaluate.request import EvaluateRequest
+from modelyard.jobs.explain.request import ExplainRequest
+from modelyard.jobs.finetune.request import FineTuneRequest
+from modelyard.jobs.request_base import RequestModel
 from modelyard.jobs.resources import JobResources
+from modelyard.jobs.train.request import FLAT_KEYS, FlatTrainRequest, TrainRequest
 from modelyard.nn.field_errors import invalid_input
-from modelyard.nn.spec_base import Dim
-from modelyard.nn.specs import ArchSpec
-from modelyard.training.config import OptimizerConfig, PrivacyConfig, TrainConfig
-from modelyard.training.distributed_config import DistributedConfig
-
-
-def _spec_object(value: Any) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ValueError("must be an object such as {'arch': 'mlp', 'hidden': [128]}")
-    return dict(value)
-
-
-ArchSpecInRequest: TypeAlias = Annotated[
-    dict[str, Any], PlainValidator(_spec_object, json_schema_input_type=ArchSpec)
-]
-"""A catalog spec whose ``input_shape`` and ``num_outputs`` may default (from the data set, or
-the teacher); the planner checks it field by field once they are known, and the schema says
-so (:func:`job_request_schema`)."""
 
 # Fields of a catalog spec that a request may leave to the server.
 _DEFAULTED_SPEC_FIELDS = ("input_shape", "num_outputs")
 
-FLAT_KEYS = frozenset({"model_name", "data", "learning_rate"})
-"""Keys that only the flat form has."""
 
-
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class NewModel(_Request):
-    """A new model of the catalog: ``{"spec": {"arch": "mlp", "hidden": [128]}}``."""
-
-    spec: ArchSpecInRequest = Field(
-        description="A catalog spec (mlp, cnn, rnn, transformer); input_shape and num_outputs "
-        "default from the data set."
-    )
-    freeze: list[str] | None = Field(
-        default=None, description="Parameter name prefixes kept fixed while training."
-    )
-
-
-class FromModel(_Request):
-    """Train a version further: ``{"from": "digits-mlp", "version": "latest"}``."""
-
-    from_: str = Field(alias="from", description="The model whose version is trained further.")
-    version: int | str = Field(default="latest", description="Version number or alias.")
-    num_outputs: Dim | None = Field(
-        default=None, description="A new head with this many outputs (transfer learning)."
-    )
-    freeze: list[str] | None = Field(
-        default=None, description="Parameter name prefixes kept fixed (e.g. ['layers.0'])."
-    )
-
-
-def _model_form(value: Any) -> str | None:
-    if isinstance(value, Mapping):
-        return "from" if "from" in value else "spec" if "spec" in value else "arch"
-    return (
-        "from" if isinstance(value, FromModel) else "spec" if isinstance(value, NewModel) else None
-    )
-
-
-ModelSection: TypeAlias = Annotated[
-    Annotated[FromModel, Tag("from")]
-    | Annotated[NewModel, Tag("spec")]
-    | Annotated[ArchSpecInRequest, Tag("arch")],
-    Discriminator(
-        _model_form,
-        custom_error_type="model_form",
-        custom_error_message="give {'spec': {...}}, {'arch': ...} or {'from': '<model>'}",
-    ),
-]
-
-
-class _TrainPlanFields(_Request):
-    label: str | None = Field(default=None, description="Label column; default the data set's.")
-    features: list[str] | None = Field(default=None, description="Feature columns; default all.")
-    output_model: str | None = Field(
-        default=None, description="Model the version is registered in; default <dataset>-<arch>."
-    )
-    validation_dataset: str | None = Field(
-        default=None, description="A separate data set to validate on."
-    )
-    num_outputs: Dim | None = Field(default=None, description="Outputs of a fine-tune's new head.")
-    distributed: DistributedConfig | None = Field(
-        default=None, description="Spread over processes and machines (ddp, parameter_server)."
-    )
-    resources: JobResources | None = Field(default=None, description="CPUs and GPUs per worker.")
-
-
-class TrainRequest(TrainConfig, _TrainPlanFields):
-    """Train a catalog model, or a version further: the model, the data and the config."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        populate_by_name=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "type": "train",
-                    "model": {"spec": {"arch": "mlp", "hidden": [128, 64]}},
-                    "dataset": "digits",
-                    "epochs": 20,
-                    "optimizer": {"name": "adam", "lr": 0.001},
-                    "validation": {"fraction": 0.2},
-                }
-            ]
-        },
-    )
-
-    type: Literal["train"] = "train"
-    model: ModelSection = Field(description="What is trained: a new catalog model or a version.")
-    dataset: str = Field(description="The data set to train on.")
-
-
-class FlatTrainRequest(TrainConfig, _TrainPlanFields):
-    """The one-call form: ``model_name`` (an architecture, or your model to train further),
-    ``data``, ``optimizer``, ``learning_rate`` and ``epochs``."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        populate_by_name=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "model_name": "mlp",
-                    "data": "iris",
-                    "optimizer": "Adam",
-                    "learning_rate": 0.001,
-                    "epochs": 50,
-                }
-            ]
-        },
-    )
-
-    type: Literal["train"] = "train"
-    model_name: str | None = Field(
-        default=None,
-        description="mlp, cnn, rnn or transformer (any case) for a new model, or the name of "
-        "one of your models to train its latest version further.",
-    )
-    model: ModelSection | None = Field(default=None, description="Instead of model_name.")
-    data: str | None = Field(default=None, description="The data set to train on.")
-    dataset: str | None = Field(default=None, description="Instead of data.")
-    learning_rate: float | None = Field(default=None, gt=0.0, description="The optimizer's lr.")
-
-
-OptimizerChoice: TypeAlias = Annotated[
-    OptimizerConfig | str,
-    Field(description="A name (adam, adamw, sgd, gd, rmsprop; any case) or an object."),
-]
-
-
-class StudentModel(_Request):
-    """The student of a distillation: ``{"spec": {"arch": "mlp", "hidden": [32]}}``."""
-
-    spec: ArchSpecInRequest = Field(
-        description="A catalog spec; input_shape and num_outputs default to the teacher's."
-    )
-
-
-def _student_form(value: Any) -> str | None:
-    if isinstance(value, Mapping):
-        return "spec" if "spec" in value else "arch"
-    return "spec" if isinstance(value, StudentModel) else None
-
-
-StudentSection: TypeAlias = Annotated[
-    Annotated[StudentModel, Tag("spec")] | Annotated[ArchSpecInRequest, Tag("arch")],
-    Discriminator(_student_form),
-]
-
-
-class VersionRef(_Request):
-    """A model version: ``{"model": "digits-mlp", "version": "3"}`` (number or alias)."""
-
-    model: str
-    version: str | int = "latest"
-
-
-class _Compared(_Request):
-    eval_dataset: str = Field(description="Held-out data set both sides are evaluated on.")
-    label: str | None = None
-    output_model: str | None = None
-    gate: Gate | None = Field(default=None, description="When a child is not good enough.")
-    description: str = ""
-    resources: JobResources | None = None
-
-
-def _method_by_name(value: Any) -> Any:
-    return {"name": value} if isinstance(value, str) else value
-
-
-class CompressRequest(_Compared):
-    """Quantize, prune, cast or export a version: ``{"type": "compress", "source": {...},
-    "method": {"name": "quantize"}, "eval_dataset": "digits"}``."""
-
-    type: Literal["compress"]
-    source: VersionRef
-    method: Annotated[Method, BeforeValidator(_method_by_name)] = Field(
-        description="The method: an object, or its name alone for its defaults."
-    )
-
-
-class FineTuneRequest(_Compared):
-    """Train a version (catalog or Keras) further on a data set, its architecture unchanged."""
-
-    type: Literal["finetune"]
-    source: VersionRef
-    dataset: str
-    epochs: Annotated[int, Field(gt=0, le=1000)] = 3
-    batch_size: Annotated[int, Field(gt=0)] = 64
-    optimizer: OptimizerChoice | None = None
-    seed: Annotated[int, Field(ge=0)] = 0
-    privacy: PrivacyConfig | None = Field(
-        default=None,
-        description="Fine-tune with differential privacy (DP-SGD), as train jobs do; catalog "
-        "versions only.",
-    )
-
-
-class DistillRequest(_Compared):
-    """Train a small student on a teacher's outputs: ``{"type": "distill", "teacher": {...},
-    "student": {"spec": {...}}, "dataset": ...}``."""
-
-    type: Literal["distill"]
-    teacher: VersionRef
-    student: StudentSection
-    dataset: str
-    temperature: Annotated[float, Field(gt=0.0, le=100.0)] = DistillOptions.model_fields[
-        "temperature"
-    ].default
-    alpha: Annotated[float, Field(ge=0.0, le=1.0)] = DistillOptions.model_fields["alpha"].default
-    epochs: Annotated[int, Field(gt=0, le=1000)] = 30
-    batch_size: Annotated[int, Field(gt=0)] = 64
-    optimizer: OptimizerChoice | None = None
-    seed: Annotated[int, Field(ge=0)] = 0
-
-
-class EvaluateRequest(_Request):
-    """Evaluate a version on a data set: ``{"type": "evaluate", "source": {...},
-    "eval_dataset": ...}``."""
-
-    type: Literal["evaluate"]
-    source: VersionRef
-    eval_dataset: str
-    label: str | None = None
-    resources: JobResources | None = None
-
-
-class ExplainRequest(_Request):
-    """Global feature importance of a version over a data set: ``{"type": "explain",
-    "source": {"model": "iris-mlp", "version": 2}, "dataset": "iris", "method":
-    "occlusion"}``. Each input value's mean absolute attribution over ``rows`` rows (spread
-    evenly through the data set) is stored on the version, under
-    ``params.feature_importance.<method>``."""
-
-    type: Literal["explain"]
-    source: VersionRef
-    dataset: str = Field(description="The rows to explain (features as the model takes them).")
-    label: str | None = Field(default=None, description="The label column or array to leave out.")
-    method: Literal["integrated_gradients", "saliency", "occlusion", "kernel_shap"] = Field(
-        default="occlusion",
-        description="Gradient methods need a catalog (torch) version; occlusion and "
-        "kernel_shap run on every format.",
-    )
-    rows: Annotated[int, Field(gt=0, le=4096)] = 256
-    n_steps: Annotated[int, Field(gt=0, le=512)] | None = None
-    n_samples: Annotated[int, Field(gt=0, le=4096)] | None = None
-    window: Annotated[int, Field(gt=0)] | None = None
-    seed: Annotated[int, Field(ge=0)] = 0
-    resources: JobResources | None = None
-
-
-class LlmHyperparameters(_Request):
+class LlmHyperparameters(RequestModel):
     """OpenAI's fine-tuning hyperparameters; ``auto`` picks from the data."""
 
     n_epochs: Literal["auto"] | Annotated[int, Field(gt=0, le=50)] = "auto"
@@ -322,22 +47,28 @@ class LlmHyperparameters(_Request):
     learning_rate_multiplier: Literal["auto"] | Annotated[float, Field(gt=0, le=1e4)] = "auto"
 
 
-class LoraOptions(_Request):
+class LoraOptions(RequestModel):
     """Low-rank adapters of ``method: lora``."""
 
     r: Annotated[int, Field(gt=0, le=1024)] = 8
     alpha: Annotated[int, Field(gt=0, le=4096)] = 16
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    merge: bool = Field(
+        default=False,
+        description="Merge the adapter into a full copy of the weights (an hf version). By "
+        "default the job registers the adapter alone (a lora version) and serves it on the "
+        "base model's deployment.",
+    )
 
 
-class LlmModelRef(_Request):
+class LlmModelRef(RequestModel):
     """The causal language model to fine-tune: ``{"from": "tiny-gpt2", "version": "latest"}``."""
 
     from_: str = Field(alias="from")
     version: int | str = "latest"
 
 
-class LlmFineTuneRequest(_Request):
+class LlmFineTuneRequest(RequestModel):
     """Fine-tune a causal language model on chat examples (a JSONL file)."""
 
     type: Literal["llm_finetune"]

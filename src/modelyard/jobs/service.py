@@ -55,7 +55,8 @@ class JobService:
         request = dict(body)
         resources = parse_resources(request.pop("resources", None))
         with scratch_dir(self._tmp, "plan-") as work:
-            spec = kind.plan(caller, request, self._datasets, self._registry, work)
+            plan = kind.plan(caller, request, self._datasets, self._registry, work)
+        spec = plan.model_dump(mode="json")
         if resources.cpus is not None or resources.gpus is not None:
             spec["resources"] = resources.model_dump(exclude_none=True)
         if metered is not None:

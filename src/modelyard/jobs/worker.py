@@ -32,15 +32,9 @@ import modelyard.training.loop  # noqa: F401
 from modelyard.config import Settings
 from modelyard.db.tables import Job
 from modelyard.errors import ModelyardError, without_paths
-from modelyard.jobs.context import (
-    JobCancelled,
-    JobContext,
-    JobRequeued,
-    Runner,
-    open_context,
-    worker_threads,
-)
+from modelyard.jobs.context import JobCancelled, JobRequeued, open_context, worker_threads
 from modelyard.jobs.kinds import KINDS
+from modelyard.jobs.placement import Placement
 from modelyard.jobs.resources import stored_resources
 from modelyard.jobs.state import finish, requeue
 from modelyard.storage.workdirs import remove_process_dir
@@ -82,17 +76,14 @@ def _die_with_server(server_pid: int, tmp_dir: Path) -> None:
     threading.Thread(target=watch, name="server-watchdog", daemon=True).start()
 
 
-def runner_for(ctx: JobContext) -> Runner:
-    """The function that runs the job, placed as this worker's executor places jobs."""
-    return KINDS[ctx.job_type].load_runner(ctx.spec, ctx.settings.executor)
-
-
-def main(settings_json: str, job_id: str, attempt: int, server_pid: int) -> None:
+def main(
+    settings_json: str, job_id: str, attempt: int, server_pid: int, placement: Placement
+) -> None:
     """Run one attempt of one job (the target of the local executor's child process)."""
     settings = Settings.model_validate_json(settings_json)
     _die_with_server(server_pid, settings.tmp_dir)
     try:
-        run(settings, job_id, attempt, worker_threads(settings))
+        run(settings, job_id, attempt, worker_threads(settings), placement)
     finally:
         remove_process_dir(settings.tmp_dir)
 
@@ -118,8 +109,9 @@ def measured_usage(started: float, spec: dict[str, Any]) -> dict[str, Any]:
     return {"cpu_s": cpu, "gpu_s": wall * gpus, "wall_s": wall, "peak_memory_bytes": peak}
 
 
-def run(settings: Settings, job_id: str, attempt: int, threads: int) -> None:
-    """Run one attempt of one job in this process and record its outcome."""
+def run(settings: Settings, job_id: str, attempt: int, threads: int, placement: Placement) -> None:
+    """Run one attempt of one job in this process, placed as its executor decided
+    (``placement``), and record its outcome."""
     started = time.monotonic()
     ctx = open_context(settings, job_id, attempt)
     db, events = ctx.db, ctx.events
@@ -129,7 +121,11 @@ def run(settings: Settings, job_id: str, attempt: int, threads: int) -> None:
         return measured_usage(started, ctx.spec)
 
     try:
-        result = runner_for(ctx)(ctx)
+        try:
+            result = KINDS[ctx.job_type].run(ctx, placement)
+        finally:
+            # What the job reported comes before its outcome.
+            ctx.flush()
         finish(events, job_id, "succeeded", attempt=attempt, result=result, usage=used())
     except JobCancelled:
         with db.session() as session:
@@ -150,4 +146,4 @@ def run(settings: Settings, job_id: str, attempt: int, threads: int) -> None:
         error = without_paths(f"{type(exc).__name__}: {exc}", roots)
         finish(events, job_id, "failed", attempt=attempt, error=error, usage=used())
     finally:
-        db.dispose()
+        ctx.close()

@@ -26,8 +26,8 @@ from modelyard.auth.audit import record
 from modelyard.db.tables import ModelVersion
 from modelyard.errors import InvalidInput
 from modelyard.formats import FILE_SUFFIX
-from modelyard.jobs.context import JobCancelled, JobContext, dataset_row, owner_caller
-from modelyard.jobs.explain_plan import ExplainPlan
+from modelyard.jobs.context import JobCancelled, JobContext
+from modelyard.jobs.explain.plan import ExplainPlan
 from modelyard.runtimes import VersionArtifact, load_runtime
 from modelyard.serving.explain import ExplainLimits, ExplainOptions, explain, feature_names
 from modelyard.storage.staging import scratch_dir
@@ -37,10 +37,9 @@ CHUNK_ROWS = 32
 LIMITS = ExplainLimits(max_rows=CHUNK_ROWS, max_evaluations=10**9)
 
 
-def run_explain(ctx: JobContext) -> dict[str, Any]:
+def run_explain(ctx: JobContext, plan: ExplainPlan) -> dict[str, Any]:
     """Explain the plan's version over the plan's rows; store and return the importance."""
-    plan = ctx.plan(ExplainPlan)
-    owner = owner_caller(ctx)
+    owner = ctx.owner
     pinned = plan.source
     with scratch_dir(ctx.settings.tmp_dir, f"job-{ctx.job_id}-") as work:
         version = ctx.registry.get_version(owner, pinned.model, str(pinned.version))
@@ -54,7 +53,7 @@ def run_explain(ctx: JobContext) -> dict[str, Any]:
             work_dir=work / "derived",
             threads=ctx.settings.job_threads,
         )
-        data = dataset_row(ctx, dataset_id=plan.dataset_id, name=plan.dataset)
+        data = ctx.dataset(dataset_id=plan.dataset_id, name=plan.dataset)
         files = ctx.datasets.canonical_files(data, work / "data")
         x, _y = load_xy(files, data.kind, plan.label, None)  # type: ignore[arg-type]
         if len(runtime.inputs) != 1:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from modelyard.errors import InvalidInput
-from modelyard.jobs.requests import FLAT_KEYS
+from modelyard.jobs.train.request import FLAT_KEYS
 
 PLAN_KEYS = {
     "type",

@@ -1,5 +1,9 @@
 """Running a train job whose plan has ``distributed``: ranks under PyTorch's elastic agent.
 
+The executor places such a job (:mod:`modelyard.jobs.placement`): on this machine through
+:func:`run_distributed_train`, over a Ray cluster's nodes through
+:func:`modelyard.jobs.ray_distributed.run_distributed_on_ray`.
+
 On each node (the job's own worker process locally; one Ray actor per node on a Ray
 cluster, see :mod:`modelyard.jobs.ray_distributed`) the data set's canonical files are
 fetched from the blob store and the process becomes the node's elastic agent; each rank
@@ -24,15 +28,10 @@ import torch.distributed as dist
 
 from modelyard.config import Settings
 from modelyard.errors import InvalidInput
-from modelyard.jobs.context import (
-    JobCancelled,
-    JobContext,
-    dataset_row,
-    open_context,
-    worker_threads,
-)
-from modelyard.jobs.plans import TrainPlan
-from modelyard.jobs.train_runner import JobCallbacks, register_result, start_state
+from modelyard.jobs.context import JobCancelled, JobContext, open_context, worker_threads
+from modelyard.jobs.reporter import JobReporter
+from modelyard.jobs.train.plan import TrainPlan
+from modelyard.jobs.train.runner import register_result, start_state
 from modelyard.storage.staging import scratch_dir
 from modelyard.training.data import load_xy
 from modelyard.training.ddp import train_ddp
@@ -75,13 +74,13 @@ class Rendezvous:
     local_addr: str | None = None
 
 
-def run_distributed_train(ctx: JobContext) -> dict[str, Any]:
+def run_distributed_train(ctx: JobContext, plan: TrainPlan) -> dict[str, Any]:
     """Train as the plan's ``distributed`` section says, on this machine; the job's result.
 
     (On the Ray executor, :func:`modelyard.jobs.ray_distributed.run_distributed_on_ray`
     places the nodes instead.)
     """
-    config = announce(ctx)
+    config = announce(ctx, plan)
     if config.nodes > 1:
         raise InvalidInput(
             "distributed.nodes: more than one node needs the Ray executor (MODELYARD_EXECUTOR=ray)"
@@ -91,16 +90,16 @@ def run_distributed_train(ctx: JobContext) -> dict[str, Any]:
     beat = threading.Thread(target=_heartbeat, args=(ctx, done), daemon=True)
     beat.start()
     try:
-        results = run_node(ctx, threads=threads)
+        results = run_node(ctx, plan, threads=threads)
     finally:
         done.set()
         beat.join()
     return job_result(results)
 
 
-def announce(ctx: JobContext) -> DistributedConfig:
+def announce(ctx: JobContext, plan: TrainPlan) -> DistributedConfig:
     """The job's distributed config, logged as the job starts."""
-    config = distributed_config(ctx.plan(TrainPlan))
+    config = distributed_config(plan)
     ctx.log(
         f"{config.strategy}: {config.world_size} workers"
         + (f" on {config.nodes} nodes" if config.nodes > 1 else "")
@@ -126,6 +125,7 @@ def job_result(results: dict[int, Any]) -> dict[str, Any]:
 
 def run_node(
     ctx: JobContext,
+    plan: TrainPlan,
     *,
     threads: int,
     rendezvous: Rendezvous | None = None,
@@ -135,16 +135,15 @@ def run_node(
 
     Returns what each of this node's ranks returned, keyed by global rank.
     """
-    plan = ctx.plan(TrainPlan)
     config = distributed_config(plan)
     settings = ctx.settings
     datasets = ctx.datasets
     with scratch_dir(settings.tmp_dir, f"job-{ctx.job_id}-") as work:
-        train_row = dataset_row(ctx, dataset_id=plan.dataset_id, name=plan.dataset)
+        train_row = ctx.dataset(dataset_id=plan.dataset_id, name=plan.dataset)
         files = datasets.canonical_files(train_row, work / "train")
         val_files = None
         if plan.validation_dataset:
-            val_row = dataset_row(ctx, dataset_id=None, name=plan.validation_dataset)
+            val_row = ctx.dataset(dataset_id=None, name=plan.validation_dataset)
             val_files = {
                 k: str(v) for k, v in datasets.canonical_files(val_row, work / "val").items()
             }
@@ -210,21 +209,21 @@ def ddp_rank(job: RankJob) -> dict[str, Any] | None:
     """One DDP rank of the job; rank 0 returns the job's result, the others None."""
     torch.set_num_threads(job.threads)
     plan = job.plan
-    init_group(rank_device(str(plan.config.get("device", "auto"))))
+    init_group(rank_device(plan.config.device))
     rank = dist.get_rank()
     ctx = rank_context(job)
     scratch = Path(job.work) / f"rank-{rank}-restart-{restart_count()}"
     scratch.mkdir(parents=True, exist_ok=True)
     try:
         x, y, x_val, y_val = _load(job)
-        config, init_weights, resume = start_state(ctx, scratch)
+        config, init_weights, resume = start_state(ctx, plan, scratch)
         pids: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(
             pids, {"pid": os.getpid(), "host": socket.gethostname(), "node": job.node}
         )
         if rank == 0:
             _announce(ctx, pids, resume)
-        callbacks = JobCallbacks(ctx, scratch) if rank == 0 else None
+        callbacks = JobReporter(ctx, scratch) if rank == 0 else None
         result = train_ddp(
             plan.arch_spec,
             config,
@@ -241,10 +240,10 @@ def ddp_rank(job: RankJob) -> dict[str, Any] | None:
             return None
         if result.cancelled:
             return {"cancelled": True}
-        train_row = dataset_row(ctx, dataset_id=job.dataset_id, name=plan.dataset)
-        return register_result(ctx, ctx.registry, result, train_row, scratch)
+        train_row = ctx.dataset(dataset_id=job.dataset_id, name=plan.dataset)
+        return register_result(ctx, plan, result, train_row, scratch)
     finally:
-        ctx.db.dispose()
+        ctx.close()
 
 
 def _announce(ctx: JobContext, workers: list[Any], resume: dict[str, Any] | None) -> None:
@@ -283,7 +282,7 @@ def parameter_server_rank(job: RankJob) -> dict[str, Any] | None:
             x_val=x_val,
             y_val=y_val,
             staleness=config.staleness,
-            callbacks=JobCallbacks(ctx, scratch) if rank == 0 else None,
+            callbacks=JobReporter(ctx, scratch) if rank == 0 else None,
         )
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -291,7 +290,7 @@ def parameter_server_rank(job: RankJob) -> dict[str, Any] | None:
             return None
         if result.cancelled:
             return {"cancelled": True}
-        train_row = dataset_row(ctx, dataset_id=job.dataset_id, name=job.plan.dataset)
-        return register_result(ctx, ctx.registry, result, train_row, scratch)
+        train_row = ctx.dataset(dataset_id=job.dataset_id, name=job.plan.dataset)
+        return register_result(ctx, job.plan, result, train_row, scratch)
     finally:
-        ctx.db.dispose()
+        ctx.close()

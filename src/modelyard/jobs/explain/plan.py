@@ -13,15 +13,15 @@ from typing import Any, Literal
 from modelyard.auth.access import Caller, Permission
 from modelyard.datasets.service import DatasetService
 from modelyard.errors import InvalidInput
-from modelyard.jobs.compress_plan import _parse, _pinned, _Planner, _stored
-from modelyard.jobs.plans import PinnedVersion, _Plan
-from modelyard.jobs.requests import ExplainRequest
+from modelyard.jobs.explain.request import ExplainRequest
+from modelyard.jobs.planner import Planner, parse_request, pinned
+from modelyard.jobs.plans import JobPlan, PinnedVersion
 from modelyard.registry.service import ModelRegistry
 
 GRADIENT_METHODS = ("integrated_gradients", "saliency")
 
 
-class ExplainPlan(_Plan):
+class ExplainPlan(JobPlan):
     """An explain job: which version, which rows, which method and its effort."""
 
     type: Literal["explain"] = "explain"
@@ -43,10 +43,10 @@ def plan_explain(
     datasets: DatasetService,
     registry: ModelRegistry,
     work: Path,
-) -> dict[str, Any]:
-    """Validate an explain request and return the stored spec."""
-    request: ExplainRequest = _parse(ExplainRequest, body)
-    planner = _Planner(caller, datasets, registry, work)
+) -> ExplainPlan:
+    """Validate an explain request and return the job's plan."""
+    request = parse_request(ExplainRequest, body)
+    planner = Planner(caller, datasets, registry, work)
     version = planner.version(request.source, "source")
     registry.get_model(caller, request.source.model, Permission.WRITE)
     if request.method in GRADIENT_METHODS and version.format != "safetensors":
@@ -59,20 +59,16 @@ def plan_explain(
     label = request.label or row.label
     x, y = planner.rows(row, label, "dataset")
     planner.check_rows(version, x, y, "dataset")
-    return _stored(
-        ExplainPlan,
-        {
-            "type": "explain",
-            "source": _pinned(version, request.source.model),
-            "dataset": row.name,
-            "dataset_id": row.id,
-            "label": label,
-            "method": request.method,
-            "rows": min(request.rows, len(x)),
-            "n_steps": request.n_steps,
-            "n_samples": request.n_samples,
-            "window": request.window,
-            "seed": request.seed,
-            "request": dict(body),
-        },
+    return ExplainPlan(
+        source=pinned(version, request.source.model),
+        dataset=row.name,
+        dataset_id=row.id,
+        label=label,
+        method=request.method,
+        rows=min(request.rows, len(x)),
+        n_steps=request.n_steps,
+        n_samples=request.n_samples,
+        window=request.window,
+        seed=request.seed,
+        request=dict(body),
     )

@@ -1,8 +1,9 @@
-"""Running a train job inside its worker process.
+"""Running a train job's plan inside its worker process.
 
 Reads the data set's canonical form (memory-mapped where it can), resumes from the job's last
-checkpoint if there is one, reports events and progress, keeps checkpoints in the blob store,
-and registers the trained model as a new version with its lineage.
+checkpoint if there is one, reports events, progress and checkpoints through the job's
+:class:`~modelyard.jobs.reporter.JobReporter`, and registers the trained model as a new
+version with its lineage and, for a table, the feature columns it reads.
 """
 
 from __future__ import annotations
@@ -15,93 +16,58 @@ from safetensors.torch import load_file
 
 from modelyard.datasets.privacy_budget import settle
 from modelyard.db.tables import Dataset
-from modelyard.jobs.checkpoints import load_checkpoint, store_checkpoint
-from modelyard.jobs.context import JobCancelled, JobContext, dataset_row, owner_caller
-from modelyard.jobs.plans import TrainPlan
+from modelyard.jobs.checkpoints import load_checkpoint
+from modelyard.jobs.context import JobCancelled, JobContext
+from modelyard.jobs.reporter import JobReporter
+from modelyard.jobs.train.plan import TrainPlan
 from modelyard.nn import save_weights
-from modelyard.registry.service import ModelRegistry, VersionMeta
+from modelyard.registry.service import VersionMeta
 from modelyard.storage.staging import scratch_dir, stage_file
 from modelyard.training import load_xy, train
+from modelyard.training.config import TrainConfig
 
 if TYPE_CHECKING:
     from modelyard.training import TrainResult
 
 
-class JobCallbacks:
-    """The training loop's view of the job: events, checkpoints, cancellation."""
-
-    def __init__(self, ctx: JobContext, work: Path) -> None:
-        self._ctx = ctx
-        self._work = work
-
-    def on_event(self, event: dict[str, Any]) -> None:
-        kind = str(event.get("type", "event"))
-        data = {k: v for k, v in event.items() if k != "type"}
-        self._ctx.emit(kind, data)
-        if kind == "epoch":
-            self._ctx.update(
-                progress=float(event.get("progress", 0.0)),
-                eta_s=event.get("eta_s"),
-                metrics={
-                    "train": event.get("train", {}),
-                    "val": event.get("val", {}),
-                    "epoch": event.get("epoch"),
-                    # A private run's ε spent so far.
-                    **({"privacy": event["privacy"]} if "privacy" in event else {}),
-                },
-            )
-
-    def save_checkpoint(self, state: dict[str, Any]) -> None:
-        # Ranks of an attempt that was re-queued (its coordinator lost with a node) may still
-        # run for a moment; their checkpoints are refused and leave the successor's alone.
-        step = int(state.get("global_step", 0))
-        if store_checkpoint(self._ctx, self._work, state, step=step):
-            self._ctx.emit("checkpoint", {"step": step, "epoch": state.get("epoch")})
-
-    def should_stop(self) -> bool:
-        return self._ctx.should_stop()
-
-
 def start_state(
-    ctx: JobContext, work: Path
-) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
+    ctx: JobContext, plan: TrainPlan, work: Path
+) -> tuple[TrainConfig, dict[str, Any] | None, dict[str, Any] | None]:
     """The job's training config, its initial weights (fine-tuning) and its checkpoint.
 
     Weights and checkpoint are fetched from the blob store into ``work``; each is None when
     the job starts from scratch or has not checkpointed yet.
     """
-    plan = ctx.plan(TrainPlan)
-    config = dict(plan.config)
+    config = plan.config
     init_weights = None
     if plan.init is not None:
         weights = ctx.blobs.fetch_to(plan.init.sha256, work / "init.safetensors")
         init_weights = dict(load_file(str(weights)))
         if plan.init.replace_head:
-            config["replace_head"] = True
+            config = config.model_copy(update={"replace_head": True})
     return config, init_weights, load_checkpoint(ctx, work)
 
 
-def run_train(ctx: JobContext) -> dict[str, Any]:
+def run_train(ctx: JobContext, plan: TrainPlan) -> dict[str, Any]:
     """Train as the job's plan says, in this process; returns the job's result."""
-    plan = ctx.plan(TrainPlan)
     datasets = ctx.datasets
     with scratch_dir(ctx.settings.tmp_dir, f"job-{ctx.job_id}-") as work:
         started = time.monotonic()
-        train_row = dataset_row(ctx, dataset_id=plan.dataset_id, name=plan.dataset)
+        train_row = ctx.dataset(dataset_id=plan.dataset_id, name=plan.dataset)
         files = datasets.canonical_files(train_row, work / "train")
         x, y = load_xy(files, train_row.kind, plan.label, plan.features)  # type: ignore[arg-type]
         x_val = y_val = None
         if plan.validation_dataset:
-            val_row = dataset_row(ctx, dataset_id=None, name=plan.validation_dataset)
+            val_row = ctx.dataset(dataset_id=None, name=plan.validation_dataset)
             val_files = datasets.canonical_files(val_row, work / "val")
             x_val, y_val = load_xy(val_files, val_row.kind, plan.label, plan.features)  # type: ignore[arg-type]
 
-        config, init_weights, resume = start_state(ctx, work)
+        config, init_weights, resume = start_state(ctx, plan, work)
         if resume is not None:
             ctx.emit("resumed", {"step": ctx.checkpoint_step, "attempt": ctx.attempt})
             ctx.log(f"resuming from the checkpoint at step {ctx.checkpoint_step}")
         ctx.log(
-            f"training {plan.arch_spec['arch']} on '{train_row.name}' "
+            f"training {plan.arch_spec.arch} on '{train_row.name}' "
             f"({train_row.num_rows} rows), data ready in {time.monotonic() - started:.2f}s"
         )
         result = train(
@@ -112,31 +78,40 @@ def run_train(ctx: JobContext) -> dict[str, Any]:
             x_val=x_val,
             y_val=y_val,
             init_weights=init_weights,
-            callbacks=JobCallbacks(ctx, work),
+            callbacks=JobReporter(ctx, work),
             resume=resume,
         )
         if result.cancelled:
             raise JobCancelled
-        return register_result(ctx, ctx.registry, result, train_row, work)
+        return register_result(ctx, plan, result, train_row, work)
+
+
+def feature_columns(row: Dataset, plan: TrainPlan) -> list[str] | None:
+    """The columns of a table the model reads, in order (None for arrays)."""
+    if row.kind != "table":
+        return None
+    if plan.features is not None:
+        return list(plan.features)
+    columns = (row.schema or {}).get("columns") or []
+    return [str(c["name"]) for c in columns if c.get("name") != plan.label]
 
 
 def register_result(
     ctx: JobContext,
-    registry: ModelRegistry,
+    plan: TrainPlan,
     result: TrainResult,
     train_row: Dataset,
     work: Path,
 ) -> dict[str, Any]:
     """Push the trained model as a new version with its lineage; returns the job's result."""
-    plan = ctx.plan(TrainPlan)
     init = plan.init
     final_spec = result.spec.model_dump(mode="json")
     out = work / "model.safetensors"
     save_weights(result.model, out, spec=final_spec)
     staged = stage_file(out, ctx.settings.tmp_dir, 1 << 62)
     staged.filename = "model.safetensors"
-    version = registry.push_version(
-        owner_caller(ctx),
+    version = ctx.registry.push_version(
+        ctx.owner,
         plan.output_model,
         staged,
         VersionMeta(
@@ -144,12 +119,13 @@ def register_result(
             spec=final_spec,
             metrics=_flat_metrics(result.metrics),
             params={
-                "config": plan.config,
+                "config": plan.config.model_dump(mode="json"),
                 "preprocessing": result.preprocessing,
                 "history": result.history,
                 "dataset": train_row.name,
                 "dataset_sha256": train_row.sha256,
                 "label": plan.label,
+                "features": feature_columns(train_row, plan),
                 "epochs_run": result.epochs_run,
                 "steps": result.steps,
                 "stopped_early": result.stopped_early,

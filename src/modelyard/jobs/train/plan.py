@@ -1,24 +1,56 @@
-"""Building the stored plan of a train job, checked against its data before it is queued."""
+"""The plan of a train job (:class:`TrainPlan`), built by :func:`plan_train` from a request and
+checked against its data before it is queued."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from modelyard.auth.access import Caller, Permission
 from modelyard.datasets.service import DatasetService
 from modelyard.db.tables import Dataset
 from modelyard.errors import Conflict, InvalidInput, NotFound
-from modelyard.jobs.plans import InitWeights, TrainPlan
-from modelyard.jobs.train_spec import infer_arch_defaults, normalize_request, split_request
+from modelyard.jobs.plans import JobPlan, PlanPart
+from modelyard.jobs.train.flat import infer_arch_defaults, normalize_request, split_request
 from modelyard.naming import check_name
-from modelyard.nn.specs import parse_spec
+from modelyard.nn.specs import ArchSpec, parse_spec
 from modelyard.registry.service import ModelRegistry
 from modelyard.training.config import TrainConfig, parse_config
 from modelyard.training.distributed_config import DistributedConfig, parse_distributed
+
+
+class InitWeights(PlanPart):
+    """The version a train job starts from (a fine-tune), pinned by digest."""
+
+    model: str
+    version: int
+    sha256: str
+    replace_head: bool = False
+
+
+class TrainPlan(JobPlan):
+    """A train job: the architecture, the data, the config and where the version goes."""
+
+    type: Literal["train"] = "train"
+    arch_spec: ArchSpec
+    init: InitWeights | None = None
+    dataset: str
+    dataset_id: str
+    label: str | None
+    features: list[str] | None = None
+    validation_dataset: str | None = None
+    output_model: str
+    config: TrainConfig
+    distributed: DistributedConfig | None = None
+    privacy: dict[str, Any] | None = Field(
+        default=None,
+        description="A private run's plan: noise_multiplier, sample_rate, steps, and the "
+        "epsilon and delta the whole run spends (what the data set's budget reserves).",
+    )
 
 
 def plan_train(
@@ -27,8 +59,8 @@ def plan_train(
     datasets: DatasetService,
     registry: ModelRegistry,
     work: Path,
-) -> dict[str, Any]:
-    """Validate a train request (structured or flat) and return the job's stored spec."""
+) -> TrainPlan:
+    """Validate a train request (structured or flat) and return the job's plan."""
     # Reading the data set loads PyTorch: the server imports it when a job is first planned.
     from modelyard.training.data import check_fit, load_xy
 
@@ -96,8 +128,8 @@ def plan_train(
         raise InvalidInput("output_model: must be a model name")
     check_name(output, "output_model")
     _ensure_output_model(caller, registry, output, spec.arch)
-    planned = TrainPlan(
-        arch_spec=spec.model_dump(mode="json"),
+    return TrainPlan(
+        arch_spec=spec,
         init=InitWeights.model_validate(init) if init is not None else None,
         dataset=dataset.name,
         dataset_id=dataset.id,
@@ -105,12 +137,11 @@ def plan_train(
         features=features,
         validation_dataset=validation,
         output_model=output,
-        config=config.model_dump(mode="json"),
+        config=config,
         distributed=distributed,
         privacy=privacy,
         request=dict(body),
     )
-    return planned.model_dump(mode="json")
 
 
 def _plan_privacy(

@@ -1,0 +1,1 @@
+"""Explain jobs: a version's global feature importance over rows of a data set."""
