@@ -81,10 +81,10 @@ async def read(reader: asyncio.StreamReader) -> tuple[Header, Arrays]:
     head_len, payload_len = PREFIX.unpack(await reader.readexactly(PREFIX.size))
     if head_len + payload_len > MAX_FRAME_BYTES:
         raise ValueError(f"a frame of {head_len + payload_len} bytes")
-    head = await reader.readexactly(head_len)
-    # A bytearray, so that the tensors built on it are writable (torch.from_numpy wants that).
-    payload = bytearray(await reader.readexactly(payload_len)) if payload_len else bytearray()
-    return decode(head, payload)
+    # One read for both parts, copied into a bytearray so that the tensors built on it are
+    # writable (torch.from_numpy wants that).
+    body = await reader.readexactly(head_len + payload_len)
+    return decode(body[:head_len], bytearray(memoryview(body)[head_len:]))
 
 
 async def _read_bytes(data: bytes) -> tuple[Header, Arrays]:
