@@ -19,7 +19,7 @@ peft = pytest.importorskip("peft")
 def _load(folder: Path) -> Any:
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+    model: Any = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
     model.eval()
     return model
 
@@ -137,7 +137,7 @@ def test_adapters_that_do_not_fit_are_refused(folders: tuple[Path, Path, Path]) 
 
 
 def _greedy_alone(model: Any, prompt: list[int], max_tokens: int, eos: int) -> list[int]:
-    out = model.generate(
+    out: list[int] = model.generate(
         torch.tensor([prompt]),
         attention_mask=torch.ones((1, len(prompt)), dtype=torch.long),
         max_new_tokens=max_tokens,

@@ -95,6 +95,7 @@ def plan_llm_finetune(
             "r": int(lora.get("r", 8)),
             "alpha": int(lora.get("alpha", 16)),
             "dropout": float(lora.get("dropout", 0.0)),
+            "merge": bool(lora.get("merge", False)),
         },
         "seed": seed if seed is not None else 0,
         "suffix": suffix,

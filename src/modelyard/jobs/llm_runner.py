@@ -1,8 +1,11 @@
 """Running a language-model fine-tuning job inside its worker process.
 
 Unpacks the base version, trains on the job's files (full or LoRA), reports step, epoch and
-checkpoint events, registers the result as an ``hf`` version of the job's output model, and
-deploys it under the fine-tuned model's name, so ``/v1`` can use it at once.
+checkpoint events, registers the result as a version of the job's output model, and deploys it
+under the fine-tuned model's name, so ``/v1`` can use it at once. A full fine-tune (or a
+merged LoRA) is an ``hf`` version, a model of its own; a LoRA adapter is a ``lora`` version
+holding the adapter alone (its parent: the base version), deployed on a deployment of the base
+version (one that serves it already, else one made for it), whose loaded model it shares.
 """
 
 from __future__ import annotations
@@ -14,15 +17,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from modelyard.errors import Conflict
+from modelyard.auth.access import Caller, Permission
+from modelyard.errors import Conflict, NotFound
 from modelyard.jobs.checkpoints import load_checkpoint, store_checkpoint
 from modelyard.jobs.context import JobCancelled, JobContext, owner_caller
-from modelyard.jobs.plans import LlmFineTunePlan
+from modelyard.jobs.plans import LlmBase, LlmFineTunePlan
 from modelyard.llm.data import parse_examples
 from modelyard.llm.finetune import FineTuneConfig, fine_tune
 from modelyard.llm.language_model import load_causal_lm
-from modelyard.registry.hf import unpack_hf
-from modelyard.registry.service import VersionMeta
+from modelyard.registry.formats.hf import unpack_hf
+from modelyard.registry.formats.lora import LORA_FORMAT
+from modelyard.registry.service import ModelRegistry, VersionMeta
 from modelyard.serving.service import DeploymentService
 from modelyard.storage.staging import scratch_dir, stage_file
 
@@ -92,6 +97,28 @@ def _tar(folder: Path, target: Path) -> Path:
     return target
 
 
+def _base_deployment(
+    deployments: DeploymentService, registry: ModelRegistry, owner: Caller, base: LlmBase
+) -> str:
+    """A deployment the owner may use that serves the base version alone (the one named by
+    the base's OpenAI id first); one is made for it if there is none."""
+    named = base.model_id.replace(":", "-") if base.model_id.startswith("ft:") else base.model_id
+    for row in sorted(deployments.all(), key=lambda r: (r.name != named, r.name)):
+        spec = row.spec
+        if spec.get("model") != base.model or spec.get("traffic") or spec.get("base"):
+            continue
+        try:
+            deployments.check(owner, row.name, Permission.READ)
+            version = registry.resolve(base.model, str(spec.get("version") or "latest"))
+        except NotFound:
+            continue
+        if version.version == base.version:
+            return row.name
+    name = f"{base.model}-v{base.version}"[:128]
+    deployments.create(owner, name, {"model": base.model, "version": str(base.version)})
+    return name
+
+
 def run_llm_finetune(ctx: JobContext) -> dict[str, Any]:
     """Fine-tune as the job's plan says; returns the job's result."""
     plan = ctx.plan(LlmFineTunePlan)
@@ -117,6 +144,7 @@ def run_llm_finetune(ctx: JobContext) -> dict[str, Any]:
             lora_r=plan.lora.r,
             lora_alpha=plan.lora.alpha,
             lora_dropout=plan.lora.dropout,
+            merge_lora=plan.lora.merge,
         )
         ctx.log(
             f"fine-tuning {base.model} v{base.version} ({plan.method}) on "
@@ -133,9 +161,11 @@ def run_llm_finetune(ctx: JobContext) -> dict[str, Any]:
         result = fine_tune(model, tokenizer, train, valid, config, reporter, resume=resume)
         if result.cancelled:
             raise JobCancelled
+        adapter = plan.method == "lora" and not plan.lora.merge
         out = work / "out"
-        result.model.save_pretrained(str(out))
-        tokenizer.save_pretrained(str(out))
+        result.model.save_pretrained(str(out))  # a peft model writes its adapter only
+        if not adapter:
+            tokenizer.save_pretrained(str(out))
         staged = stage_file(_tar(out, work / "model.tar"), settings.tmp_dir, 1 << 62)
         staged.filename = "model.tar"
         metrics = {
@@ -149,7 +179,7 @@ def run_llm_finetune(ctx: JobContext) -> dict[str, Any]:
             plan.output_model,
             staged,
             VersionMeta(
-                format="hf",
+                format=LORA_FORMAT if adapter else "hf",
                 metrics={k: v for k, v in metrics.items() if v is not None},
                 params={
                     "openai_model_id": plan.fine_tuned_model,
@@ -171,10 +201,11 @@ def run_llm_finetune(ctx: JobContext) -> dict[str, Any]:
             ),
         )
     deployments = DeploymentService(ctx.db, registry)
+    spec: dict[str, Any] = {"model": plan.output_model, "version": "latest"}
+    if adapter:
+        spec["base"] = _base_deployment(deployments, registry, owner, base)
     try:
-        deployments.create(
-            owner, plan.deployment, {"model": plan.output_model, "version": "latest"}
-        )
+        deployments.create(owner, plan.deployment, spec)
     except Conflict:
         deployments.update(owner, plan.deployment, {"version": "latest"})
     return {

@@ -2,8 +2,9 @@
 
 The loss is taken on the answer only (the assistant's last message, or the completion, plus
 the end token); the prompt's tokens are context. ``method`` ``full`` trains every weight;
-``lora`` trains a LoRA adapter (peft) on every linear layer and merges it into the weights
-at the end, so the result is a plain model folder that serves like any other.
+``lora`` trains a LoRA adapter (peft) on every linear layer; the result is the peft model
+(``save_pretrained`` writes only the adapter), or with ``merge_lora`` the adapter merged into
+the weights, a plain model that serves like any other.
 
 Example::
 
@@ -48,7 +49,7 @@ class FineTuneConfig:
     """Resolved hyperparameters of one fine-tuning run."""
 
     method: str = "full"
-    """``full`` (every weight) or ``lora`` (a low-rank adapter, merged at the end)."""
+    """``full`` (every weight) or ``lora`` (a low-rank adapter)."""
     n_epochs: int = 3
     batch_size: int = 4
     learning_rate_multiplier: float = 1.0
@@ -57,6 +58,8 @@ class FineTuneConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.0
+    merge_lora: bool = False
+    """With ``lora``: merge the adapter into the weights at the end (else keep it apart)."""
     max_length: int | None = None
     """Longest example in tokens (longer ones are cut); default: the model's context."""
     checkpoint_every_steps: int = 50
@@ -167,7 +170,8 @@ def fine_tune(
     callbacks: TrainingCallbacks | None = None,
     resume: Mapping[str, Any] | None = None,
 ) -> FineTuneResult:
-    """Train ``model`` (on its device) and return it, with LoRA merged in.
+    """Train ``model`` (on its device) and return it (with ``lora``, the peft model, or with
+    ``merge_lora`` the base with the adapter merged in).
 
     ``callbacks.save_checkpoint`` is given the run's state at the end of each epoch and every
     ``config.checkpoint_every_steps`` steps; ``resume`` (such a state) continues the run from
@@ -275,7 +279,7 @@ def fine_tune(
             callbacks.on_epoch(epoch, step, train_loss, valid_loss)
         epoch_loss, epoch_batches = 0.0, 0
         checkpoint(epoch + 1, 0, shuffle.getstate())
-    if config.method == "lora":
+    if config.method == "lora" and config.merge_lora:
         model = model.merge_and_unload()
     model.eval()
     return FineTuneResult(

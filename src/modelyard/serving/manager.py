@@ -53,6 +53,7 @@ from modelyard.runtimes import (
 )
 from modelyard.runtimes.outputs import output_kind
 from modelyard.serving import heap
+from modelyard.serving.adapters import LORA_FORMAT, load_adapter
 from modelyard.serving.batcher import BatchConfig, Batcher, BatchQueue
 from modelyard.serving.compat import Interface, feed_differences, swap_differences
 from modelyard.serving.explain import ExplainLimits, ExplainOptions, Explanation, explain
@@ -175,7 +176,10 @@ class DeploymentManager:
             shutil.rmtree, self._settings.data_dir / "serving-cache", ignore_errors=True
         )
         rows = await asyncio.to_thread(self._deployments.all)
-        for row in sorted(rows, key=lambda r: bool(r.spec.get("pipeline"))):
+        # Pipelines and adapters after what they run on.
+        for row in sorted(
+            rows, key=lambda r: (bool(r.spec.get("pipeline")), bool(r.spec.get("base")))
+        ):
             await self.sync(row.name)
         self._task = asyncio.create_task(self._reconcile_forever(), name="serving-reconcile")
 
@@ -567,6 +571,9 @@ class DeploymentManager:
         self, name: str, spec: DeploymentSpec, version: ModelVersion
     ) -> Served:
         runtime: Runtime | TextEmbedder
+        if version.format == LORA_FORMAT:
+            adapted = await asyncio.to_thread(self._load_adapter, name, spec, version)
+            return Served(version=version, runtime=adapted, batcher=None)
         if version.format == "hf":
             # Loaded by _load_hf by now; imported at the top it would load torch with the server.
             from modelyard.llm import LanguageModel
@@ -641,6 +648,15 @@ class DeploymentManager:
                 max_queue=spec.max_queue,
                 name=f"{name}:{version.version}",
             )
+
+    def _load_adapter(
+        self, name: str, spec: DeploymentSpec, version: ModelVersion
+    ) -> LanguageModel:
+        """A LoRA adapter version, attached to the model its base deployment serves."""
+        with scratch_dir(self._settings.tmp_dir, "serve-") as work:
+            archive = self._artifact_path(version, work)
+            limit = self._settings.max_upload_bytes * 4
+            return load_adapter(self.status, name, spec, version, archive, work, limit)
 
     def _artifact_path(self, version: ModelVersion, work: Path) -> Path:
         """The version's artifact as a file in ``work``: a link to a plaintext local blob,

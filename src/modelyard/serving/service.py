@@ -18,9 +18,10 @@ from modelyard.auth.acl import ResourceAcl
 from modelyard.auth.audit import record
 from modelyard.auth.cache import AnswerCache
 from modelyard.db.engine import Database
-from modelyard.db.tables import Deployment
+from modelyard.db.tables import Deployment, ModelVersion
 from modelyard.errors import Conflict, InvalidInput, ModelyardError, NotFound
 from modelyard.naming import check_name
+from modelyard.registry.formats.lora import LORA_FORMAT
 from modelyard.registry.service import ModelRegistry
 from modelyard.serving.spec import DeploymentSpec, check_runtime, parse_deployment_spec
 
@@ -70,6 +71,7 @@ class DeploymentService:
                 check_runtime(
                     spec.runtime, version.format, f"version {version.version} of '{spec.model}'"
                 )
+                _check_base(spec, version)
         for index, stage in enumerate(spec.pipeline or []):
             if stage == name:
                 raise InvalidInput(f"pipeline[{index}]: a pipeline cannot contain itself")
@@ -77,6 +79,13 @@ class DeploymentService:
                 self.get(caller, stage)
             except NotFound as exc:
                 raise InvalidInput(f"pipeline[{index}]: {exc.detail}") from exc
+        if spec.base is not None:
+            if spec.base == name:
+                raise InvalidInput("base: an adapter cannot run on itself", field="base")
+            try:
+                self.get(caller, spec.base)
+            except NotFound as exc:
+                raise InvalidInput(f"base: {exc.detail}", field="base") from exc
 
     def prepare_create(self, caller: Caller, name: str, raw: dict[str, Any]) -> DeploymentSpec:
         """The checked spec of a new deployment ``name`` (nothing is stored yet)."""
@@ -231,3 +240,20 @@ class DeploymentService:
         """Every deployment (for the manager, which serves them all)."""
         with self._db.session() as session:
             return list(session.scalars(select(Deployment)))
+
+
+def _check_base(spec: DeploymentSpec, version: ModelVersion) -> None:
+    """A LoRA adapter version needs ``base`` (the deployment it runs on); nothing else takes one."""
+    where = f"version {version.version} of '{spec.model}'"
+    if version.format == LORA_FORMAT and spec.base is None:
+        raise InvalidInput(
+            f"base: {where} is a LoRA adapter; name the deployment of its base model "
+            "(the version it was trained on) in 'base'",
+            field="base",
+        )
+    if version.format != LORA_FORMAT and spec.base is not None:
+        raise InvalidInput(
+            f"base: {where} is not a LoRA adapter (format {version.format!r}); only adapters "
+            "run on another deployment",
+            field="base",
+        )

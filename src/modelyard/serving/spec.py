@@ -56,6 +56,12 @@ class DeploymentSpec(BaseModel):
     pipeline: list[str] | None = Field(
         default=None, description="Chain other deployments: each one's output feeds the next."
     )
+    base: str | None = Field(
+        default=None,
+        description="For a LoRA adapter version (format lora): the deployment serving the "
+        "base model version it was trained on. The adapter runs on that deployment's loaded "
+        "model, in its batches, without a copy of the weights.",
+    )
     runtime: RuntimeName = Field(
         default="auto",
         description="auto, or an engine the version's format runs on: torch or onnxruntime "
@@ -85,6 +91,8 @@ class DeploymentSpec(BaseModel):
             raise ValueError("pipeline: chain at least two deployments")
         if self.traffic is not None and self.model is None:
             raise ValueError("traffic: needs 'model'")
+        if self.base is not None and (self.model is None or self.traffic is not None):
+            raise ValueError("base: an adapter deployment serves one version of 'model'")
         return self
 
     def versions_wanted(self) -> list[str]:

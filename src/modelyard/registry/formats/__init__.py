@@ -8,6 +8,7 @@
 ``onnx``           a single ``.onnx`` file with its weights embedded
 ``keras``          a Keras 3 ``.keras`` zip, vetted and run on the PyTorch backend
 ``hf``             a tar/zip of a Hugging Face folder: config, tokenizer, safetensors
+``lora``           a tar/zip of a peft LoRA adapter: adapter_config.json, safetensors
 =================  ==============================================================
 
 Each module gives a :class:`FormatHandler` (``HANDLER``) and, where the format may come as an
@@ -17,7 +18,15 @@ archive, an :class:`ArchiveLayout` (``LAYOUT``). File suffixes come from the one
 
 from __future__ import annotations
 
-from modelyard.registry.formats import hf, keras, onnx, safetensors, torch_export, torchscript
+from modelyard.registry.formats import (
+    hf,
+    keras,
+    lora,
+    onnx,
+    safetensors,
+    torch_export,
+    torchscript,
+)
 from modelyard.registry.formats.base import ArchiveLayout, FormatHandler
 
 FORMATS: tuple[FormatHandler, ...] = (
@@ -27,10 +36,11 @@ FORMATS: tuple[FormatHandler, ...] = (
     onnx.HANDLER,
     keras.HANDLER,
     hf.HANDLER,
+    lora.HANDLER,
 )
 """Accepted version formats, in sniffing order."""
 
-ARCHIVE_LAYOUTS: tuple[ArchiveLayout, ...] = (safetensors.LAYOUT, hf.LAYOUT)
+ARCHIVE_LAYOUTS: tuple[ArchiveLayout, ...] = (safetensors.LAYOUT, hf.LAYOUT, lora.LAYOUT)
 """What an uploaded tar/zip archive may hold."""
 
 __all__ = ["ARCHIVE_LAYOUTS", "FORMATS", "ArchiveLayout", "FormatHandler"]

@@ -18,6 +18,7 @@ from modelyard.api.routes.openai.target import (
 from modelyard.db.tables import Deployment
 from modelyard.errors import ModelyardError
 from modelyard.platform import Platform
+from modelyard.registry.formats.lora import LORA_FORMAT
 from modelyard.serving.manager import Served
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
@@ -41,6 +42,8 @@ def _entry(row: Deployment, served: Served | None) -> dict[str, Any]:
         "created": int(row.created_at.timestamp()),
         "owned_by": row.owner.name,
     }
+    if row.spec.get("base"):
+        entry["parent"] = row.spec["base"]  # a LoRA adapter's base, as vLLM lists adapters
     if served is not None:
         spec = served.version.spec or {}
         entry["modelyard"] = {
@@ -61,7 +64,7 @@ def _served(platform: Platform, name: str) -> Served | None:
 
 def _is_hf(row: Deployment, served: Served | None) -> bool:
     if served is not None:
-        return served.version.format == "hf"
+        return served.version.format in ("hf", LORA_FORMAT)
     return row.spec.get("pipeline") is None
 
 

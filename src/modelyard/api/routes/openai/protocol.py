@@ -290,6 +290,11 @@ class LoraSettings(_Body):
     r: int = Field(default=8, ge=1, le=256)
     alpha: int = Field(default=16, ge=1, le=1024)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    merge: bool = Field(
+        default=False,
+        description="Merge the adapter into a full copy of the weights instead of serving it "
+        "on the base model's deployment.",
+    )
 
 
 class FineTuneMethod(_Body):
