@@ -51,6 +51,7 @@ from modelyard.errors import (
     Unavailable,
     UnsupportedFormat,
 )
+from modelyard.registry.formats.lora import LORA_FORMAT
 from modelyard.registry.service import ModelRegistry
 from modelyard.runtimes.tensors import TensorSpec
 from modelyard.serving import wire
@@ -269,7 +270,7 @@ class RemoteVersions:
         self._local = local
 
     async def __call__(self, name: str, spec: DeploymentSpec, version: ModelVersion) -> Served:
-        if version.format == "hf":  # language models run on their own engine, here
+        if version.format in ("hf", LORA_FORMAT):  # language models and adapters: here
             return await self._local(name, spec, version)
         key = version_key(name, spec, version)
         answer, _ = await self._client.call(
