@@ -5,7 +5,7 @@ it, the compression methods, jobs and the serving layer write a version's artifa
 its canonical suffix, and the CLI names the suffixes it takes::
 
     path = work / f"model{FILE_SUFFIX['onnx']}"   # model.onnx
-    format_of_name("mlp.pth")                     # "torchscript"
+    "mlp.pth".endswith(SUFFIXES["torchscript"])   # True
 """
 
 from __future__ import annotations
@@ -39,10 +39,4 @@ PICKLE_SUFFIXES: tuple[str, ...] = (".pkl", ".pickle", ".joblib", ".ckpt")
 """Suffixes of pickles, which are refused whatever they hold."""
 
 
-def format_of_name(name: str) -> str | None:
-    """The single-file format a file name's suffix says (case-insensitive), or None."""
-    lower = name.lower()
-    return next((fmt for fmt, suffixes in SUFFIXES.items() if lower.endswith(suffixes)), None)
-
-
-__all__ = ["ARCHIVE_SUFFIXES", "FILE_SUFFIX", "PICKLE_SUFFIXES", "SUFFIXES", "format_of_name"]
+__all__ = ["ARCHIVE_SUFFIXES", "FILE_SUFFIX", "PICKLE_SUFFIXES", "SUFFIXES"]
