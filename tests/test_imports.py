@@ -102,6 +102,35 @@ def test_no_import_cycle_in_jobs_registry_and_client() -> None:
     assert not cycles, "\n".join(cycles)
 
 
+def test_the_cycle_check_finds_a_cycle_hidden_in_a_function_level_import() -> None:
+    """The check above can fail: a cycle closed by an import inside a function is found, and
+    one through a ``TYPE_CHECKING`` import is not (it never runs)."""
+    kinds = ast.parse(
+        "from modelyard.jobs.context import JobContext\n"
+        "def load():\n"
+        "    from modelyard.jobs import worker\n"
+    )
+    worker = ast.parse("from modelyard.jobs.kinds import KINDS\n")
+    context = ast.parse(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from modelyard.jobs.worker import main\n"
+    )
+    modules = {
+        "modelyard.jobs.kinds": kinds,
+        "modelyard.jobs.worker": worker,
+        "modelyard.jobs.context": context,
+    }
+    known = set(modules)
+    graph = {name: set(_imports(name, tree, known)) & known for name, tree in modules.items()}
+    assert _cycle_from("modelyard.jobs.kinds", graph, ACYCLIC) == [
+        "modelyard.jobs.kinds",
+        "modelyard.jobs.worker",
+        "modelyard.jobs.kinds",
+    ]
+    assert _cycle_from("modelyard.jobs.context", graph, ACYCLIC) == []
+
+
 def test_every_function_level_import_in_jobs_registry_and_client_says_why() -> None:
     """A function-level import loads something heavy (PyTorch, Ray) or optional only where it
     is used; a comment on its line, or just above the block of imports it belongs to, says so."""

@@ -57,3 +57,57 @@ def test_an_explain_job_stores_feature_importance_on_the_version(
     assert stored["features"] == FEATURES
     assert stored["rows"] == 40 and len(stored["mean_abs"]) == 4
     assert all(v >= 0 for v in stored["mean_abs"]) and max(stored["mean_abs"]) > 0
+
+
+def test_a_train_job_records_its_feature_columns_and_explanations_name_them(
+    api: httpx.Client, tmp_path: Path
+) -> None:
+    """The version records the columns it reads, in order: every column but the label by
+    default, or the ones the job chose. Jobs on the version read those columns, and an
+    explanation names them (inferring "every column but the label" would give four columns
+    to a model that reads two)."""
+    csv = iris_csv(tmp_path / "iris.csv")
+    reply = api.post(
+        "/api/v1/datasets",
+        params={"name": "iris-cols", "label": "species", "filename": "iris.csv"},
+        content=csv.read_bytes(),
+    )
+    assert reply.status_code == 201, reply.text
+    base = {
+        "type": "train",
+        "model": {"spec": {"arch": "mlp", "hidden": [8]}},
+        "dataset": "iris-cols",
+        "epochs": 40,
+        "preprocessing": {"standardize": True},
+        "optimizer": {"name": "adam", "lr": 0.02},
+    }
+    chosen = ["petal_width", "sepal_length"]
+    for name, extra in (("iris-all", {}), ("iris-two", {"features": chosen})):
+        body = {**base, "output_model": name, **extra}
+        trained = wait_for(api, api.post("/api/v1/jobs", json=body).json()["id"])
+        assert trained["status"] == "succeeded", trained
+    everything = api.get("/api/v1/models/iris-all/versions/1").json()
+    assert everything["params"]["features"] == FEATURES
+    two = api.get("/api/v1/models/iris-two/versions/1").json()
+    assert two["params"]["features"] == chosen
+
+    explain = {
+        "type": "explain",
+        "source": {"model": "iris-two", "version": 1},
+        "dataset": "iris-cols",
+        "method": "occlusion",
+        "rows": 16,
+    }
+    job = wait_for(api, api.post("/api/v1/jobs", json=explain).json()["id"])
+    assert job["status"] == "succeeded", job
+    assert job["result"]["feature_importance"]["features"] == chosen
+    assert len(job["result"]["feature_importance"]["mean_abs"]) == 2
+
+    evaluate = {
+        "type": "evaluate",
+        "source": {"model": "iris-two", "version": 1},
+        "eval_dataset": "iris-cols",
+    }
+    evaluated = wait_for(api, api.post("/api/v1/jobs", json=evaluate).json()["id"])
+    assert evaluated["status"] == "succeeded", evaluated
+    assert evaluated["result"]["metrics"]["eval"]["accuracy"] > 0.5

@@ -51,13 +51,17 @@ class Planner:
         except NotFound as exc:
             raise InvalidInput(f"{field}: {exc.detail}") from exc
 
-    def rows(self, row: Dataset, label: str | None, field: str) -> tuple[Any, Any]:
+    def rows(
+        self, row: Dataset, label: str | None, field: str, version: ModelVersion | None = None
+    ) -> tuple[Any, Any]:
+        """A data set's features and labels; of a table, the columns ``version`` reads."""
         # Loading rows loads PyTorch: the server imports it when a job is first planned.
         from modelyard.training.data import load_xy
 
         files = self.datasets.canonical_files(row, self.work / field.replace(".", "_"))
+        features = recorded_features(version.params if version is not None else None, row.kind)
         try:
-            return load_xy(files, row.kind, label or row.label, None)  # type: ignore[arg-type]
+            return load_xy(files, row.kind, label or row.label, features)  # type: ignore[arg-type]
         except InvalidInput as exc:
             raise InvalidInput(f"{field}: {exc.detail}") from exc
 
@@ -102,6 +106,15 @@ def parse_request(model: type[RequestT], body: Mapping[str, Any]) -> RequestT:
         return model.model_validate(dict(body))
     except ValidationError as exc:
         raise invalid_input(exc, "") from None
+
+
+def recorded_features(params: Mapping[str, Any] | None, kind: str) -> list[str] | None:
+    """The columns of a table a version reads, in order, as its train job recorded them;
+    None (every column but the label) when it recorded none or the data is not a table."""
+    features = (params or {}).get("features")
+    if kind != "table" or not isinstance(features, list) or not features:
+        return None
+    return [str(name) for name in features]
 
 
 def pinned(version: ModelVersion, name: str) -> PinnedVersion:

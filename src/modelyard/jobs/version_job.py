@@ -27,6 +27,7 @@ from modelyard.formats import FILE_SUFFIX
 from modelyard.jobs.compress.plan import DistillPlan, SourcePlan
 from modelyard.jobs.context import JobContext
 from modelyard.jobs.evaluate.plan import EvaluatePlan
+from modelyard.jobs.planner import recorded_features
 from modelyard.jobs.plans import PinnedVersion
 from modelyard.registry.keras import load_keras_model, save_keras_model
 from modelyard.registry.service import VersionMeta
@@ -78,20 +79,24 @@ class VersionJob:
             load=lambda: load_module(fmt, path, spec, params),
         )
 
-    def rows(self, dataset_id: str, name: str, label: str | None) -> tuple[Any, Any]:
-        """A data set's raw features and labels (memory-mapped where they can be)."""
+    def rows(
+        self, dataset_id: str, name: str, label: str | None, source: Source
+    ) -> tuple[Any, Any]:
+        """A data set's raw features (of a table, the columns ``source`` reads) and labels,
+        memory-mapped where they can be."""
         row = self.ctx.dataset(dataset_id=dataset_id, name=name)
         files = self.datasets.canonical_files(row, self.work / f"data-{row.id}")
-        return load_xy(files, row.kind, label, None)  # type: ignore[arg-type]
+        features = recorded_features(source.params, row.kind)
+        return load_xy(files, row.kind, label, features)  # type: ignore[arg-type]
 
     def data(self, source: Source, plan: Compared) -> tuple[Data, Preprocessor]:
         """Model-ready eval (and training or calibration) rows, and the preprocessing used."""
-        x, y = self.rows(plan.eval_dataset_id, plan.eval_dataset, plan.label)
+        x, y = self.rows(plan.eval_dataset_id, plan.eval_dataset, plan.label, source)
         pre = preprocessor_for(source.params, source.signature, y)
         labels = pre.encode_labels(y)
         data = Data(pre.apply(x), labels, objective_for(labels, pre.num_outputs))
         if not isinstance(plan, EvaluatePlan) and plan.fit_dataset_id and plan.fit_dataset:
-            fx, fy = self.rows(plan.fit_dataset_id, plan.fit_dataset, plan.label)
+            fx, fy = self.rows(plan.fit_dataset_id, plan.fit_dataset, plan.label, source)
             data.x_fit, data.y_fit = pre.apply(fx), pre.encode_labels(fy)
         return data, pre
 

@@ -77,14 +77,14 @@ def plan_source_job(
     check_applicable(method, source)
     eval_row = planner.dataset(request.eval_dataset, "eval_dataset")
     label = request.label or eval_row.label
-    x, y = planner.rows(eval_row, label, "eval_dataset")
+    x, y = planner.rows(eval_row, label, "eval_dataset", version)
     planner.check_rows(version, x, y, "eval_dataset")
     _check_layers(method, version)
     fit_row = None
     if fit_dataset is not None:
         field = _fit_field(method)
         fit_row = planner.dataset(fit_dataset, field)
-        fx, fy = planner.rows(fit_row, label, field)
+        fx, fy = planner.rows(fit_row, label, field, version)
         planner.check_rows(version, fx, fy, field)
     output = planner.output(
         request.output_model, request.source.model, f"compressed from {request.source.model}"
@@ -186,12 +186,12 @@ def plan_distill(
     teacher = planner.version(request.teacher, "teacher")
     eval_row = planner.dataset(request.eval_dataset, "eval_dataset")
     label = request.label or eval_row.label
-    x, y = planner.rows(eval_row, label, "eval_dataset")
+    x, y = planner.rows(eval_row, label, "eval_dataset", teacher)
     pre = planner.check_rows(teacher, x, y, "eval_dataset")
     if pre.task != "classification":
         raise InvalidInput("teacher: distillation needs a classification model")
     fit_row = planner.dataset(request.dataset, "dataset")
-    fx, fy = planner.rows(fit_row, label, "dataset")
+    fx, fy = planner.rows(fit_row, label, "dataset", teacher)
     planner.check_rows(teacher, fx, fy, "dataset")
     given = request.student
     raw_student = given.spec if isinstance(given, StudentModel) else given

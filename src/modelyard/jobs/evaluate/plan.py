@@ -38,7 +38,7 @@ def plan_evaluate(
     version = planner.version(request.source, "source")
     eval_row = planner.dataset(request.eval_dataset, "eval_dataset")
     label = request.label or eval_row.label
-    x, y = planner.rows(eval_row, label, "eval_dataset")
+    x, y = planner.rows(eval_row, label, "eval_dataset", version)
     planner.check_rows(version, x, y, "eval_dataset")
     return EvaluatePlan(
         source=pinned(version, request.source.model),

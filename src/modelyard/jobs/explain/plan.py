@@ -57,7 +57,7 @@ def plan_explain(
         )
     row = planner.dataset(request.dataset, "dataset")
     label = request.label or row.label
-    x, y = planner.rows(row, label, "dataset")
+    x, y = planner.rows(row, label, "dataset", version)
     planner.check_rows(version, x, y, "dataset")
     return ExplainPlan(
         source=pinned(version, request.source.model),

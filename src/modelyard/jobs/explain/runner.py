@@ -28,6 +28,7 @@ from modelyard.errors import InvalidInput
 from modelyard.formats import FILE_SUFFIX
 from modelyard.jobs.context import JobCancelled, JobContext
 from modelyard.jobs.explain.plan import ExplainPlan
+from modelyard.jobs.planner import recorded_features
 from modelyard.runtimes import VersionArtifact, load_runtime
 from modelyard.serving.explain import ExplainLimits, ExplainOptions, explain, feature_names
 from modelyard.storage.staging import scratch_dir
@@ -55,7 +56,8 @@ def run_explain(ctx: JobContext, plan: ExplainPlan) -> dict[str, Any]:
         )
         data = ctx.dataset(dataset_id=plan.dataset_id, name=plan.dataset)
         files = ctx.datasets.canonical_files(data, work / "data")
-        x, _y = load_xy(files, data.kind, plan.label, None)  # type: ignore[arg-type]
+        features = recorded_features(version.params, data.kind)
+        x, _y = load_xy(files, data.kind, plan.label, features)  # type: ignore[arg-type]
         if len(runtime.inputs) != 1:
             raise InvalidInput("source: explain jobs take versions with one input")
         name = runtime.inputs[0].name
