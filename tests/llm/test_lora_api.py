@@ -222,3 +222,19 @@ def test_an_adapter_on_another_base_is_refused(
     )
     assert not_adapter.status_code == 422
     assert "is not a LoRA adapter" in not_adapter.json()["detail"]
+
+
+def test_a_merged_lora_fine_tune_is_a_full_version(
+    client: openai.OpenAI, admin: httpx.Client, adapters: dict[str, Any]
+) -> None:
+    merged = _fine_tune(client, "one", {"r": 8, "merge": True})
+    version = admin.get(f"/api/v1/models/{merged.replace(':', '-')}/versions/latest").json()
+    assert version["format"] == "hf"
+    deployment = admin.get(f"/api/v1/deployments/{merged.replace(':', '-')}").json()
+    assert deployment["spec"].get("base") is None
+    eos = adapters["bases"][0].tokenizer.eos_token_id
+    # The same training as adapter "one" (same data, seed and rank), merged: the same answer.
+    assert _ask(client, merged, eos) == _ask(client, adapters["one"], eos)
+    schema = json.dumps(admin.get("/openapi.json").json())
+    assert '"merge"' in schema  # lora.merge of fine-tuning jobs, native and OpenAI
+    assert '"base": "tiny"' in schema  # the adapter deployment's example

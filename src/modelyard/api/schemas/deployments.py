@@ -33,6 +33,8 @@ class DeploymentCreate(Schema):
                     "traffic": [{"version": "1", "weight": 90}, {"version": "2", "weight": 10}],
                 },
                 {"name": "text-classifier", "pipeline": ["embedder", "classifier"]},
+                # A LoRA adapter version, run on the deployment serving its base version.
+                {"name": "mars", "model": "ft-tiny-mars-1a2b3c4d", "base": "tiny"},
             ]
         },
     )
