@@ -129,6 +129,13 @@ def test_http_processes_share_one_model_process(tmp_path: Path) -> None:
             assert infer.status_code == 200, infer.text
             assert np.allclose(infer.json()["outputs"][0]["data"], expected[2].ravel(), atol=1e-5)
 
+            # Explanations need the model where they are computed: refused, saying why.
+            explained = admin.post(
+                "/api/v1/deployments/mlp/explain", json={"inputs": X.tolist(), "n_steps": 8}
+            )
+            assert explained.status_code == 422, explained.text
+            assert "separate process" in explained.json()["detail"]
+
             # Each version was loaded once, in the model process, which computed every batch.
             loads = [line for line in log.read_text().splitlines() if "loaded mlp:" in line]
             assert len(loads) == 2, loads
