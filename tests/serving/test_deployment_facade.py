@@ -189,3 +189,26 @@ async def test_who_may_call_change_and_share_a_deployment(world: World) -> None:
     world.facade.records.acl.set(ana, "digits", public=False, grants=[])
     with pytest.raises(NotFound):
         await world.facade.authorize(bob, "digits")
+
+
+@pytest.mark.asyncio
+async def test_a_deployment_following_an_alias_swaps_when_it_moves(world: World) -> None:
+    ana = world.caller("ana")
+    world.registry.set_alias(ana, "iris", "production", 1)
+    await world.facade.create(ana, "digits", {**SPEC, "version": "production"})
+    await world.facade.create(ana, "pinned", {**SPEC, "version": "1"})
+    assert _served(world, "digits") == [1]
+
+    world.registry.set_alias(ana, "iris", "production", 2)
+    swapped = await world.facade.follow(ana, "iris", "production", 2, forced=False)
+    assert swapped == ["digits"]
+    assert _served(world, "digits") == [2] and _served(world, "pinned") == [1]
+    assert (await _answer(world, "digits"))[0] == 2
+    # The row still names the alias; nothing was forced, so nothing is recorded on it.
+    stored, _ = world.facade.get(ana, "digits")
+    assert stored.spec["version"] == "production" and stored.spec["accepted"] == {}
+
+    world.registry.set_alias(ana, "iris", "production", 1)
+    await world.facade.follow(ana, "iris", "production", 1, forced=True)
+    stored, _ = world.facade.get(ana, "digits")
+    assert stored.spec["accepted"] == {"production": 1} and _served(world, "digits") == [1]

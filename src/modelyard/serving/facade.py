@@ -84,6 +84,19 @@ class DeploymentFacade:
         await asyncio.to_thread(self.records.delete, caller, name)
         await self.manager.sync(name)
 
+    async def follow(
+        self, caller: Caller, model: str, ref: str, version: int, *, forced: bool
+    ) -> list[str]:
+        """Swap the deployments of this server that follow ``ref`` of ``model`` now that it
+        names ``version`` (the move was checked); a forced move is recorded on their rows, so
+        that every server swaps too. Returns the deployments swapped."""
+        names = await asyncio.to_thread(self.manager.followers, model, ref)
+        if forced and names:
+            await asyncio.to_thread(self.records.accept, caller, names, ref, version)
+        for name in names:
+            await self.manager.sync(name, force=True)
+        return names
+
     def get(self, caller: Caller, name: str) -> tuple[Deployment, Live | None]:
         """``name``'s row, if the caller may read it, and what this server serves for it."""
         return self.records.get(caller, name), self.manager.status(name)

@@ -20,9 +20,10 @@ from modelyard.api.schemas.models import (
     VersionOut,
 )
 from modelyard.api.uploads import stage_request
-from modelyard.auth.access import Caller, Permission, Scope
+from modelyard.auth.access import Permission, Scope
 from modelyard.db.tables import Model
 from modelyard.errors import InvalidInput
+from modelyard.formats import FILE_SUFFIX
 from modelyard.naming import MAX_VERSION
 from modelyard.platform import Platform
 from modelyard.registry.service import Candidate, VersionMeta
@@ -155,20 +156,8 @@ async def push_version(
     row = await run_in_threadpool(
         platform.registry.push_version, caller, name, staged["file"], meta, create=True, check=check
     )
-    await _follow(platform, caller, name, "latest", row.version, forced=force)
+    await platform.deployment_facade.follow(caller, name, "latest", row.version, forced=force)
     return VersionOut.of(row, name)
-
-
-async def _follow(
-    platform: Platform, caller: Caller, model: str, ref: str, version: int, *, forced: bool
-) -> None:
-    """Swap the deployments of this server that follow ``ref`` of ``model`` now (the move was
-    checked); a forced move is recorded on them, so that every server swaps too."""
-    names = await run_in_threadpool(platform.serving.followers, model, ref)
-    if forced and names:
-        await run_in_threadpool(platform.deployments.accept, caller, names, ref, version)
-    for deployment in names:
-        await platform.serving.sync(deployment, force=True)
 
 
 @router.get("/{name}/versions", response_model=Page[VersionOut])
@@ -191,16 +180,10 @@ def download_version(
     name: str, ref: str, platform: PlatformDep, caller: CallerDep
 ) -> StreamingResponse:
     version, chunks = platform.registry.open_artifact(caller, name, ref)
-    suffix = {
-        "safetensors": "safetensors",
-        "torchscript": "pt",
-        "torch_export": "pt2",
-        "onnx": "onnx",
-        "keras": "keras",
-    }.get(version.format, "bin")
+    suffix = FILE_SUFFIX.get(version.format, ".bin")
     headers = {
         "Content-Length": str(version.size),
-        "Content-Disposition": f'attachment; filename="{name}-v{version.version}.{suffix}"',
+        "Content-Disposition": f'attachment; filename="{name}-v{version.version}{suffix}"',
         "X-Modelyard-Sha256": version.sha256,
     }
     return StreamingResponse(chunks, media_type="application/octet-stream", headers=headers)
@@ -251,7 +234,7 @@ async def set_alias(
             f"moving '{alias}' of '{name}' to version {body.version}",
         )
     row = await run_in_threadpool(platform.registry.set_alias, caller, name, alias, body.version)
-    await _follow(platform, caller, name, alias, body.version, forced=body.force)
+    await platform.deployment_facade.follow(caller, name, alias, body.version, forced=body.force)
     return AliasOut(alias=row.alias, version=row.version)
 
 
