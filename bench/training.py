@@ -11,15 +11,25 @@ it, and the table gives the median ratio and the range over the rounds.
 
 Prints samples/s ratios (job ÷ hand-written; goal ≥ 0.95) and the submit → first step latency
 of small jobs (goal ≤ 2 s median). One run takes about 80 s on 2 idle CPUs.
+
+With ``--baseline SRC`` (the ``src`` folder of another checkout, e.g. from
+``git archive <commit> src | tar -x -C /tmp/base``) a second server runs that code, and every
+round times its job too, in the same rotation: before and after a change, measured in one run::
+
+    python -m bench.training --cases mlp --baseline /tmp/base/src
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import functools
 import os
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -82,6 +92,7 @@ CASES = (
     Case("mlp 784-512-512-10", MLP, 60_000, 2),
     Case("cnn conv32-conv64", CNN, 6_400, 1),
 )
+CASE_KEYS = {"mlp": CASES[0], "cnn": CASES[1]}
 
 
 def synthetic_mnist(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -221,99 +232,173 @@ def submit_latency(api: httpx.Client, dataset: str) -> list[float]:
 
 @dataclass
 class Comparison:
-    """One case's rounds: hand-written samples/s and job runs, paired by round."""
+    """One case's rounds: hand-written samples/s and each server's job runs, paired by round."""
 
     case: Case
     hands: list[float]
-    jobs: list[JobRun]
+    jobs: dict[str, list[JobRun]] = field(default_factory=dict)
 
-    @property
-    def ratios(self) -> list[float]:
-        return [job.samples_per_s / hand for job, hand in zip(self.jobs, self.hands, strict=True)]
+    def ratios(self, server: str) -> list[float]:
+        runs = self.jobs[server]
+        return [job.samples_per_s / hand for job, hand in zip(runs, self.hands, strict=True)]
 
 
 def compare(
-    api: httpx.Client, case: Case, dataset: str, x: np.ndarray, y: np.ndarray, other: OtherLoad
+    apis: dict[str, httpx.Client],
+    case: Case,
+    dataset: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    other: OtherLoad,
+    rounds: int,
 ) -> Comparison:
-    """``ROUNDS`` rounds of one job run and one hand-written run, the order flipping each round."""
-    result = Comparison(case, [], [])
-    for round_ in range(ROUNDS):
-        # Alternate the order so that a burst of other work on the host hits both sides alike.
-        sides = ("hand", "job") if round_ % 2 else ("job", "hand")
-        for side in sides:
+    """``rounds`` rounds of one hand-written run and one job run on each server, the order
+    rotating each round."""
+    result = Comparison(case, [], {name: [] for name in apis})
+    sides = ["hand", *apis]
+    for round_ in range(rounds):
+        # Rotate the order so that a burst of other work on the host hits every side alike.
+        shift = round_ % len(sides)
+        for side in sides[shift:] + sides[:shift]:
             if side == "hand":
                 result.hands.append(other.measure(lambda: run_hand_written(case, x, y)))
             else:
-                result.jobs.append(other.measure(lambda: run_job(api, case, dataset)))
+                job = functools.partial(run_job, apis[side], case, dataset)
+                result.jobs[side].append(other.measure(job))
     return result
 
 
-def main() -> None:
+@contextlib.contextmanager
+def bench_server(src: str | None) -> Iterator[httpx.Client]:
+    """A client of a fresh server, running the code under ``src`` when given."""
+    env = {"MODELYARD_EXECUTOR_SLOTS": "1"}
+    if src is not None:
+        env["PYTHONPATH"] = src
+    with (
+        server_process(**env) as srv,
+        httpx.Client(
+            base_url=srv.url, headers={"Authorization": f"Bearer {srv.key}"}, timeout=600
+        ) as api,
+    ):
+        yield api
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.training",
+        description="Samples/s of a train job vs a hand-written PyTorch loop on the same model, "
+        "data, batch and threads (goal: ratio >= 0.95), and submit -> first step latency.",
+    )
+    parser.add_argument(
+        "--cases",
+        default="mlp,cnn",
+        help="comma-separated cases: mlp (784-512-512-10, 60,000 rows, 2 epochs), cnn "
+        "(conv32-conv64, 6,400 rows, 1 epoch); default: both",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=ROUNDS, help=f"rounds per case (default {ROUNDS})"
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="SRC",
+        help="the src folder of another checkout: its server's jobs are timed in the same "
+        "rounds (before/after a change in one run)",
+    )
+    parser.add_argument(
+        "--no-latency", action="store_true", help="skip the submit -> first step measurement"
+    )
+    args = parser.parse_args(argv)
+    unknown = [c for c in args.cases.split(",") if c not in CASE_KEYS]
+    if unknown:
+        parser.error(f"--cases: unknown case {unknown[0]!r}; use mlp, cnn or both")
+    if args.rounds < 1:
+        parser.error("--rounds: at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    cases = [CASE_KEYS[c] for c in args.cases.split(",")]
     import torch
 
     began = time.perf_counter()
     threads = job_threads()
     torch.set_num_threads(threads)
-    x, y = synthetic_mnist(max(case.rows for case in CASES))
+    x, y = synthetic_mnist(max(case.rows for case in cases))
     results: list[Comparison] = []
     other = OtherLoad()
-    with (
-        tempfile.TemporaryDirectory(prefix="modelyard-training-") as tmp,
-        server_process(MODELYARD_EXECUTOR_SLOTS="1") as srv,
-        httpx.Client(
-            base_url=srv.url, headers={"Authorization": f"Bearer {srv.key}"}, timeout=600
-        ) as api,
-    ):
-        push_dataset(api, "latency", x[:LATENCY_ROWS], y[:LATENCY_ROWS], Path(tmp))
-        for index, case in enumerate(CASES):
-            push_dataset(api, f"synthetic-{index}", x[: case.rows], y[: case.rows], Path(tmp))
-        latencies = submit_latency(api, "latency")
-        for index, case in enumerate(CASES):
-            results.append(compare(api, case, f"synthetic-{index}", x, y, other))
+    servers: dict[str, str | None] = {"job": None}
+    if args.baseline is not None:
+        servers["baseline"] = args.baseline
+    latencies: list[float] = []
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="modelyard-training-")))
+        apis = {name: stack.enter_context(bench_server(src)) for name, src in servers.items()}
+        for api in apis.values():
+            push_dataset(api, "latency", x[:LATENCY_ROWS], y[:LATENCY_ROWS], tmp)
+            for index, case in enumerate(cases):
+                push_dataset(api, f"synthetic-{index}", x[: case.rows], y[: case.rows], tmp)
+        if not args.no_latency:
+            latencies = submit_latency(apis["job"], "latency")
+        for index, case in enumerate(cases):
+            results.append(compare(apis, case, f"synthetic-{index}", x, y, other, args.rounds))
+    report(results, threads, args.rounds, latencies, other)
+    print(f"benchmark time {time.perf_counter() - began:.0f} s")
 
+
+def report(
+    results: list[Comparison],
+    threads: int,
+    rounds: int,
+    latencies: list[float],
+    other: OtherLoad,
+) -> None:
     median = statistics.median
     print(
         f"sgd lr {LR}, {threads} torch threads on both sides ({os.cpu_count()} CPUs); job "
         f"samples/s from its step-event timestamps (every {LOG_EVERY} steps) after "
-        f"{WARMUP_STEPS} warm-up steps, hand-written over the same steps; {ROUNDS} rounds, "
-        "the order of the two sides flipping each round; medians"
+        f"{WARMUP_STEPS} warm-up steps, hand-written over the same steps; {rounds} rounds, "
+        "the order of the sides rotating each round; medians"
     )
     print(
-        f"{'model':<20}{'samples':>8}{'epochs':>7}{'batch':>6}{'timed steps':>13}"
+        f"{'model':<20}{'server':>9}{'samples':>8}{'epochs':>7}{'batch':>6}{'timed steps':>13}"
         f"{'hand /s':>9}{'job /s':>9}{'ratio':>7}{'ratio range':>13}{'job wall s':>12}"
         f"{'job loss':>10}"
     )
     for result in results:
         case = result.case
         first, last = case.window
-        ratios = result.ratios
-        print(
-            f"{case.name:<20}{case.rows:>8}{case.epochs:>7}{BATCH:>6}{f'{first + 1}-{last}':>13}"
-            f"{median(result.hands):>9.0f}"
-            f"{median(job.samples_per_s for job in result.jobs):>9.0f}"
-            f"{median(ratios):>7.2f}{f'{min(ratios):.2f}-{max(ratios):.2f}':>13}"
-            f"{median(job.wall_s for job in result.jobs):>12.1f}"
-            f"{median(job.final_loss for job in result.jobs):>10.3f}"
-        )
+        for server, runs in result.jobs.items():
+            ratios = result.ratios(server)
+            print(
+                f"{case.name:<20}{server:>9}{case.rows:>8}{case.epochs:>7}{BATCH:>6}"
+                f"{f'{first + 1}-{last}':>13}{median(result.hands):>9.0f}"
+                f"{median(job.samples_per_s for job in runs):>9.0f}"
+                f"{median(ratios):>7.2f}{f'{min(ratios):.2f}-{max(ratios):.2f}':>13}"
+                f"{median(job.wall_s for job in runs):>12.1f}"
+                f"{median(job.final_loss for job in runs):>10.3f}"
+            )
     print(
         "ratio = median over the rounds of job ÷ hand-written samples/s (goal ≥ 0.95); job "
-        "wall = submit → succeeded; job loss = final training loss"
+        "wall = submit → succeeded; job loss = final training loss; server job = this "
+        "checkout, baseline = --baseline"
     )
     for result in results:
-        each = " ".join(f"{ratio:.2f}" for ratio in result.ratios)
-        print(f"{result.case.name} ratio per round: {each}")
+        for server in result.jobs:
+            each = " ".join(f"{ratio:.2f}" for ratio in result.ratios(server))
+            print(f"{result.case.name} {server} ratio per round: {each}")
     print(
         f"other processes on the host kept {statistics.mean(other.runs):.2f} CPUs busy on "
         f"average during the timed runs (at most {max(other.runs):.2f} in one); the ratios "
         "are only meaningful near 0"
     )
-    each = " ".join(f"{s:.2f}" for s in latencies)
-    print(
-        f"submit → first step ({LATENCY_JOBS} jobs one after another, mlp on {LATENCY_ROWS} "
-        f"rows): median {statistics.median(latencies):.2f} s, max {max(latencies):.2f} s "
-        f"(goal ≤ 2 s median); each: {each}"
-    )
-    print(f"benchmark time {time.perf_counter() - began:.0f} s")
+    if latencies:
+        each = " ".join(f"{s:.2f}" for s in latencies)
+        print(
+            f"submit → first step ({LATENCY_JOBS} jobs one after another, mlp on "
+            f"{LATENCY_ROWS} rows): median {statistics.median(latencies):.2f} s, max "
+            f"{max(latencies):.2f} s (goal ≤ 2 s median); each: {each}"
+        )
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ def test_a_stale_attempt_cannot_move_or_delete_the_checkpoint_of_the_next(
             job_id = job.id
         first = open_context(platform.settings, job_id, 1)
         (tmp_path / "first").mkdir()
-        JobReporter(first, tmp_path / "first").save_checkpoint(_state(40))
+        with JobReporter(first, tmp_path / "first") as reporter:
+            reporter.save_checkpoint(_state(40))
         with platform.db.session() as session:
             kept = session.get_one(Job, job_id).checkpoint_sha
         assert kept is not None
@@ -44,7 +45,8 @@ def test_a_stale_attempt_cannot_move_or_delete_the_checkpoint_of_the_next(
         # Attempt 1 was re-queued and attempt 2 claimed the job; attempt 1's ranks run on.
         with platform.db.session() as session:
             session.execute(update(Job).where(Job.id == job_id).values(attempt=2))
-        JobReporter(first, tmp_path / "first").save_checkpoint(_state(80))
+        with JobReporter(first, tmp_path / "first") as reporter:
+            reporter.save_checkpoint(_state(80))
         with platform.db.session() as session:
             row = session.get_one(Job, job_id)
             assert (row.checkpoint_sha, row.checkpoint_step) == (kept, 40)
@@ -57,7 +59,8 @@ def test_a_stale_attempt_cannot_move_or_delete_the_checkpoint_of_the_next(
         # The current attempt moves it on, and the checkpoint it left is deleted.
         second = open_context(platform.settings, job_id, 2)
         (tmp_path / "second").mkdir()
-        JobReporter(second, tmp_path / "second").save_checkpoint(_state(120))
+        with JobReporter(second, tmp_path / "second") as reporter:
+            reporter.save_checkpoint(_state(120))
         with platform.db.session() as session:
             row = session.get_one(Job, job_id)
             assert row.checkpoint_step == 120

@@ -214,6 +214,7 @@ def ddp_rank(job: RankJob) -> dict[str, Any] | None:
     ctx = rank_context(job)
     scratch = Path(job.work) / f"rank-{rank}-restart-{restart_count()}"
     scratch.mkdir(parents=True, exist_ok=True)
+    reporter = JobReporter(ctx, scratch) if rank == 0 else None
     try:
         x, y, x_val, y_val = _load(job)
         config, init_weights, resume = start_state(ctx, plan, scratch)
@@ -223,7 +224,6 @@ def ddp_rank(job: RankJob) -> dict[str, Any] | None:
         )
         if rank == 0:
             _announce(ctx, pids, resume)
-        callbacks = JobReporter(ctx, scratch) if rank == 0 else None
         result = train_ddp(
             plan.arch_spec,
             config,
@@ -232,9 +232,11 @@ def ddp_rank(job: RankJob) -> dict[str, Any] | None:
             x_val=x_val,
             y_val=y_val,
             init_weights=init_weights,
-            callbacks=callbacks,
+            callbacks=reporter,
             resume=resume,
         )
+        if reporter is not None:
+            reporter.close()
         dist.destroy_process_group()
         if rank != 0:
             return None
@@ -243,6 +245,8 @@ def ddp_rank(job: RankJob) -> dict[str, Any] | None:
         train_row = ctx.dataset(dataset_id=job.dataset_id, name=plan.dataset)
         return register_result(ctx, plan, result, train_row, scratch)
     finally:
+        if reporter is not None:
+            reporter.close(raise_failure=False)
         ctx.close()
 
 
@@ -265,6 +269,7 @@ def parameter_server_rank(job: RankJob) -> dict[str, Any] | None:
     ctx = rank_context(job)
     scratch = Path(job.work) / f"rank-{rank}"
     scratch.mkdir(parents=True, exist_ok=True)
+    reporter = JobReporter(ctx, scratch) if rank == 0 else None
     try:
         x, y, x_val, y_val = _load(job)
         if rank == 0:
@@ -282,8 +287,10 @@ def parameter_server_rank(job: RankJob) -> dict[str, Any] | None:
             x_val=x_val,
             y_val=y_val,
             staleness=config.staleness,
-            callbacks=JobReporter(ctx, scratch) if rank == 0 else None,
+            callbacks=reporter,
         )
+        if reporter is not None:
+            reporter.close()
         if dist.is_initialized():
             dist.destroy_process_group()
         if result is None:
@@ -293,4 +300,6 @@ def parameter_server_rank(job: RankJob) -> dict[str, Any] | None:
         train_row = ctx.dataset(dataset_id=job.dataset_id, name=job.plan.dataset)
         return register_result(ctx, job.plan, result, train_row, scratch)
     finally:
+        if reporter is not None:
+            reporter.close(raise_failure=False)
         ctx.close()

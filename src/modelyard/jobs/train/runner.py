@@ -70,17 +70,18 @@ def run_train(ctx: JobContext, plan: TrainPlan) -> dict[str, Any]:
             f"training {plan.arch_spec.arch} on '{train_row.name}' "
             f"({train_row.num_rows} rows), data ready in {time.monotonic() - started:.2f}s"
         )
-        result = train(
-            plan.arch_spec,
-            config,
-            x,
-            y,
-            x_val=x_val,
-            y_val=y_val,
-            init_weights=init_weights,
-            callbacks=JobReporter(ctx, work),
-            resume=resume,
-        )
+        with JobReporter(ctx, work) as reporter:
+            result = train(
+                plan.arch_spec,
+                config,
+                x,
+                y,
+                x_val=x_val,
+                y_val=y_val,
+                init_weights=init_weights,
+                callbacks=reporter,
+                resume=resume,
+            )
         if result.cancelled:
             raise JobCancelled
         return register_result(ctx, plan, result, train_row, work)
