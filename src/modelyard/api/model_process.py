@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from pathlib import Path
+
+from uvicorn.loops.auto import auto_loop_factory
 
 from modelyard.config import Settings
 from modelyard.platform import Platform
@@ -26,7 +29,10 @@ def run_model_process(address: str, settings: Settings, metrics_dir: Path) -> No
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     platform = Platform.build(settings, metrics_dir=metrics_dir)
     try:
-        asyncio.run(_serve(platform, address))
+        # The event loop the HTTP processes run (uvloop where installed): every request
+        # crosses it twice.
+        with asyncio.Runner(loop_factory=auto_loop_factory()) as runner:
+            runner.run(_serve(platform, address))
     finally:
         platform.close()
 
@@ -37,13 +43,27 @@ async def _serve(platform: Platform, address: str) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     host = ModelHost(platform.registry, platform.serving.load_version)
-    server = await asyncio.start_unix_server(host.handle, path=address)
+    server = await asyncio.start_unix_server(host.handle, sock=_listening(address))
     log.info("model process serving on %r", address)
     try:
         await stop.wait()
     finally:
         server.close()
         await host.close()
+
+
+def _listening(address: str) -> socket.socket:
+    """A socket listening on ``address``, bound here: uvloop refuses addresses in Linux's
+    abstract namespace (EINVAL) but serves a socket bound to one."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(address)
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
 
 
 __all__ = ["run_model_process"]
