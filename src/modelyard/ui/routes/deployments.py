@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from pydantic import ValidationError
 from starlette.responses import Response
 
-from modelyard.api.routes.deployments import create_deployment, predict
+from modelyard.api.routes.deployments import predict
 from modelyard.api.routes.openai.chat import create_chat_completion
 from modelyard.api.routes.openai.protocol import ChatCompletionRequest
 from modelyard.api.schemas.deployments import DeploymentCreate, PredictIn
@@ -41,14 +41,13 @@ def loads_of(ui: Ui, name: str) -> list[Any]:
 @router.get("")
 def deployments_page(ui: UiDep, q: Search = None, page: PageNo = 1, size: int = 25) -> Response:
     pages = pager(ui.request, page, size, q=q)
-    rows, total = ui.platform.deployments.list_deployments(ui.caller, pages.size, pages.offset, q)
-    items = [(row, ui.platform.serving.status(row.name)) for row in rows]
+    items, total = ui.platform.deployment_facade.list(ui.caller, pages.size, pages.offset, q)
     return ui.page("deployments.html", deployments=items, pager=pages.with_total(total), q=q)
 
 
 @router.post("")
 async def deploy(ui: UiDep) -> Response:
-    """Deploy a version: the API's own create call, with the signed-in caller."""
+    """Deploy a version, as the API does, with the signed-in caller."""
     form = await ui.form()
     body = {
         "name": str(form.get("name") or "").strip(),
@@ -59,19 +58,19 @@ async def deploy(ui: UiDep) -> Response:
         create = DeploymentCreate.model_validate(body)
     except ValidationError as exc:
         raise InvalidInput(str(exc.errors()[0].get("msg", "invalid deployment"))) from exc
-    await create_deployment(create, ui.platform, ui.caller)
+    spec = {key: value for key, value in create.model_dump().items() if key != "name"}
+    await ui.platform.deployment_facade.create(ui.caller, create.name, spec)
     return see_other(f"{PATH}/deployments/{create.name}")
 
 
 def _deployment_context(ui: Ui, name: str) -> dict[str, Any]:
-    row = ui.platform.deployments.get(ui.caller, name)
-    live = ui.platform.serving.status(name)
+    row, live = ui.platform.deployment_facade.get(ui.caller, name)
     example = ""
     chat = False
     if live and live.routes:
-        runtime = live.routes[0][0].runtime
-        chat = getattr(runtime, "kind", None) == "causal_lm"
-        inputs = list(getattr(runtime, "inputs", []))
+        served = live.routes[0][0]
+        chat = served.language_model is not None
+        inputs = list(served.runtime.inputs)
         if len(inputs) == 1 and inputs[0].shape:
             width = [d if isinstance(d, int) and d > 0 else 1 for d in inputs[0].shape[1:]]
             example = json.dumps(_zeros(width))

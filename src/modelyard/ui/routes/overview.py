@@ -20,10 +20,8 @@ def overview(ui: UiDep) -> Response:
     running, running_total = jobs.list_jobs(ui.caller, "running", SHOWN, 0)
     _queued, queued_total = jobs.list_jobs(ui.caller, "queued", 1, 0)
     recent, _ = jobs.list_jobs(ui.caller, None, SHOWN, 0)
-    rows, deployments_total = ui.platform.deployments.list_deployments(ui.caller, SHOWN, 0)
-    deployments = [
-        (row, ui.platform.serving.status(row.name), loads_of(ui, row.name)) for row in rows
-    ]
+    served, deployments_total = ui.platform.deployment_facade.list(ui.caller, SHOWN, 0)
+    deployments = [(row, live, loads_of(ui, row.name)) for row, live in served]
     return ui.page(
         "overview.html",
         running=running,
