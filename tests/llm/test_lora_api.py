@@ -151,6 +151,10 @@ def test_adapters_and_base_share_decoding_steps_and_answer_as_alone(
         thread.join()
     assert bank.widest_decode_step == 3, "the three requests never shared a decoding step"
     assert bank.decode_steps_mixed > mixed
+    metrics = admin.get("/metrics").text
+    assert 'modelyard_llm_lora_adapters{deployment="tiny",version="1"} 2.0' in metrics
+    shared = 'modelyard_llm_lora_decode_steps_total{adapters="3",deployment="tiny",version="1"}'
+    assert float(metrics.split(shared, 1)[1].split()[0]) >= 1
 
     prompt = base.chat_prompt(MESSAGES)
     expected = {

@@ -27,7 +27,7 @@ import itertools
 import json
 import math
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -213,6 +213,9 @@ class AdapterBank:
         counted as one)."""
         self.widest_decode_step = 0
         """The most adapters (the plain base counted as one) seen in one decoding step."""
+        self.on_decode_step: Callable[[int], None] | None = None
+        """Called on the decoding thread with the number of adapters (the plain base counted
+        as one) of each decoding step; keep it cheap."""
 
     def __len__(self) -> int:
         return len(self._adapters)
@@ -270,6 +273,8 @@ class AdapterBank:
             kinds = len(by_adapter) + (1 if any(a is None for a in rows) else 0)
             self.widest_decode_step = max(self.widest_decode_step, kinds)
             self.decode_steps_mixed += kinds > 1
+            if self.on_decode_step is not None:
+                self.on_decode_step(kinds)
         if not by_adapter:
             yield
             return

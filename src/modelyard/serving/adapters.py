@@ -23,6 +23,7 @@ from modelyard.errors import Conflict, InvalidInput
 from modelyard.llm.adapted import AdaptedLanguageModel
 from modelyard.llm.language_model import LanguageModel
 from modelyard.registry.formats.lora import LORA_FORMAT, unpack_lora
+from modelyard.serving.llm_metrics import LlmCollectors
 from modelyard.serving.spec import DeploymentSpec
 
 Lookup = Callable[[str], Any]
@@ -81,8 +82,10 @@ def load_adapter(
     archive: Path,
     work: Path,
     max_bytes: int,
+    metrics: LlmCollectors | None = None,
 ) -> AdaptedLanguageModel:
-    """Attach the adapter in ``archive`` to its base deployment's model (blocking)."""
+    """Attach the adapter in ``archive`` to its base deployment's model (blocking); the
+    first adapter of a base also starts its LoRA metrics."""
     base = base_model_of(lookup, spec, version)
     folder = unpack_lora(archive, work / "adapter", max_bytes=max_bytes)
 
@@ -92,7 +95,12 @@ def load_adapter(
         except InvalidInput as exc:
             raise Conflict(f"deployment '{name}': {exc.detail}") from None
 
-    return AdaptedLanguageModel(base, folder, name, current_base)
+    adapted = AdaptedLanguageModel(base, folder, name, current_base)
+    bank = base.engine.adapters
+    if metrics is not None and bank is not None and bank.on_decode_step is None:
+        number = lookup(str(spec.base)).routes[0][0].number
+        bank.on_decode_step = metrics.lora(str(spec.base), str(number), lambda: len(bank))
+    return adapted
 
 
 __all__ = ["LORA_FORMAT", "base_model_of", "base_ref", "load_adapter"]

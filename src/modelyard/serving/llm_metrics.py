@@ -2,7 +2,8 @@
 
 The names follow what operators of vLLM and TGI watch: requests by finish reason, prompt and
 generated tokens, time to first token, end-to-end latency, queue time, prefix-cache hits and
-misses, and the running and waiting sequences of each engine.
+misses, the running and waiting sequences of each engine, and the LoRA adapters attached to it
+and how many of them shared each decoding step.
 """
 
 from __future__ import annotations
@@ -96,7 +97,22 @@ class LlmCollectors:
             labels,
             registry=registry,
         )
+        self.lora_adapters = Gauge(
+            "modelyard_llm_lora_adapters",
+            "LoRA adapters attached to the engine (served by adapter deployments on it).",
+            labels,
+            registry=registry,
+        )
+        self.lora_steps = Counter(
+            "modelyard_llm_lora_decode_steps_total",
+            "Decoding steps of an engine with LoRA adapters attached, by how many adapters the "
+            "step ran (the plain model counted as one; above 1: requests for different adapters "
+            "shared the step).",
+            [*labels, "adapters"],
+            registry=registry,
+        )
         self._live: set[tuple[str, str]] = set()
+        self._lora: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
     def observer(
@@ -113,14 +129,33 @@ class LlmCollectors:
             self._live.add((deployment, version))
         return EngineMetrics(self, deployment, version)
 
+    def lora(
+        self, deployment: str, version: str, attached: Callable[[], float]
+    ) -> Callable[[int], None]:
+        """What the adapter bank of one engine reports: its adapters (``attached()``, read
+        when scraped) and, through the function returned, each decoding step's adapters."""
+        self.lora_adapters.labels(deployment, version).set_function(attached)
+        with self._lock:
+            self._lora.add((deployment, version))
+        steps = self.lora_steps
+
+        def on_decode_step(adapters: int) -> None:
+            steps.labels(deployment, version, str(adapters)).inc()
+
+        return on_decode_step
+
     def forget(self, deployment: str) -> None:
         """Drop the gauges of a deployment's engines (they read engines being unloaded)."""
         with self._lock:
             gone = [key for key in self._live if key[0] == deployment]
             self._live.difference_update(gone)
+            lora = [key for key in self._lora if key[0] == deployment]
+            self._lora.difference_update(lora)
         for key in gone:
             self.running.remove(*key)
             self.waiting.remove(*key)
+        for key in lora:
+            self.lora_adapters.remove(*key)
 
 
 @dataclass

@@ -656,7 +656,9 @@ class DeploymentManager:
         with scratch_dir(self._settings.tmp_dir, "serve-") as work:
             archive = self._artifact_path(version, work)
             limit = self._settings.max_upload_bytes * 4
-            return load_adapter(self.status, name, spec, version, archive, work, limit)
+            return load_adapter(
+                self.status, name, spec, version, archive, work, limit, self.metrics.llm
+            )
 
     def _artifact_path(self, version: ModelVersion, work: Path) -> Path:
         """The version's artifact as a file in ``work``: a link to a plaintext local blob,
