@@ -191,3 +191,48 @@ def test_the_engine_decodes_adapters_and_the_base_in_one_batch(
     assert bank is not None and bank.widest_decode_step == 3 and bank.decode_steps_mixed > 0
     with pytest.raises(NotFound, match="no adapter 'three'"):
         lm.generate(prompt, lm.sampling(max_tokens=2), adapter="three")
+
+
+def test_the_prefix_cache_keeps_each_adapters_prompts_apart(
+    folders: tuple[Path, Path, Path],
+) -> None:
+    import asyncio
+
+    from modelyard.llm.adapted import AdaptedLanguageModel
+    from modelyard.llm.engine import EngineConfig
+    from modelyard.llm.language_model import LanguageModel, load_causal_lm
+
+    base_folder, one_folder, _ = folders
+    model, tokenizer = load_causal_lm(base_folder, device="cpu")
+    lm = LanguageModel(model, tokenizer, EngineConfig(context_length=64, name="tiny"))
+    one = AdaptedLanguageModel(lm, one_folder, "one")
+    prompt = lm.encode(
+        "the quick brown fox jumps over the lazy dog again and again one two three four five"
+    )
+    assert len(prompt) > 16  # its first block is kept after it runs
+    eos = tokenizer.eos_token_id
+    seen: list[int] = []
+
+    class Hits:
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args: None
+
+        def on_prefix_cache(self, cached_tokens: int, prompt_tokens: int) -> None:
+            seen.append(cached_tokens)
+
+    lm.engine.observer = Hits()  # type: ignore[assignment]
+
+    async def one_by_one() -> list[list[int]]:
+        lm.engine.start()
+        params = lm.sampling(max_tokens=8, temperature=0, logprobs=0)
+        try:
+            return [await _tokens(m.generate(prompt, params)) for m in (lm, one, one, lm)]
+        finally:
+            lm.close()
+
+    base_alone, adapter_after_base, adapter_again, base_again = asyncio.run(one_by_one())
+    # The adapter misses after the base's run, then hits its own prefix; so does the base.
+    assert seen == [0, 0, 16, 16]
+    merged = _merged(base_folder, one_folder)
+    assert adapter_after_base == adapter_again == _greedy_alone(merged, prompt, 8, eos)
+    assert base_alone == base_again != adapter_again
