@@ -242,3 +242,40 @@ def test_a_merged_lora_fine_tune_is_a_full_version(
     schema = json.dumps(admin.get("/openapi.json").json())
     assert '"merge"' in schema  # lora.merge of fine-tuning jobs, native and OpenAI
     assert '"base": "tiny"' in schema  # the adapter deployment's example
+
+
+def test_a_base_without_a_deployment_gets_one_for_its_adapters(
+    client: openai.OpenAI, admin: httpx.Client, tmp_path: Path
+) -> None:
+    push_hf(admin, "tiny-third", tar_folder(build_tiny_lm(tmp_path / "third", positions=64)))
+    train = client.files.create(file=("t.jsonl", _lines(ANSWERS["one"], 16)), purpose="fine-tune")
+    created = admin.post(
+        "/api/v1/jobs",
+        json={
+            "type": "llm_finetune",
+            "model": {"from": "tiny-third", "version": 1},
+            "training_file": train.id,
+            "method": "lora",
+            "suffix": "third",
+            "hyperparameters": {"n_epochs": 8, "batch_size": 4, "learning_rate_multiplier": 30},
+        },
+    ).json()
+    deadline = time.monotonic() + 300
+    job = created
+    while job["status"] not in ("succeeded", "failed", "cancelled"):
+        assert time.monotonic() < deadline, "the fine-tuning job did not finish"
+        time.sleep(0.5)
+        job = admin.get(f"/api/v1/jobs/{created['id']}").json()
+    assert job["status"] == "succeeded", job
+    adapter = job["result"]["fine_tuned_model"]
+    base = admin.get("/api/v1/deployments/tiny-third-v1").json()
+    assert base["spec"]["model"] == "tiny-third" and base["spec"]["version"] == "1"
+    deployment = admin.get(f"/api/v1/deployments/{adapter.replace(':', '-')}").json()
+    assert deployment["spec"]["base"] == "tiny-third-v1"
+    reply = client.chat.completions.create(
+        model=adapter,
+        messages=MESSAGES,  # type: ignore[arg-type]
+        max_tokens=8,
+        temperature=0,
+    )
+    assert (reply.choices[0].message.content or "").startswith("olympus city")  # learned

@@ -572,6 +572,10 @@ class DeploymentManager:
     ) -> Served:
         runtime: Runtime | TextEmbedder
         if version.format == LORA_FORMAT:
+            if spec.base is not None and self.status(spec.base) is None:
+                # The base may be new here (made through another process): load it first.
+                with contextlib.suppress(ModelyardError):
+                    await self.loaded(spec.base)
             adapted = await asyncio.to_thread(self._load_adapter, name, spec, version)
             return Served(version=version, runtime=adapted, batcher=None)
         if version.format == "hf":
