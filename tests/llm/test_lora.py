@@ -236,3 +236,55 @@ def test_the_prefix_cache_keeps_each_adapters_prompts_apart(
     merged = _merged(base_folder, one_folder)
     assert adapter_after_base == adapter_again == _greedy_alone(merged, prompt, 8, eos)
     assert base_alone == base_again != adapter_again
+
+
+def test_an_adapter_moves_onto_its_base_when_the_base_is_reloaded(
+    folders: tuple[Path, Path, Path],
+) -> None:
+    import asyncio
+
+    from modelyard.errors import Conflict
+    from modelyard.llm.adapted import AdaptedLanguageModel
+    from modelyard.llm.engine import EngineConfig
+    from modelyard.llm.language_model import LanguageModel, load_causal_lm
+
+    base_folder, one_folder, _ = folders
+
+    def loaded() -> LanguageModel:
+        model, tokenizer = load_causal_lm(base_folder, device="cpu")
+        return LanguageModel(model, tokenizer, EngineConfig(context_length=64, name="tiny"))
+
+    old, new = loaded(), loaded()
+    current: list[LanguageModel | None] = [old]
+
+    def base_of() -> LanguageModel:
+        if current[0] is None:
+            raise Conflict("the base deployment serves another version")
+        return current[0]
+
+    one = AdaptedLanguageModel(old, one_folder, "one", base_of)
+    prompt = old.encode("tell me a story about")
+
+    async def answer() -> list[int]:
+        return await _tokens(
+            one.generate(prompt, old.sampling(max_tokens=6, temperature=0, logprobs=0))
+        )
+
+    async def run() -> tuple[list[int], list[int]]:
+        old.engine.start()
+        new.engine.start()
+        try:
+            before = await answer()
+            old.close()  # the base deployment swapped to a new object
+            current[0] = new
+            return before, await answer()
+        finally:
+            new.close()
+
+    before, after = asyncio.run(run())
+    assert before == after
+    assert one.base is new and one.engine is new.engine
+    assert new.engine.adapters is not None and new.engine.adapters.get("one") is one.adapter
+    current[0] = None
+    with pytest.raises(Conflict):
+        one.generate(prompt, old.sampling(max_tokens=2))
