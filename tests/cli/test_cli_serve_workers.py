@@ -1,4 +1,5 @@
-"""``modelyard serve --workers`` and ``MODELYARD_WORKERS`` reach the settings."""
+"""``modelyard serve --workers`` and ``--model-process`` (and their MODELYARD_* variables) reach
+the settings."""
 
 from __future__ import annotations
 
@@ -30,3 +31,12 @@ def test_one_process_unless_workers_are_asked_for(started: list[Any]) -> None:
     assert run("serve", "--workers", "0").exit_code == 2
     refused = run("serve", env={"MODELYARD_WORKERS": "0"})
     assert refused.exit_code == 1 and "workers" in refused.output
+
+
+def test_a_model_process_only_when_asked_for(started: list[Any]) -> None:
+    assert run("serve", "--workers", "2").exit_code == 0
+    assert run("serve", "--workers", "2", "--model-process").exit_code == 0
+    assert run("serve", env={"MODELYARD_SERVING_SPLIT": "1"}).exit_code == 0
+    result = run("serve", "--no-model-process", env={"MODELYARD_SERVING_SPLIT": "1"})
+    assert result.exit_code == 0, result.output
+    assert [s.serving_split for s in started] == [False, True, True, False]
