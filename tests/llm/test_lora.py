@@ -288,3 +288,35 @@ def test_an_adapter_moves_onto_its_base_when_the_base_is_reloaded(
     current[0] = None
     with pytest.raises(Conflict):
         one.generate(prompt, old.sampling(max_tokens=2))
+
+
+def test_a_swapped_out_adapter_version_keeps_its_own_weights(
+    folders: tuple[Path, Path, Path],
+) -> None:
+    import asyncio
+
+    from modelyard.llm.adapted import AdaptedLanguageModel
+    from modelyard.llm.engine import EngineConfig
+    from modelyard.llm.language_model import LanguageModel, load_causal_lm
+
+    base_folder, one_folder, two_folder = folders
+    model, tokenizer = load_causal_lm(base_folder, device="cpu")
+    lm = LanguageModel(model, tokenizer, EngineConfig(context_length=64, name="tiny"))
+    older = AdaptedLanguageModel(lm, one_folder, "mars")
+    newer = AdaptedLanguageModel(lm, two_folder, "mars")  # a new version of the deployment
+    prompt = lm.encode("tell me a story about")
+    params = lm.sampling(max_tokens=6, temperature=0, logprobs=0)
+
+    async def run() -> list[list[int]]:
+        lm.engine.start()
+        try:
+            return [await _tokens(m.generate(prompt, params)) for m in (older, newer)]
+        finally:
+            lm.close()
+
+    got = asyncio.run(run())
+    eos = tokenizer.eos_token_id
+    assert got[0] == _greedy_alone(_merged(base_folder, one_folder), prompt, 6, eos)
+    assert got[1] == _greedy_alone(_merged(base_folder, two_folder), prompt, 6, eos)
+    older.close()  # closing the older version leaves the newer one attached
+    assert lm.engine.adapters is not None and lm.engine.adapters.get("mars") is newer.adapter

@@ -71,10 +71,11 @@ class AdaptedLanguageModel(LanguageModel):
         params: SamplingParams,
         *,
         deadline: float | None = None,
-        adapter: str | None = None,
+        adapter: str | LoraAdapter | None = None,
     ) -> GenerationStream:
+        # This version's adapter, even while a newer one of the same name is swapped in.
         base = self._current()
-        return base.generate(prompt_ids, params, deadline=deadline, adapter=adapter or self.name)
+        return base.generate(prompt_ids, params, deadline=deadline, adapter=adapter or self.adapter)
 
     def close(self) -> None:
         """Detach the adapter; the base goes on serving (its own deployment closes it)."""

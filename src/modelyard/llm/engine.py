@@ -250,18 +250,18 @@ class LLMEngine:
         params: SamplingParams,
         *,
         deadline: float | None = None,
-        adapter: str | None = None,
+        adapter: str | LoraAdapter | None = None,
     ) -> GenerationStream:
         """Queue one sequence; ``deadline`` (``time.monotonic()``) bounds its wait to start;
-        ``adapter`` names a LoRA adapter attached to :attr:`adapters` to run it with.
+        ``adapter`` is a LoRA adapter attached to :attr:`adapters` (or its name) to run it with.
 
         Raises:
             InvalidInput: an empty prompt, or one that leaves no room in the context.
             TooManyRequests: the queue is full.
             NotFound: no adapter of that name is attached.
         """
-        lora = None
-        if adapter is not None:
+        lora = adapter if not isinstance(adapter, str) else None
+        if isinstance(adapter, str):
             lora = self.adapters.get(adapter) if self.adapters is not None else None
             if lora is None:
                 raise NotFound(f"the model '{self.config.name}' has no adapter '{adapter}'")

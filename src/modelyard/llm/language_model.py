@@ -212,9 +212,9 @@ class LanguageModel:
         params: SamplingParams,
         *,
         deadline: float | None = None,
-        adapter: str | None = None,
+        adapter: str | LoraAdapter | None = None,
     ) -> GenerationStream:
-        """Queue a sequence (with the attached LoRA ``adapter`` of that name, if given)."""
+        """Queue a sequence (with an attached LoRA ``adapter``, or the one of that name)."""
         return self.engine.submit(prompt_ids, params, deadline=deadline, adapter=adapter)
 
     def attach_adapter(self, folder: Path, name: str) -> LoraAdapter:
