@@ -414,15 +414,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--rounds", type=int, default=None, help=f"rounds (default {ROUNDS})")
     parser.add_argument("--tokens", type=int, default=TOKENS, help="new tokens per request")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads of this process and the server (default: torch's, one per core); "
+        "on a machine busier than its cores, 1 avoids the threads waiting for each other",
+    )
     args = parser.parse_args(argv if argv is not None else [])
     rounds = args.rounds or (1 if args.quick else ROUNDS)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     cores = len(os.sched_getaffinity(0))
-    print(f"{cores} cores shared by the client, the server and generate(); load average {load}")
+    import torch
+
+    env = {"HF_HUB_OFFLINE": "1"}
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    threads = torch.get_num_threads()
+    print(
+        f"{cores} cores shared by the client, the server and generate(), load average {load} "
+        f"before the run; torch threads {threads} in the server and in this process"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-llm-") as tmp:
         folder = build_model(Path(tmp) / "model")
         json_folder = build_json_model(Path(tmp) / "json")
-        with server_process(HF_HUB_OFFLINE="1") as server:
+        with server_process(**env) as server:
             auth = {"Authorization": f"Bearer {server.key}"}
             with httpx.Client(base_url=server.url, headers=auth, timeout=300) as api:
                 _deploy(api, "bench", folder)
