@@ -279,3 +279,19 @@ def test_a_base_without_a_deployment_gets_one_for_its_adapters(
         temperature=0,
     )
     assert (reply.choices[0].message.content or "").startswith("olympus city")  # learned
+
+
+def test_the_sdk_deploys_an_adapter_under_another_name_on_its_base(
+    llm_server: LiveServer, client: openai.OpenAI, adapters: dict[str, Any]
+) -> None:
+    from modelyard.client import Client
+
+    with Client(llm_server.url, api_key=llm_server.admin_key) as sdk:
+        deployment = sdk.deploy("mars", adapters["one"].replace(":", "-"), base="tiny")
+    assert deployment.status == "ready"
+    assert deployment.spec["base"] == "tiny"
+    eos = adapters["bases"][0].tokenizer.eos_token_id
+    assert _ask(client, "mars", eos) == _ask(client, adapters["one"], eos)
+    # Two deployments of one adapter version, one base: still one copy of the weights.
+    served = llm_server.platform.serving.get("mars").routes[0][0].runtime
+    assert served.base is adapters["bases"][0]  # type: ignore[union-attr]

@@ -122,6 +122,14 @@ def deploy(
         ),
     ] = None,
     canary: CanaryOption = None,
+    base: Annotated[
+        str | None,
+        typer.Option(
+            help="For a LoRA adapter version: the deployment serving its base model version, "
+            "whose loaded model the adapter runs on.",
+            show_default=False,
+        ),
+    ] = None,
     runtime: RuntimeOption = None,
     device: DeviceOption = None,
     replicas: ReplicasOption = None,
@@ -167,6 +175,7 @@ def deploy(
             pipeline=pipeline.split(",") if pipeline else None,
             postprocess=postprocess or None,
             force=force,
+            base=base,
         )
     report(deployment, "Deployed", as_json)
 

@@ -171,6 +171,7 @@ class Client:
         pipeline: Sequence[str] | None = None,
         postprocess: Mapping[str, Any] | None = None,
         force: bool = False,
+        base: str | None = None,
     ) -> Deployment:
         """Serve a model version under ``name``; returns once it is loaded and warmed up.
 
@@ -189,7 +190,8 @@ class Client:
         left out are not sent: the server's defaults apply, and the deployment's ``spec``
         shows them.
         ``postprocess`` adds ``{"softmax": True}`` probabilities and/or ``{"top_k": 3}``
-        labels to the outputs.
+        labels to the outputs. ``base`` names, for a LoRA adapter version, the deployment
+        serving its base model version: the adapter runs on that deployment's loaded model.
 
         Raises :class:`ValidationError` naming the field for a spec that does not fit (an
         unknown version, a bad device, a runtime that cannot run the version's format, a
@@ -217,6 +219,7 @@ class Client:
             pipeline=pipeline,
             postprocess=postprocess,
             force=force,
+            base=base,
         )
 
     def close(self) -> None:

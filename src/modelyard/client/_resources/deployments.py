@@ -46,6 +46,7 @@ class Deployments:
         pipeline: Sequence[str] | None = None,
         postprocess: Mapping[str, Any] | None = None,
         force: bool = False,
+        base: str | None = None,
     ) -> Deployment:
         """Deploy a model version (or a pipeline of deployments); see :meth:`Client.deploy`.
 
@@ -71,6 +72,8 @@ class Deployments:
         body.update({key: value for key, value in settings.items() if value is not None})
         if postprocess is not None:
             body["postprocess"] = dict(postprocess)
+        if base is not None:
+            body["base"] = base
         if force:
             body["force"] = True
         return Deployment(self, self._http.object("POST", _BASE, json=body))
