@@ -39,8 +39,11 @@ typecheck: venv
 unit: venv
 	$(BIN)/pytest -q $(UNIT)
 
+# The suite runs on TEST_WORKERS processes (pytest-xdist); tests of one xdist_group share one.
+TEST_WORKERS ?= 2
+
 suite: venv browser
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 # The dashboard's tests drive Debian's Chromium (Playwright cannot download its own here).
 browser:

@@ -60,7 +60,7 @@ def train_body(**overrides: Any) -> dict[str, Any]:
 
 
 def wait_for(
-    api: httpx.Client, job_id: str, statuses: tuple[str, ...] = TERMINAL, timeout: float = 180
+    api: httpx.Client, job_id: str, statuses: tuple[str, ...] = TERMINAL, timeout: float = 600
 ) -> dict[str, Any]:
     """Poll a job until it reaches one of ``statuses`` (a bound, not a timing assertion)."""
     deadline = time.monotonic() + timeout

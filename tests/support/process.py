@@ -27,11 +27,14 @@ class ServerProcess:
         self.process.wait(timeout=30)
 
 
-def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 90) -> None:
+def wait_healthy(
+    url: str, process: subprocess.Popen[bytes], timeout: float = 90, log: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}")
+            tail = log.read_text(errors="replace")[-3000:] if log is not None else ""
+            raise RuntimeError(f"the server exited with {process.returncode}:\n{tail}")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(url + "/healthz", timeout=1).status_code == 200:
                 return
@@ -67,7 +70,7 @@ def server_process(data_dir: Path, log: Path, **env: str) -> Iterator[ServerProc
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(url, process)
+        wait_healthy(url, process, log=log)
         yield ServerProcess(url, process)
     finally:
         if process.poll() is None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import random
 import socket
 import threading
 import time
@@ -19,11 +21,31 @@ from modelyard.platform import Platform
 ADMIN_KEY = "my_test-admin-key-0123456789abcdefghijklmnopqrstuv"
 
 
+# Ports for the servers a test starts come from below the kernel's ephemeral range (32768 and
+# up, where the client side of every connection gets its port, so a port found free there can
+# be taken by a connection before the server binds it) and above Ray's worker ports (10002 to
+# 19999). Each pytest-xdist worker has its own slice, so two workers never hand out one port.
+_PORTS_FIRST = 20000
+_PORTS_SLICE = 1500
+_next_port: list[int] = []
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A port on 127.0.0.1 that nothing listens on, for one server of this test process."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    first = _PORTS_FIRST + (int(worker) % 8 if worker.isdigit() else 0) * _PORTS_SLICE
+    if not _next_port:
+        _next_port.append(first + random.randrange(_PORTS_SLICE))
+    for _ in range(_PORTS_SLICE):
+        port = _next_port[0]
+        _next_port[0] = first + (port + 1 - first) % _PORTS_SLICE
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
         return port
+    raise RuntimeError(f"no free port in {first}..{first + _PORTS_SLICE - 1}")
 
 
 @dataclass
