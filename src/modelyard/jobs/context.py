@@ -128,8 +128,8 @@ class JobContext:
         self.emit("log", {"message": message})
 
     def plan(self, kind: type[PlanT]) -> PlanT:
-        """The job's stored plan, read as ``kind`` (a model of :mod:`modelyard.jobs.plans`),
-        parsed once per context."""
+        """The job's stored plan, read as ``kind`` (its kind's plan, such as
+        :class:`~modelyard.jobs.train.plan.TrainPlan`), parsed once per context."""
         plan = self._plans.get(kind)
         if plan is None:
             plan = self._plans[kind] = kind.model_validate(self.spec)

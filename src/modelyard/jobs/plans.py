@@ -21,7 +21,7 @@ from modelyard.jobs.resources import JobResources
 
 
 class PlanPart(BaseModel):
-    """A part of a stored plan: frozen; keys it no longer has are left aside."""
+    """A part of a stored plan (frozen)."""
 
     # Keys a plan no longer has, in jobs stored by an older server, are left aside.
     model_config = ConfigDict(extra="ignore", frozen=True)
