@@ -135,8 +135,9 @@ def supervise(settings: Settings, worker: Worker, model_process: ModelProcess | 
             os.environ["OMP_NUM_THREADS"] = "1"
 
     status = 0
-    workers = [start(index) for index in range(settings.workers)]
-    try:
+    workers: list[tuple[BaseProcess, float]] = []
+    try:  # what started is stopped, also when a later start fails
+        workers += [start(index) for index in range(settings.workers)]
         while not stop.wait(0.5):
             if model is not None and not model.is_alive():
                 log.error(
