@@ -112,6 +112,23 @@ def test_http_processes_share_one_model_process(tmp_path: Path) -> None:
                 (outputs,) = answer["outputs"].values()
                 assert np.allclose(outputs, expected[answer["model_version"]], atol=1e-5)
 
+            # Any HTTP process's /metrics sums the requests of both and the batches of the
+            # model process.
+            text = admin.get("/metrics").text
+            sums = {"requests": 0.0, "batches": 0.0}
+            for line in text.splitlines():
+                if 'deployment="mlp"' not in line:
+                    continue
+                if (
+                    line.startswith("modelyard_inference_requests_total{")
+                    and 'outcome="ok"' in line
+                ):
+                    sums["requests"] += float(line.rsplit(" ", 1)[1])
+                if line.startswith("modelyard_inference_batches_total{"):
+                    sums["batches"] += float(line.rsplit(" ", 1)[1])
+            assert sums["requests"] == len(load.answers)
+            assert 0 < sums["batches"] <= len(load.answers)
+
             # The Open Inference Protocol route forwards its tensors the same way.
             infer = admin.post(
                 "/v2/models/mlp/infer",
