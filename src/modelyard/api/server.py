@@ -52,6 +52,19 @@ def build(settings: Settings) -> Platform:
     return platform
 
 
+def wait_passively() -> None:
+    """Have torch's OpenMP threads sleep, not spin, between operations (an operator's
+    ``OMP_WAIT_POLICY`` stands); before torch is first imported, as OpenMP reads it then.
+
+    A server's compute threads share the cores with its event loop, its other threads and
+    often other processes. Spinning OpenMP threads take the cores the others need, and an
+    operation whose threads are not all running waits for them: on two busy cores (load
+    average near 10) a small language model took 45 to 90 s for 64 tokens with spinning
+    threads and 0.7 s with sleeping ones (docs/llm.md, Benchmark).
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def tls_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's TLS options for ``settings`` (none without a certificate).
 
@@ -73,6 +86,7 @@ def tls_options(settings: Settings) -> dict[str, Any]:
 def serve(settings: Settings) -> None:
     """Run the server in the foreground until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    wait_passively()
     try:
         tls = tls_options(settings)
     except ModelyardError as exc:
