@@ -2,8 +2,9 @@
 
 A deployment created through one HTTP process is served through both with the outputs of
 the in-process model, its versions are loaded once (in the model process, which computes
-every batch), a hot swap under load fails no request, a full queue answers 429 with
-Retry-After, and stopping the server leaves no process behind."""
+every batch), a hot swap under load fails no request, /metrics sums every process, a full
+queue answers 429 with Retry-After, a deadline answers 504, an explanation is refused with
+422, a delete reaches every process, and stopping the server leaves no process behind."""
 
 from __future__ import annotations
 
@@ -171,6 +172,13 @@ def test_http_processes_share_one_model_process(tmp_path: Path) -> None:
                     break
             assert refused
             assert refused[0].headers["Retry-After"] == "1"
+
+            # A deadline set by the HTTP process holds in the model process (one clock): one
+            # microsecond has passed by the time the request gets there.
+            deploy(admin, "hurried", model="tiny", timeout_ms=0.001)
+            late = admin.post("/api/v1/deployments/hurried/predict", json={"inputs": X.tolist()})
+            assert late.status_code == 504, late.text
+            assert "deadline" in late.json()["detail"]
 
             # Deleted through one process, the deployment is gone from every process.
             assert admin.delete("/api/v1/deployments/tiny").status_code == 204
