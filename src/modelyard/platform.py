@@ -92,7 +92,7 @@ class Platform:
         deployments = DeploymentService(db, registry)
         metrics_registry = CollectorRegistry()
         serving = DeploymentManager(
-            settings, deployments, registry, blobs, ServingMetrics(metrics_registry)
+            settings, deployments, registry, blobs, ServingMetrics(metrics_registry, metrics_dir)
         )
         auth = AuthService(db)
         return cls(
@@ -120,6 +120,7 @@ class Platform:
         every process's metrics summed from ``metrics_dir``."""
         if self.metrics_dir is None:
             return self.metrics_registry
+        self.serving.metrics.llm.publish()
         view = CollectorRegistry()
         multiprocess.MultiProcessCollector(view, str(self.metrics_dir))  # type: ignore[no-untyped-call]
         return view

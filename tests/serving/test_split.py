@@ -19,7 +19,15 @@ import torch
 from prometheus_client import CollectorRegistry, multiprocess
 
 from tests.serving.conftest import MLP, deploy, push_catalog
-from tests.serving.test_workers import AUTH, Load, X, served_by, wait_until
+from tests.serving.test_workers import (
+    AUTH,
+    Load,
+    X,
+    answers_of,
+    served_by,
+    stats_each_time,
+    wait_until,
+)
 from tests.support.process import server_process
 
 # Concurrent bursts sent at a deployment with a one-row queue before giving up on a 429.
@@ -129,6 +137,14 @@ def test_http_processes_share_one_model_process(tmp_path: Path) -> None:
                     sums["batches"] += float(line.rsplit(" ", 1)[1])
             assert sums["requests"] == len(load.answers)
             assert 0 < sums["batches"] <= len(load.answers)
+
+            # Triton's statistics count the batches the model process computed for the
+            # requests of both HTTP processes, whichever of them answers.
+            served = answers_of(load, 2)
+            for entry in stats_each_time(server.url, 2):
+                assert entry["inference_count"] == served, entry
+                assert entry["inference_stats"]["success"]["count"] == served, entry
+                assert 0 < entry["execution_count"] <= served, entry
 
             # The Open Inference Protocol route forwards its tensors the same way.
             infer = admin.post(

@@ -9,6 +9,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -84,6 +85,26 @@ class Load:
                 thread.join()
 
 
+def stats_each_time(url: str, version: int, asks: int = 8) -> list[dict[str, Any]]:
+    """Triton's statistics of deployment ``mlp`` at ``version``, asked ``asks`` times, each on
+    a new connection (so that more than one process answers)."""
+    entries = []
+    for _ in range(asks):
+        reply = httpx.get(f"{url}/v2/models/mlp/stats", headers=AUTH, timeout=60)
+        assert reply.status_code == 200, reply.text
+        (entry,) = [e for e in reply.json()["model_stats"] if e["version"] == str(version)]
+        entries.append(entry)
+    return entries
+
+
+def answers_of(load: Load, version: int) -> int:
+    """How many of the load's answers came from ``version``."""
+    return sum(
+        httpx.Response(200, text=text).json()["model_version"] == version
+        for _, text in load.answers
+    )
+
+
 def wait_until(condition: object, load: Load) -> None:
     """Until ``condition()`` holds or the load has sent all it may."""
     stopped = threading.Event()
@@ -136,6 +157,15 @@ def test_two_workers_serve_swap_and_stop_together(tmp_path: Path) -> None:
                 and 'outcome="ok"' in line
             )
             assert total == len(load.answers)
+
+            # Triton's statistics count the inferences of both, whichever process answers.
+            served = answers_of(load, 2)
+            for entry in stats_each_time(server.url, 2):
+                assert entry["inference_count"] == served, entry
+                stats = entry["inference_stats"]
+                assert stats["success"]["count"] == served, entry
+                assert stats["fail"]["count"] == 0, entry
+                assert 0 < entry["execution_count"] <= served, entry
 
         server.process.terminate()
         server.process.wait(timeout=60)

@@ -4,6 +4,13 @@ The names follow what operators of vLLM and TGI watch: requests by finish reason
 generated tokens, time to first token, end-to-end latency, queue time, prefix-cache hits and
 misses, the running and waiting sequences of each engine, and the LoRA adapters attached to it
 and how many of them shared each decoding step.
+
+Run as several processes (``--workers N``), each process has its own engines and writes its
+gauges to the server's shared folder: running and waiting sequences are summed over the live
+processes (``livesum``), attached adapters are the most of any live process (``livemax``, each
+process attaches the same ones to its own copy), and the counters and histograms are summed.
+A gauge read through a function cannot be written there, so in that mode each engine event
+(a sequence admitted, finished or refused) and each scrape write the gauges' current values.
 """
 
 from __future__ import annotations
@@ -20,8 +27,9 @@ from modelyard.serving.buckets import LLM_LATENCY_BUCKETS
 class LlmCollectors:
     """The collectors, registered once in the server's registry."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, *, shared: bool = False) -> None:
         labels = ["deployment", "version"]
+        self.shared = shared
         self.requests = Counter(
             "modelyard_llm_requests_total",
             "Generated sequences by how they ended (stop, length, abort, deadline, error).",
@@ -90,18 +98,21 @@ class LlmCollectors:
             "Sequences in the engine's decoding batch.",
             labels,
             registry=registry,
+            multiprocess_mode="livesum",
         )
         self.waiting = Gauge(
             "modelyard_llm_requests_waiting",
             "Sequences waiting to join the engine's batch.",
             labels,
             registry=registry,
+            multiprocess_mode="livesum",
         )
         self.lora_adapters = Gauge(
             "modelyard_llm_lora_adapters",
             "LoRA adapters attached to the engine (served by adapter deployments on it).",
             labels,
             registry=registry,
+            multiprocess_mode="livemax",
         )
         self.lora_steps = Counter(
             "modelyard_llm_lora_decode_steps_total",
@@ -113,7 +124,26 @@ class LlmCollectors:
         )
         self._live: set[tuple[str, str]] = set()
         self._lora: set[tuple[str, str]] = set()
+        # Shared mode: each gauge child and the function whose value it is to hold.
+        self._functions: dict[tuple[Gauge, tuple[str, str]], Callable[[], float]] = {}
         self._lock = threading.Lock()
+
+    def _read_through(self, gauge: Gauge, key: tuple[str, str], f: Callable[[], float]) -> None:
+        if self.shared:
+            with self._lock:
+                self._functions[(gauge, key)] = f
+            gauge.labels(*key).set(f())
+        else:
+            gauge.labels(*key).set_function(f)
+
+    def publish(self) -> None:
+        """Shared mode: write each gauge's current value where other processes read it."""
+        if not self.shared:
+            return
+        with self._lock:
+            functions = list(self._functions.items())
+        for (gauge, key), f in functions:
+            gauge.labels(*key).set(f())
 
     def observer(
         self,
@@ -123,8 +153,9 @@ class LlmCollectors:
         waiting: Callable[[], float],
     ) -> EngineMetrics:
         """The observer of one engine; its gauges read ``running()`` and ``waiting()``."""
-        self.running.labels(deployment, version).set_function(running)
-        self.waiting.labels(deployment, version).set_function(waiting)
+        key = (deployment, version)
+        self._read_through(self.running, key, running)
+        self._read_through(self.waiting, key, waiting)
         with self._lock:
             self._live.add((deployment, version))
         return EngineMetrics(self, deployment, version)
@@ -134,7 +165,7 @@ class LlmCollectors:
     ) -> Callable[[int], None]:
         """What the adapter bank of one engine reports: its adapters (``attached()``, read
         when scraped) and, through the function returned, each decoding step's adapters."""
-        self.lora_adapters.labels(deployment, version).set_function(attached)
+        self._read_through(self.lora_adapters, (deployment, version), attached)
         with self._lock:
             self._lora.add((deployment, version))
         steps = self.lora_steps
@@ -151,6 +182,15 @@ class LlmCollectors:
             self._live.difference_update(gone)
             lora = [key for key in self._lora if key[0] == deployment]
             self._lora.difference_update(lora)
+            for entry in [e for e in self._functions if e[1][0] == deployment]:
+                del self._functions[entry]
+        if self.shared:
+            # Removing a child leaves its value in this process's file; zero it first.
+            for key in gone:
+                self.running.labels(*key).set(0)
+                self.waiting.labels(*key).set(0)
+            for key in lora:
+                self.lora_adapters.labels(*key).set(0)
         for key in gone:
             self.running.remove(*key)
             self.waiting.remove(*key)
@@ -168,9 +208,11 @@ class EngineMetrics:
 
     def on_reject(self) -> None:
         self.collectors.rejected.labels(self.deployment, self.version).inc()
+        self.collectors.publish()
 
     def on_admitted(self, queue_s: float) -> None:
         self.collectors.queue_time.labels(self.deployment, self.version).observe(queue_s)
+        self.collectors.publish()
 
     def on_first_token(self, ttft_s: float) -> None:
         self.collectors.ttft.labels(self.deployment, self.version).observe(ttft_s)
@@ -191,3 +233,4 @@ class EngineMetrics:
         c.prompt_tokens.labels(*labels).inc(prompt_tokens)
         c.generation_tokens.labels(*labels).inc(completion_tokens)
         c.latency.labels(*labels).observe(latency_s)
+        c.publish()

@@ -1,12 +1,21 @@
-"""Prometheus metrics of serving, per deployment and version, and Triton-style statistics."""
+"""Prometheus metrics of serving, per deployment and version, and Triton-style statistics.
+
+A server of one process keeps Triton's statistics in memory (:class:`VersionStats`). A server
+of several (``--workers N``, ``--model-process``) also counts them in Prometheus collectors,
+which prometheus_client's multiprocess mode writes to the server's shared folder; the
+statistics are then summed from that folder, as ``/metrics`` is, so any process answers the
+counts of all of them, the batches of a model process included.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Metric, multiprocess
 
 from modelyard.serving.buckets import LATENCY_BUCKETS
 from modelyard.serving.llm_metrics import LlmCollectors
@@ -40,6 +49,9 @@ class ServingMetrics:
     """All serving collectors, registered in the server's own registry."""
 
     registry: CollectorRegistry
+    shared_dir: Path | None = None
+    """The server's Prometheus multiprocess folder when it runs as several processes: the
+    statistics are then counted in collectors too and read back summed over processes."""
     stats: dict[tuple[str, str], VersionStats] = field(default_factory=dict)
     _versions: dict[tuple[str, str], VersionMetrics] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -95,9 +107,17 @@ class ServingMetrics:
             registry=r,
             multiprocess_mode="livesum",
         )
-        self.llm = LlmCollectors(r)
+        self.llm = LlmCollectors(r, shared=self.shared_dir is not None)
+        self.executions: SharedStats | None = (
+            SharedStats(r, labels) if self.shared_dir is not None else None
+        )
 
     def version_stats(self, deployment: str, version: str) -> VersionStats:
+        """Triton's statistics of one deployment version: this process's, or, run as several
+        processes, those of every process summed from :attr:`shared_dir`."""
+        if self.shared_dir is not None:
+            collector = multiprocess.MultiProcessCollector(None, str(self.shared_dir))  # type: ignore[no-untyped-call]
+            return summed_stats(collector.collect(), deployment, version)  # type: ignore[no-untyped-call]
         with self._lock:
             return self.stats.setdefault((deployment, version), VersionStats())
 
@@ -134,6 +154,7 @@ class VersionMetrics:
         self, metrics: ServingMetrics, labels: tuple[str, str], stats: VersionStats
     ) -> None:
         self.stats = stats
+        self._shared = None if metrics.executions is None else metrics.executions.bound(*labels)
         self._ok = metrics.requests.labels(*labels, "ok")
         self._rejected = metrics.requests.labels(*labels, "rejected")
         self._error = metrics.requests.labels(*labels, "error")
@@ -169,6 +190,8 @@ class VersionMetrics:
         self._queue_time.observe(queue_s)
         self._compute_time.observe(compute_s)
         if failed < size:
+            if self._shared is not None:
+                self._shared.executed(size - failed, queue_s, compute_s)
             stats = self.stats
             stats.batches += 1
             stats.batch_rows += size - failed
@@ -177,9 +200,126 @@ class VersionMetrics:
 
     def on_reject(self) -> None:
         self.stats.rejected += 1
+        if self._shared is not None:
+            self._shared.rejected.inc()
 
     def on_expire(self) -> None:
         self.stats.expired += 1
+        if self._shared is not None:
+            self._shared.expired.inc()
 
     def on_error(self) -> None:
         """Counted per request by :meth:`failed`; nothing more to do per batch."""
+
+
+class SharedStats:
+    """Triton's statistics that ``/metrics`` does not already count, as collectors, so that
+    a server of several processes can sum them (only registered there: one process keeps
+    them in :class:`VersionStats`). Successes, failures and their time are read from the
+    request counter and the latency histogram."""
+
+    def __init__(self, registry: CollectorRegistry, labels: list[str]) -> None:
+        self.executions = Counter(
+            "modelyard_inference_executions_total",
+            "Batches computed that gave at least one request its outputs (Triton's "
+            "execution_count).",
+            labels,
+            registry=registry,
+        )
+        self.rows = Counter(
+            "modelyard_inference_rows_total",
+            "Rows computed for requests that got their outputs (Triton's inference_count).",
+            labels,
+            registry=registry,
+        )
+        self.queue_seconds = Counter(
+            "modelyard_inference_execution_queue_seconds_total",
+            "Time the requests of those batches waited in the queue.",
+            labels,
+            registry=registry,
+        )
+        self.compute_seconds = Counter(
+            "modelyard_inference_execution_compute_seconds_total",
+            "Time computing those batches.",
+            labels,
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "modelyard_inference_queue_full_total",
+            "Requests turned away because the batcher's queue was full.",
+            labels,
+            registry=registry,
+        )
+        self.expired = Counter(
+            "modelyard_inference_expired_total",
+            "Requests whose deadline passed while they waited in the queue.",
+            labels,
+            registry=registry,
+        )
+        self.last = Gauge(
+            "modelyard_inference_last_timestamp_seconds",
+            "When the last batch that gave outputs was computed (Unix time).",
+            labels,
+            registry=registry,
+            multiprocess_mode="max",
+        )
+
+    def bound(self, deployment: str, version: str) -> BoundSharedStats:
+        return BoundSharedStats(self, (deployment, version))
+
+
+class BoundSharedStats:
+    """:class:`SharedStats` bound to one deployment version's labels."""
+
+    def __init__(self, shared: SharedStats, labels: tuple[str, str]) -> None:
+        self._executions = shared.executions.labels(*labels)
+        self._rows = shared.rows.labels(*labels)
+        self._queue = shared.queue_seconds.labels(*labels)
+        self._compute = shared.compute_seconds.labels(*labels)
+        self._last = shared.last.labels(*labels)
+        self.rejected = shared.rejected.labels(*labels)
+        self.expired = shared.expired.labels(*labels)
+
+    def executed(self, rows: int, queue_s: float, compute_s: float) -> None:
+        self._executions.inc()
+        self._rows.inc(rows)
+        self._queue.inc(queue_s)
+        self._compute.inc(compute_s)
+        self._last.set(time.time())
+
+
+# Sample names read back into VersionStats, and the field each adds to.
+_SUMMED = {
+    "modelyard_inference_executions_total": "batches",
+    "modelyard_inference_rows_total": "batch_rows",
+    "modelyard_inference_queue_full_total": "rejected",
+    "modelyard_inference_expired_total": "expired",
+    "modelyard_inference_latency_seconds_count": "success",
+}
+_SUMMED_NS = {
+    "modelyard_inference_execution_queue_seconds_total": "queue_ns",
+    "modelyard_inference_execution_compute_seconds_total": "compute_ns",
+    "modelyard_inference_latency_seconds_sum": "success_ns",
+}
+
+
+def summed_stats(metrics: Iterable[Metric], deployment: str, version: str) -> VersionStats:
+    """Triton's statistics of one deployment version from collected (summed) metrics."""
+    stats = VersionStats()
+    for family in metrics:
+        for sample in family.samples:
+            labels = sample.labels
+            if labels.get("deployment") != deployment or labels.get("version") != version:
+                continue
+            name = sample.name
+            if name in _SUMMED:
+                field_ = _SUMMED[name]
+                setattr(stats, field_, getattr(stats, field_) + int(sample.value))
+            elif name in _SUMMED_NS:
+                field_ = _SUMMED_NS[name]
+                setattr(stats, field_, getattr(stats, field_) + round(sample.value * 1e9))
+            elif name == "modelyard_inference_requests_total" and labels["outcome"] != "ok":
+                stats.failure += int(sample.value)
+            elif name == "modelyard_inference_last_timestamp_seconds":
+                stats.last_inference_ms = max(stats.last_inference_ms, int(sample.value * 1000))
+    return stats
