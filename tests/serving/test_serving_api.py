@@ -239,6 +239,10 @@ def test_stats_count_only_requests_that_got_outputs(api: httpx.Client, tmp_path:
     assert stats["inference_stats"]["success"]["count"] == 2
     assert stats["inference_stats"]["fail"]["count"] == 2
     assert stats["inference_stats"]["compute_infer"]["count"] == 2
+    assert api.get("/v2/models/mlp/versions/1/stats").json()["model_stats"] == [stats]
+    missing = api.get("/v2/models/mlp/versions/7/stats")
+    assert missing.status_code == 404
+    assert "version '7'" in missing.json()["detail"]
 
 
 def test_pipeline_chains_deployments(api: httpx.Client, tmp_path: Path) -> None:

@@ -150,6 +150,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/v2/models/{model}/infer"): needs(INFER, body=Body.INFER),
     ("POST", "/v2/models/{model}/versions/{version}/infer"): needs(INFER, body=Body.INFER),
     ("GET", "/v2/models/{model}/stats"): needs(INFER),
+    ("GET", "/v2/models/{model}/versions/{version}/stats"): needs(INFER),
     # -- limits, budgets, usage and costs (admins and project owners change them) ----------
     ("GET", "/api/v1/limits/keys/{key_id}"): needs(READ),
     ("PUT", "/api/v1/limits/keys/{key_id}"): needs(WRITE),

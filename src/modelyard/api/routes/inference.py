@@ -154,9 +154,24 @@ async def infer_version(
 
 @router.get("/models/{model}/stats", summary="Statistics like Triton's")
 async def stats(model: str, platform: PlatformDep, caller: CallerDep) -> dict[str, Any]:
+    return await _stats(platform, caller, model, None)
+
+
+@router.get("/models/{model}/versions/{version}/stats", summary="One version's statistics")
+async def stats_version(
+    model: str, version: str, platform: PlatformDep, caller: CallerDep
+) -> dict[str, Any]:
+    return await _stats(platform, caller, model, version)
+
+
+async def _stats(
+    platform: Platform, caller: Caller, model: str, version: str | None
+) -> dict[str, Any]:
     live_ = await _live(platform, caller, model)
     entries = []
     for served, _ in live_.routes:
+        if version is not None and str(served.number) != version:
+            continue
         s = platform.serving.metrics.version_stats(model, str(served.number))
         entries.append(
             {
@@ -175,6 +190,8 @@ async def stats(model: str, platform: PlatformDep, caller: CallerDep) -> dict[st
                 "expired": s.expired,
             }
         )
+    if version is not None and not entries:
+        raise NotFound(f"deployment '{model}' does not serve version '{version}'")
     if not entries and live_.spec.pipeline is None:
         raise NotFound(f"deployment '{model}' serves no version yet")
     return {"model_stats": entries}
