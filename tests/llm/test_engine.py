@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from modelyard.errors import TooManyRequests
-from modelyard.llm import LanguageModel
+from modelyard.llm import Delta, LanguageModel
 from modelyard.llm.detok import StreamDecoder
 from modelyard.llm.prefix_cache import BLOCK, PrefixCache
 from tests.llm.tiny import build_tiny_lm
@@ -253,3 +253,40 @@ def test_the_prefix_cache_drops_least_recently_used_entries_past_its_bytes() -> 
     hit = cache.lookup([*a, 9])
     assert hit is not None and hit[1] == BLOCK and hit[0][0][0].shape[2] == BLOCK
     assert cache.lookup(a[:BLOCK]) is None  # at least one token must be left to run
+
+
+def test_a_reader_that_fell_behind_takes_every_pending_token_as_one_delta(
+    lm: LanguageModel,
+) -> None:
+    prompt = lm.encode("hello there")
+
+    recorder = _Recorder()
+    lm.engine.observer = recorder
+
+    async def run() -> list[Delta]:
+        stream = lm.generate(prompt, lm.sampling(max_tokens=10, temperature=0, logprobs=0))
+        while not recorder.finished:
+            await asyncio.sleep(0.01)  # the engine runs to the end while nobody reads
+        return [delta async for delta in stream]
+
+    try:
+        deltas = asyncio.run(run())
+    finally:
+        lm.engine.observer = None
+    assert len(deltas) == 1
+    (delta,) = deltas
+    assert delta.text == reference(lm, "hello there", 10)
+    assert (delta.completion_tokens, delta.finish_reason) == (10, "length")
+    assert len(delta.logprobs) == 10
+
+
+def test_a_stream_that_is_not_incremental_delivers_its_output_once(lm: LanguageModel) -> None:
+    async def run() -> list[Delta]:
+        params = lm.sampling(max_tokens=12, temperature=0)
+        stream = lm.generate(lm.encode("good morning"), params, incremental=False)
+        return [delta async for delta in stream]
+
+    deltas = asyncio.run(run())
+    assert [(d.text, d.completion_tokens, d.finish_reason) for d in deltas] == [
+        (reference(lm, "good morning", 12), 12, "length")
+    ]

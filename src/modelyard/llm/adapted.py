@@ -72,10 +72,17 @@ class AdaptedLanguageModel(LanguageModel):
         *,
         deadline: float | None = None,
         adapter: str | LoraAdapter | None = None,
+        incremental: bool = True,
     ) -> GenerationStream:
         # This version's adapter, even while a newer one of the same name is swapped in.
         base = self._current()
-        return base.generate(prompt_ids, params, deadline=deadline, adapter=adapter or self.adapter)
+        return base.generate(
+            prompt_ids,
+            params,
+            deadline=deadline,
+            adapter=adapter or self.adapter,
+            incremental=incremental,
+        )
 
     def close(self) -> None:
         """Detach the adapter; the base goes on serving (its own deployment closes it)."""

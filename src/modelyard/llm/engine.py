@@ -122,7 +122,7 @@ class _Sequence:
     id: int
     prompt_ids: list[int]
     params: SamplingParams
-    deliver: Callable[[Delta | BaseException], None]
+    stream: GenerationStream
     deadline: float | None
     decoder: StreamDecoder
     generator: torch.Generator | None = None
@@ -136,20 +136,59 @@ class _Sequence:
 
 
 class GenerationStream:
-    """The client's end of one sequence: iterate for :class:`Delta` s, or :meth:`abort`."""
+    """The client's end of one sequence: iterate for :class:`Delta` s, or :meth:`abort`.
 
-    def __init__(self, engine: LLMEngine, prompt_tokens: int) -> None:
+    The engine thread appends what each step adds to :attr:`_pending` and, once per step,
+    wakes every stream that has something new with one call into the event loop. A reader that
+    fell behind takes everything pending as one merged :class:`Delta`. A stream that is not
+    ``incremental`` is only woken when its sequence ends, so its reader does no work per token.
+    """
+
+    def __init__(self, engine: LLMEngine, prompt_tokens: int, *, incremental: bool = True) -> None:
         self._engine = engine
-        self._queue: asyncio.Queue[Delta | BaseException] = asyncio.Queue()
-        self._loop = asyncio.get_running_loop()
+        self._pending: collections.deque[Delta | BaseException] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self.loop = asyncio.get_running_loop()
+        self.incremental = incremental
         self._sequence: _Sequence | None = None
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = 0
         self.finish_reason: str | None = None
 
-    def _deliver(self, item: Delta | BaseException) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+    def _push(self, item: Delta | BaseException) -> bool:
+        """Engine side: keep ``item``; say whether the reader should be woken for it."""
+        self._pending.append(item)
+        return self.incremental or _ends(item)
+
+    def _ready(self) -> bool:
+        """Whether the reader has something to take (when not incremental: the end)."""
+        if not self._pending:
+            return False
+        return self.incremental or _ends(self._pending[-1])
+
+    def _wake(self) -> None:
+        """Event-loop side: let a waiting reader look at what is pending."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _take(self) -> Delta | BaseException:
+        """Everything pending up to the first error, as one delta (or that error)."""
+        first = self._pending.popleft()
+        if isinstance(first, BaseException) or not self._pending:
+            return first
+        deltas = [first]
+        while self._pending and not isinstance(self._pending[0], BaseException):
+            item = self._pending.popleft()
+            assert isinstance(item, Delta)  # the loop stops before an error
+            deltas.append(item)
+        last = deltas[-1]
+        return Delta(
+            "".join(delta.text for delta in deltas),
+            last.completion_tokens,
+            last.finish_reason,
+            tuple(lp for delta in deltas for lp in delta.logprobs),
+        )
 
     def abort(self) -> None:
         """Stop generating: a waiting sequence leaves the queue at once; a running one frees
@@ -165,7 +204,16 @@ class GenerationStream:
     async def _iterate(self) -> AsyncIterator[Delta]:
         try:
             while self.finish_reason is None:
-                item = await self._queue.get()
+                if not self._ready():
+                    # The engine appends before it schedules the wake-up, and the wake-up
+                    # runs on this loop after we await, so none is lost in between.
+                    self._waiter = self.loop.create_future()
+                    try:
+                        await self._waiter
+                    finally:
+                        self._waiter = None
+                    continue
+                item = self._take()
                 if isinstance(item, BaseException):
                     self.finish_reason = "error"
                     raise item
@@ -178,6 +226,15 @@ class GenerationStream:
     async def text(self) -> str:
         """Run to the end and return the whole generated text."""
         return "".join([delta.text async for delta in self])
+
+
+def _ends(item: Delta | BaseException) -> bool:
+    return isinstance(item, BaseException) or item.finish_reason is not None
+
+
+def _wake_all(streams: list[GenerationStream]) -> None:
+    for stream in streams:
+        stream._wake()
 
 
 class LLMEngine:
@@ -198,6 +255,8 @@ class LLMEngine:
         self._batch = RunningBatch()
         self._stopped = False
         self._thread: threading.Thread | None = None
+        self._woken: list[GenerationStream] = []
+        """Streams given something since the last :meth:`_flush` (engine thread only)."""
         self.steps = 0
         self.max_batch_seen = 0
         self.observer: EngineObserver | None = None
@@ -228,7 +287,8 @@ class LLMEngine:
             self._thread.join(timeout=30)
         gone = Unavailable(f"the model '{self.config.name}' was unloaded")
         for seq in [*self._waiting, *self._running]:
-            seq.deliver(gone)
+            self._deliver(seq, gone)
+        self._flush()
         self._waiting.clear()
         self._running.clear()
         self._batch = RunningBatch()
@@ -251,9 +311,11 @@ class LLMEngine:
         *,
         deadline: float | None = None,
         adapter: str | LoraAdapter | None = None,
+        incremental: bool = True,
     ) -> GenerationStream:
         """Queue one sequence; ``deadline`` (``time.monotonic()``) bounds its wait to start;
-        ``adapter`` is a LoRA adapter attached to :attr:`adapters` (or its name) to run it with.
+        ``adapter`` is a LoRA adapter attached to :attr:`adapters` (or its name) to run it with;
+        ``incremental=False`` hands the stream its whole output once, when it ends.
 
         Raises:
             InvalidInput: an empty prompt, or one that leaves no room in the context.
@@ -272,12 +334,12 @@ class LLMEngine:
                 f"the prompt has {len(prompt_ids)} tokens; the model's context is "
                 f"{self.config.context_length}"
             )
-        stream = GenerationStream(self, len(prompt_ids))
+        stream = GenerationStream(self, len(prompt_ids), incremental=incremental)
         seq = _Sequence(
             id=next(_ids),
             prompt_ids=list(prompt_ids),
             params=params,
-            deliver=stream._deliver,
+            stream=stream,
             deadline=deadline,
             decoder=StreamDecoder(self._decode, params.stop),
             guide=params.constraint.start() if params.constraint is not None else None,
@@ -318,8 +380,26 @@ class LLMEngine:
                 self._drop_aborted()
                 if admitted:
                     self._admit(admitted)
+                    self._flush()  # first tokens go out before the next step runs
                 if self._running:
                     self._step()
+                self._flush()
+
+    def _deliver(self, seq: _Sequence, item: Delta | BaseException) -> None:
+        if seq.stream._push(item):
+            self._woken.append(seq.stream)
+
+    def _flush(self) -> None:
+        """Wake the readers of every stream given something: one call per event loop."""
+        if not self._woken:
+            return
+        woken, self._woken = self._woken, []
+        by_loop: dict[asyncio.AbstractEventLoop, list[GenerationStream]] = {}
+        for stream in woken:
+            by_loop.setdefault(stream.loop, []).append(stream)
+        for loop, streams in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
+                loop.call_soon_threadsafe(_wake_all, streams)
 
     def _discard_waiting(self, seq: _Sequence) -> None:
         with self._cond, contextlib.suppress(ValueError):
@@ -343,7 +423,7 @@ class LLMEngine:
                 self._finished(seq, "abort")
                 continue
             if seq.deadline is not None and now > seq.deadline:
-                seq.deliver(DeadlineExceeded("the request waited past its deadline"))
+                self._deliver(seq, DeadlineExceeded("the request waited past its deadline"))
                 self._finished(seq, "deadline")
                 continue
             ready.append(seq)
@@ -402,7 +482,7 @@ class LLMEngine:
         except Exception as exc:
             log.exception("prefill failed in %s", self.config.name)
             for seq in ready:
-                seq.deliver(_as_error(exc))
+                self._deliver(seq, _as_error(exc))
                 self._finished(seq, "error")
             return
         if self.prefix_cache is not None:
@@ -447,7 +527,7 @@ class LLMEngine:
             log.exception("decoding step failed in %s", self.config.name)
             error = _as_error(exc)
             for seq in running:
-                seq.deliver(error)
+                self._deliver(seq, error)
                 self._finished(seq, "error")
             self._running, self._batch = [], RunningBatch()
             return
@@ -484,7 +564,7 @@ class LLMEngine:
         guide = seq.guide
         if guide is not None and token not in params.stop_token_ids and not guide.consume(token):
             log.error("token %d left the grammar of sequence %d: %s", token, seq.id, guide.error)
-            seq.deliver(ModelyardError("generation left its grammar"))
+            self._deliver(seq, ModelyardError("generation left its grammar"))
             self._finished(seq, "error")
             return True
         if token in params.stop_token_ids:
@@ -501,7 +581,7 @@ class LLMEngine:
                 or len(seq.prompt_ids) + len(seq.generated) >= self.config.context_length
             ):
                 text, finish = text + seq.decoder.flush(seq.generated), "length"
-        seq.deliver(Delta(text, len(seq.generated), finish, shown))
+        self._deliver(seq, Delta(text, len(seq.generated), finish, shown))
         if finish is not None:
             self._finished(seq, finish)
         return finish is not None

@@ -213,9 +213,13 @@ class LanguageModel:
         *,
         deadline: float | None = None,
         adapter: str | LoraAdapter | None = None,
+        incremental: bool = True,
     ) -> GenerationStream:
-        """Queue a sequence (with an attached LoRA ``adapter``, or the one of that name)."""
-        return self.engine.submit(prompt_ids, params, deadline=deadline, adapter=adapter)
+        """Queue a sequence (with an attached LoRA ``adapter``, or the one of that name);
+        ``incremental=False`` delivers its output once, when it ends."""
+        return self.engine.submit(
+            prompt_ids, params, deadline=deadline, adapter=adapter, incremental=incremental
+        )
 
     def attach_adapter(self, folder: Path, name: str) -> LoraAdapter:
         """Read the LoRA adapter saved in ``folder`` and serve it as ``name`` on this model,

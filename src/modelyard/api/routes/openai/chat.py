@@ -104,7 +104,9 @@ async def create_chat_completion(
         caller, name, "chat", tokens=len(prompt_ids) + max_tokens * body.n
     )
     try:
-        streams = start_all(lm, [(prompt_ids, p) for p in params], deadline)
+        streams = start_all(
+            lm, [(prompt_ids, p) for p in params], deadline, incremental=body.stream
+        )
     except ModelyardError as exc:
         ticket.failed(exc.status, version=served.number)
         raise

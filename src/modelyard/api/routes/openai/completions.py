@@ -78,7 +78,7 @@ async def create_completion(
     reserved = sum(len(ids) + params.max_tokens for ids, params in jobs)
     ticket = await platform.usage.admit(caller, name, "completion", tokens=reserved)
     try:
-        streams = start_all(lm, jobs, deadline)
+        streams = start_all(lm, jobs, deadline, incremental=body.stream)
     except ModelyardError as exc:
         ticket.failed(exc.status, version=served.number)
         raise

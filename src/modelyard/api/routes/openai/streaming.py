@@ -34,12 +34,17 @@ def start_all(
     lm: LanguageModel,
     jobs: Sequence[tuple[list[int], SamplingParams]],
     deadline: float | None,
+    *,
+    incremental: bool,
 ) -> list[GenerationStream]:
-    """Submit every (prompt, params); if one is refused, abort the ones already queued."""
+    """Submit every (prompt, params); if one is refused, abort the ones already queued.
+    ``incremental=False`` (a request that is not streamed) has each output delivered once."""
     streams: list[GenerationStream] = []
     try:
         for prompt_ids, params in jobs:
-            streams.append(lm.generate(prompt_ids, params, deadline=deadline))
+            streams.append(
+                lm.generate(prompt_ids, params, deadline=deadline, incremental=incremental)
+            )
     except BaseException:
         for stream in streams:
             stream.abort()
