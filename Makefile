@@ -39,11 +39,13 @@ typecheck: venv
 unit: venv
 	$(BIN)/pytest -q $(UNIT)
 
-# The suite runs on TEST_WORKERS processes (pytest-xdist); tests of one xdist_group share one.
+# The suite runs on TEST_WORKERS processes (pytest-xdist). A module's tests run together on one
+# of them, in order: the Ray cluster tests one after another, the dashboard's browser story on
+# one page.
 TEST_WORKERS ?= 2
 
 suite: venv browser
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=25
 
 # The dashboard's tests drive Debian's Chromium (Playwright cannot download its own here).
 browser:

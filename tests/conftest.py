@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -69,6 +70,15 @@ def migrated_db(database_url: str) -> Iterator[Database]:
         yield database
     finally:
         database.dispose()
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A temporary directory with a short path, for a server's TMPDIR: the job executor puts a
+    Unix socket under TMPDIR, and socket paths are limited to about 100 bytes (a test's
+    ``tmp_path`` under pytest-xdist can be longer)."""
+    with tempfile.TemporaryDirectory(prefix="my-") as tmp:
+        yield Path(tmp)
 
 
 @pytest.fixture

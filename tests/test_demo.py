@@ -6,8 +6,7 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +17,6 @@ from tests.cli.fake_api import run
 from tests.support.server import live_server
 
 MIN_ACCURACY = 0.95
-
-
-@pytest.fixture
-def short_tmp() -> Iterator[Path]:
-    """A temporary directory with a short path: the server's job executor puts a Unix
-    socket under TMPDIR, and socket paths are limited to about 100 bytes."""
-    with tempfile.TemporaryDirectory(prefix="demo-") as tmp:
-        yield Path(tmp)
 
 
 @pytest.mark.slow

@@ -26,9 +26,7 @@ from tests.support.process import ServerProcess, server_process
 from tests.support.ray_cluster import RayCluster, ray_cluster
 from tests.support.server import ADMIN_KEY, free_port
 
-# The Ray clusters of these tests take most of the machine: they run one after another on
-# one test worker (``--dist loadgroup``), never beside each other.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
+pytestmark = pytest.mark.slow
 
 # A job that cannot be placed waits this long before it fails.
 PLACEMENT_TIMEOUT_S = 30

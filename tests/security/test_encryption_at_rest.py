@@ -59,14 +59,13 @@ def _job(api: httpx.Client, **overrides: Any) -> str:
 @pytest.mark.slow
 @pytest.mark.parametrize("with_workers", [False, True], ids=["server", "server-and-workers"])
 def test_no_plaintext_on_disk_after_training_serving_and_a_kill_9(
-    tmp_path: Path, with_workers: bool
+    tmp_path: Path, short_tmp: Path, with_workers: bool
 ) -> None:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     x, labels = digits.data.astype(np.float32), digits.target
-    data_dir, system_tmp, log = tmp_path / "data", tmp_path / "system-tmp", tmp_path / "log"
-    system_tmp.mkdir()
+    data_dir, system_tmp, log = tmp_path / "data", short_tmp, tmp_path / "log"
     env = {
         "MODELYARD_ENCRYPTION_KEY": KEY,
         "MODELYARD_EXECUTOR_SLOTS": "1",

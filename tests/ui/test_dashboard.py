@@ -18,9 +18,6 @@ from tests.jobs.conftest import MLP, upload_digits, wait_for
 from tests.support.server import LiveServer
 from tests.ui.conftest import shot
 
-# The last test reads the screenshots the others saved: the module runs on one test worker.
-pytestmark = pytest.mark.xdist_group("ui")
-
 MODEL = "digits-ui"
 
 
