@@ -39,6 +39,7 @@ import numpy as np
 
 from bench._server import server_process
 from bench.load import OtherLoad
+from modelyard.api.server import bound_openmp_waits
 
 FEATURES = 784
 CLASSES = 10
@@ -319,10 +320,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     cases = [CASE_KEYS[c] for c in args.cases.split(",")]
-    # The server's processes keep torch's OpenMP threads from spinning between operations
+    # The server's processes bound how long torch's OpenMP threads spin between operations
     # (modelyard.api.server); the hand-written loop, and a --baseline server from before that
     # setting, get the same, before torch is first loaded here and in every server.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    bound_openmp_waits()
     import torch
 
     began = time.perf_counter()
@@ -363,7 +364,8 @@ def report(
         f"samples/s from its step-event timestamps (every {LOG_EVERY} steps) after "
         f"{WARMUP_STEPS} warm-up steps, hand-written over the same steps; {rounds} rounds, "
         "the order of the sides rotating each round; medians; OMP_WAIT_POLICY="
-        f"{os.environ.get('OMP_WAIT_POLICY')} everywhere"
+        f"{os.environ.get('OMP_WAIT_POLICY')} GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT')} "
+        "everywhere"
     )
     print(
         f"{'model':<20}{'server':>9}{'samples':>8}{'epochs':>7}{'batch':>6}{'timed steps':>13}"

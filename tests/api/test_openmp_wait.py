@@ -1,4 +1,4 @@
-"""The server has torch's OpenMP threads sleep between operations unless told otherwise."""
+"""The server has torch's OpenMP threads spin briefly, then sleep, unless told otherwise."""
 
 from __future__ import annotations
 
@@ -8,23 +8,34 @@ import sys
 
 import pytest
 
-from modelyard.api.server import wait_passively
+from modelyard.api.server import OPENMP_SPINS, bound_openmp_waits
 
 
-def test_openmp_threads_wait_passively_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_openmp_threads_spin_briefly_then_sleep_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    wait_passively()
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    bound_openmp_waits()
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert os.environ["GOMP_SPINCOUNT"] == str(OPENMP_SPINS)
 
 
-def test_an_operators_wait_policy_stands(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    wait_passively()
-    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+@pytest.mark.parametrize(
+    ("name", "value"), [("OMP_WAIT_POLICY", "ACTIVE"), ("GOMP_SPINCOUNT", "0")]
+)
+def test_an_operators_setting_stands(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.setenv(name, value)
+    bound_openmp_waits()
+    assert os.environ[name] == value
+    (other,) = {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} - {name}
+    assert other not in os.environ
 
 
-def test_the_policy_is_set_before_the_server_imports_torch() -> None:
-    # OpenMP reads the policy once, when torch loads it: the server module must not load it.
+def test_the_setting_is_made_before_the_server_imports_torch() -> None:
+    # OpenMP reads its settings once, when torch loads it: the server module must not load it.
     code = "import sys, modelyard.api.server; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

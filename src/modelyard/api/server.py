@@ -52,17 +52,28 @@ def build(settings: Settings) -> Platform:
     return platform
 
 
-def wait_passively() -> None:
-    """Have torch's OpenMP threads sleep, not spin, between operations (an operator's
-    ``OMP_WAIT_POLICY`` stands); before torch is first imported, as OpenMP reads it then.
+# How long (in libgomp's spins, about 100,000 a millisecond) an idle OpenMP thread spins
+# before it sleeps: long enough to catch the next operation of a forward pass, short enough
+# not to hold a core between decoding steps or requests.
+OPENMP_SPINS = 30_000
+
+
+def bound_openmp_waits() -> None:
+    """Have torch's OpenMP threads spin briefly, then sleep, between operations; before torch
+    is first imported, as OpenMP reads its settings then. An operator's ``OMP_WAIT_POLICY``
+    or ``GOMP_SPINCOUNT`` stands.
 
     A server's compute threads share the cores with its event loop, its other threads and
-    often other processes. Spinning OpenMP threads take the cores the others need, and an
-    operation whose threads are not all running waits for them: on two busy cores (load
-    average near 10) a small language model took 45 to 90 s for 64 tokens with spinning
-    threads and 0.7 s with sleeping ones (docs/llm.md, Benchmark).
+    often other processes. OpenMP's default (about 3 ms of spinning) lets idle threads take
+    the cores the others need: on two busy cores (load average near 10) a small language model
+    took 45 to 90 s for 64 tokens. Threads that never spin (``OMP_WAIT_POLICY=PASSIVE``) wait
+    for a wake-up at every operation, which halved decoding on a quiet machine. A spin of
+    about 0.3 ms keeps the quiet machine's speed without the collapse (docs/llm.md, Benchmark).
     """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        return
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    os.environ["GOMP_SPINCOUNT"] = str(OPENMP_SPINS)
 
 
 def tls_options(settings: Settings) -> dict[str, Any]:
@@ -86,7 +97,7 @@ def tls_options(settings: Settings) -> dict[str, Any]:
 def serve(settings: Settings) -> None:
     """Run the server in the foreground until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    wait_passively()
+    bound_openmp_waits()
     try:
         tls = tls_options(settings)
     except ModelyardError as exc:
