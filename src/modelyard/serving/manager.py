@@ -608,6 +608,7 @@ class DeploymentManager:
             name=f"{name}:{version.version}",
             observer=self.metrics.observer(name, str(version.version)),
         )
+        self.metrics.watch_queue(name, str(version.version), batcher)
         await batcher.start()
         heap.settle()  # what the model brought lives as long as it is served
         return Served(version=version, runtime=runtime, batcher=batcher)

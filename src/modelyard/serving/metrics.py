@@ -9,11 +9,14 @@ counts of all of them, the batches of a model process included.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Metric, multiprocess
 
@@ -21,6 +24,13 @@ from modelyard.serving.buckets import LATENCY_BUCKETS
 from modelyard.serving.llm_metrics import LlmCollectors
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class QueueDepth(Protocol):
+    """A queue whose waiting rows ``/metrics`` reports (a deployment version's batcher)."""
+
+    @property
+    def queue_depth(self) -> int: ...
 
 
 @dataclass
@@ -137,8 +147,29 @@ class ServingMetrics:
         """What one deployment version's batcher reports to (a BatchObserver)."""
         return self.version(deployment, version)
 
+    def watch_queue(self, deployment: str, version: str, queue: QueueDepth) -> None:
+        """Report the rows waiting in one version's ``queue``, read when ``/metrics`` is
+        scraped. The queue is held weakly: once it is retired, the version reports 0.
+
+        Run as several processes, a gauge read through a function is not collected
+        (prometheus_client's multiprocess mode reads only what processes wrote), so the
+        series is left out there; the queue's bound shows as 429s in the request counter.
+        """
+        if self.shared_dir is not None:
+            return
+        held = weakref.ref(queue)
+
+        def depth() -> float:
+            alive = held()
+            return 0.0 if alive is None else float(alive.queue_depth)
+
+        self.queue_depth.labels(deployment, version).set_function(depth)
+
     def forget(self, deployment: str) -> None:
         with self._lock:
+            for key in [k for k in self._versions if k[0] == deployment]:
+                with contextlib.suppress(KeyError):
+                    self.queue_depth.remove(*key)
             for key in [k for k in self.stats if k[0] == deployment]:
                 del self.stats[key]
             for key in [k for k in self._versions if k[0] == deployment]:
