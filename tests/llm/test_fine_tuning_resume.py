@@ -22,7 +22,10 @@ from tests.support.server import ADMIN_KEY
 
 ENV = {"MODELYARD_EXECUTOR_SLOTS": "1", "MODELYARD_JOB_HEARTBEAT_TIMEOUT_S": "5"}
 JOB_PREFIX = "ftjob-"
-HYPER = {"n_epochs": 12, "batch_size": 4, "learning_rate_multiplier": 10}
+# Enough steps (32 an epoch, 1,280 in all: several seconds) that the job still runs well after
+# its first checkpoint (the end of its first epoch) is seen.
+HYPER = {"n_epochs": 40, "batch_size": 4, "learning_rate_multiplier": 10}
+LINES = 128
 
 
 def _start(client: openai.OpenAI, train_id: str, suffix: str) -> str:
@@ -61,7 +64,7 @@ def test_kill_9_mid_fine_tuning_resumes_to_identical_weights(tmp_path: Path) -> 
         push_hf(api, "tiny", tar_folder(build_tiny_lm(tmp_path / "tiny", positions=64)))
         deploy(api, "tiny", "tiny")
         client = openai.OpenAI(base_url=f"{srv.url}/v1", api_key=ADMIN_KEY)
-        train = client.files.create(file=("train.jsonl", chat_lines(16)), purpose="fine-tune")
+        train = client.files.create(file=("train.jsonl", chat_lines(LINES)), purpose="fine-tune")
         whole = _start(client, train.id, "whole")
         done = wait_for(api, whole, timeout=600)
         assert done["status"] == "succeeded", done["error"]
