@@ -15,18 +15,15 @@ from pathlib import Path
 import httpx
 import numpy as np
 import psutil
-import torch
 from prometheus_client import CollectorRegistry, multiprocess
 
 from tests.serving.conftest import MLP, deploy, push_catalog
 from tests.serving.test_workers import (
     AUTH,
-    Load,
     X,
     answers_of,
-    served_by,
     stats_each_time,
-    wait_until,
+    swap_under_load,
 )
 from tests.support.process import server_process
 
@@ -98,28 +95,7 @@ def test_http_processes_share_one_model_process(tmp_path: Path) -> None:
         ]
         scratch = tmp_path / "scratch"
         with httpx.Client(base_url=server.url, headers=AUTH, timeout=120) as admin:
-            first = push_catalog(admin, "mlp", MLP, tmp_path, seed=0)
-            second = push_catalog(admin, "mlp", MLP, tmp_path, seed=1)
-            deploy(admin, "mlp", model="mlp", version=1)
-
-            def every_process_served(version: str) -> bool:
-                return all(served_by(metrics_dir, w.pid, version, scratch) > 0 for w in http)
-
-            with Load(server.url).running() as load:
-                wait_until(lambda: every_process_served("1"), load)
-                assert every_process_served("1")
-                swap = admin.patch("/api/v1/deployments/mlp", json={"version": 2})
-                assert swap.status_code == 200, swap.text
-                wait_until(lambda: every_process_served("2"), load)
-            assert every_process_served("2")
-            failed = [a for a in load.answers if a[0] != 200]
-            assert not failed, failed[:3]
-            with torch.no_grad():
-                expected = {v: m(torch.from_numpy(X)).numpy() for v, m in ((1, first), (2, second))}
-            for _, text in load.answers:
-                answer = httpx.Response(200, text=text).json()
-                (outputs,) = answer["outputs"].values()
-                assert np.allclose(outputs, expected[answer["model_version"]], atol=1e-5)
+            load, expected = swap_under_load(server.url, admin, http, metrics_dir, tmp_path)
 
             # Any HTTP process's /metrics sums the requests of both and the batches of the
             # model process.

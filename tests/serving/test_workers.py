@@ -112,6 +112,43 @@ def wait_until(condition: object, load: Load) -> None:
         stopped.wait(0.1)
 
 
+def swap_under_load(
+    url: str,
+    admin: httpx.Client,
+    processes: list[psutil.Process],
+    metrics_dir: Path,
+    tmp_path: Path,
+) -> tuple[Load, dict[int, np.ndarray]]:
+    """Deploy version 1 of an MLP, move it to version 2 under load once every HTTP process
+    served version 1, and check that every process served both, that no request failed and
+    that every answer equals its version's in-process output; returns the finished load and
+    each version's output for :data:`X`."""
+    scratch = tmp_path / "scratch"
+    first = push_catalog(admin, "mlp", MLP, tmp_path, seed=0)
+    second = push_catalog(admin, "mlp", MLP, tmp_path, seed=1)
+    deploy(admin, "mlp", model="mlp", version=1)
+
+    def every_process_served(version: str) -> bool:
+        return all(served_by(metrics_dir, p.pid, version, scratch) > 0 for p in processes)
+
+    with Load(url).running() as load:
+        wait_until(lambda: every_process_served("1"), load)
+        assert every_process_served("1")
+        swap = admin.patch("/api/v1/deployments/mlp", json={"version": 2})
+        assert swap.status_code == 200, swap.text
+        wait_until(lambda: every_process_served("2"), load)
+    assert every_process_served("2")
+    failed = [a for a in load.answers if a[0] != 200]
+    assert not failed, failed[:3]
+    with torch.no_grad():
+        expected = {v: m(torch.from_numpy(X)).numpy() for v, m in ((1, first), (2, second))}
+    for _, text in load.answers:
+        answer = httpx.Response(200, text=text).json()
+        (outputs,) = answer["outputs"].values()
+        assert np.allclose(outputs, expected[answer["model_version"]], atol=1e-5)
+    return load, expected
+
+
 def test_two_workers_serve_swap_and_stop_together(tmp_path: Path) -> None:
     data = tmp_path / "data"
     with server_process(data, tmp_path / "server.log", MODELYARD_WORKERS="2") as server:
@@ -122,30 +159,8 @@ def test_two_workers_serve_swap_and_stop_together(tmp_path: Path) -> None:
         (metrics_dir,) = [
             p for p in data.glob("tmp/proc-*/prometheus") if f"-{supervisor.pid}-" in p.parent.name
         ]
-        scratch = tmp_path / "scratch"
         with httpx.Client(base_url=server.url, headers=AUTH, timeout=120) as admin:
-            first = push_catalog(admin, "mlp", MLP, tmp_path, seed=0)
-            second = push_catalog(admin, "mlp", MLP, tmp_path, seed=1)
-            deploy(admin, "mlp", model="mlp", version=1)
-
-            def every_worker_served(version: str) -> bool:
-                return all(served_by(metrics_dir, w.pid, version, scratch) > 0 for w in workers)
-
-            with Load(server.url).running() as load:
-                wait_until(lambda: every_worker_served("1"), load)
-                assert every_worker_served("1")
-                swap = admin.patch("/api/v1/deployments/mlp", json={"version": 2})
-                assert swap.status_code == 200, swap.text
-                wait_until(lambda: every_worker_served("2"), load)
-            assert every_worker_served("2")
-            failed = [a for a in load.answers if a[0] != 200]
-            assert not failed, failed[:3]
-            with torch.no_grad():
-                expected = {v: m(torch.from_numpy(X)).numpy() for v, m in ((1, first), (2, second))}
-            for _, text in load.answers:
-                answer = httpx.Response(200, text=text).json()
-                (outputs,) = answer["outputs"].values()
-                assert np.allclose(outputs, expected[answer["model_version"]], atol=1e-5)
+            load, _ = swap_under_load(server.url, admin, workers, metrics_dir, tmp_path)
 
             # Any worker's /metrics counts the requests of both.
             text = admin.get("/metrics").text
